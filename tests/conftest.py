@@ -1,0 +1,45 @@
+"""Shared fixtures: a real temporary root with a config that uses the tiny-random model."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "data" / "models"  # materialized by `make models`; shared by every test
+
+
+def write_config(root: Path, **sections) -> Path:
+    config = {"model": {"name_or_path": "tiny-random", "cache_dir": str(MODELS)},
+              "training": {"batch_size": 4, "save_steps": 1000, "logging_steps": 1}}
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            config.setdefault(key, {}).update(value)
+        else:
+            config[key] = value
+    path = root / "config.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def write_jsonl(path: Path, records) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def run_train(root: Path, *args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
+    """Run train.py as a user would, in its own process."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, str(REPO / "train.py"), "--config", str(root / "config.json"), *map(str, args)],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    write_config(tmp_path)
+    return tmp_path

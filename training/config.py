@@ -1,0 +1,162 @@
+"""config.json, validated: one pydantic model per section, mirrored 1:1 by the file.
+
+Every field has a default and a description; unknown keys are errors; all
+problems are reported at once, each with its key path and what to do.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name_or_path: str = Field(
+        "smollm2-135m-instruct",
+        description="Built-in alias (smollm2-135m-instruct, tiny-random), a local folder, or a Hugging Face id.",
+    )
+    cache_dir: str = Field(
+        "data/models", description="Where built-in models are materialized (relative paths are under the root)."
+    )
+    trust_remote_code: bool = Field(False, description="Run code shipped with a model. Leave off unless you trust it.")
+    load_in_4bit: bool = Field(False, description="QLoRA: load the base model in 4 bit (CUDA + bitsandbytes only).")
+    use_chat_template: Literal["auto", "always", "never"] = Field(
+        "auto", description="Wrap examples in the tokenizer's chat template; auto: when the tokenizer has one."
+    )
+
+
+class LoraSection(Section):
+    r: int = Field(16, gt=0, description="LoRA rank.")
+    alpha: int = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        min_length=1,
+        description="Names of the linear layers that get adapters.",
+    )
+
+
+class TrainingSection(Section):
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (AdamW).")
+    lr_scheduler_type: str = Field("constant_with_warmup", description="transformers scheduler name, per file.")
+    warmup_steps: int = Field(5, ge=0, description="Warm-up steps at the start of each file.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(8, gt=0, description="Examples per device per step.")
+    gradient_accumulation_steps: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
+    max_seq_length: int = Field(1024, gt=8, description="Tokens per example; longer examples are cut at the end.")
+    epochs_per_file: float = Field(1.0, gt=0, description="Passes over each training file.")
+    save_steps: int = Field(50, gt=0, description="Mid-file checkpoint every N optimizer steps (for crash resume).")
+    logging_steps: int = Field(10, gt=0, description="Log loss every N optimizer steps.")
+    seed: int = Field(42, description="Seed for data order, LoRA init and dropout.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="auto: bf16 on CUDA/CPUs that support it, fp16 on older CUDA, else fp32."
+    )
+    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
+    keep_versions: int = Field(5, gt=0, description="Adapter versions kept on disk (the current one always is).")
+    max_line_bytes: int = Field(1_000_000, gt=0, description="Longest accepted JSONL line, in bytes.")
+
+
+class ValidationSection(Section):
+    files: list[str] = Field(default_factory=list, description="QA files (JSONL) used for live evaluation.")
+    holdout_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Share of each incoming training file kept out of training for evaluation."
+    )
+
+
+class SelfCorrectionSection(Section):
+    enabled: bool = Field(True, description="Turn wrong evaluation answers into training examples.")
+    auto_queue: bool = Field(True, description="Put generated files into the queue (else only data/self_correction/).")
+    min_examples: int = Field(10, gt=0, description="Examples the buffer must hold before a file is written.")
+    generation_interval: int = Field(500, gt=0, description="Write a file every N global steps.")
+    queue: Literal["high", "normal", "low"] = Field("normal", description="Queue priority of generated files.")
+    max_pending_files: int = Field(20, gt=0, description="Stop generating while this many generated files wait.")
+    measure_second_attempt: bool = Field(True, description="Re-ask wrong answers with their error codes.")
+
+
+class DaemonSection(Section):
+    settle_seconds: float = Field(2.0, ge=0, description="A file written in place is taken once unchanged this long.")
+    scan_interval_seconds: float = Field(2.0, gt=0, description="Full rescan of the folders (watch events are hints).")
+
+
+class Config(Section):
+    eval_steps: int = Field(50, gt=0, description="Live inference every N global steps.")
+    num_eval_samples: int = Field(4, gt=0, description="Validation questions per evaluation.")
+    eval_max_tokens: int = Field(2048, gt=0, description="Most new tokens per generated answer.")
+    self_correction: SelfCorrectionSection = Field(
+        default_factory=SelfCorrectionSection, description="Turning wrong evaluation answers into training data.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The base model.")
+    lora: LoraSection = Field(default_factory=LoraSection, description="The LoRA adapter.")
+    training: TrainingSection = Field(default_factory=TrainingSection, description="Optimization, per file.")
+    validation: ValidationSection = Field(
+        default_factory=ValidationSection, description="Questions for live evaluation.")
+    daemon: DaemonSection = Field(default_factory=DaemonSection, description="Watching and queueing files.")
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        if self.model.load_in_4bit and self.training.precision == "fp32":
+            raise ValueError("model.load_in_4bit: needs training.precision auto, bf16 or fp16")
+        return self
+
+
+def _describe(err: dict) -> str:
+    """One line per pydantic error, phrased as what the value must be."""
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    kind, ctx = err["type"], err.get("ctx", {})
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key; remove it or fix its spelling"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = next(iter(ctx.values()))
+        return f"{loc}: must be {op} {bound} (got {err['input']!r})"
+    if kind == "literal_error":
+        return f"{loc}: must be one of {ctx.get('expected')} (got {err['input']!r})"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return f"{loc}: {err['msg'].lower()} (got {err['input']!r})"
+
+
+def parse_config(data: dict, source: str = "config.json") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(source, [_describe(err) for err in e.errors()]) from None
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate a config file; a missing file means all defaults."""
+    if path is None or not Path(path).exists():
+        return Config()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(path, [f"cannot read: {e}"]) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(path, [f"line {e.lineno} column {e.colno}: invalid JSON ({e.msg})"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, ["(top level): must be a JSON object"])
+    return parse_config(data, str(path))
+
+
+def config_diff(old: Config, new: Config) -> list[str]:
+    """Changed keys as 'a.b: old -> new' lines, for the log."""
+    out: list[str] = []
+
+    def walk(a, b, prefix):
+        for key in a:
+            if isinstance(a[key], dict):
+                walk(a[key], b[key], f"{prefix}{key}.")
+            elif a[key] != b[key]:
+                out.append(f"{prefix}{key}: {a[key]!r} -> {b[key]!r}")
+
+    walk(old.model_dump(), new.model_dump(), "")
+    return out

@@ -1,0 +1,183 @@
+"""Reading training files: JSONL, one example per line, its format detected per line.
+
+A file is all or nothing: any invalid line and the whole file is refused, with
+every problem listed by line number.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataError
+
+EXPECTED_SHAPE = (
+    "one JSON object per line, in any of these shapes: "
+    '{"prompt": str, "response": str} | {"prompt": str, "completion": str} | '
+    '{"messages": [{"role": "system|user|assistant", "content": str}, ...]} (at least one assistant turn) | '
+    '{"instruction": str, "input": str (optional), "output": str} | {"question": str, "answer": str} | '
+    '{"text": str}; other keys are kept as metadata'
+)
+ROLES = ("system", "user", "assistant")
+MAX_PROBLEMS = 100
+
+
+@dataclass
+class Example:
+    """One training example: a chat (loss on assistant turns) or plain text (loss on all of it)."""
+
+    line: int
+    messages: list[dict] | None = None
+    text: str | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def prompt(self) -> str:
+        """The last user turn: the question, for evaluation."""
+        return next((m["content"] for m in reversed(self.messages or []) if m["role"] == "user"), "")
+
+    @property
+    def response(self) -> str:
+        """The last assistant turn: the golden answer, for evaluation."""
+        return next((m["content"] for m in reversed(self.messages or []) if m["role"] == "assistant"), "")
+
+
+class _LineError(ValueError):
+    pass
+
+
+def _reject_constant(name):
+    raise _LineError(f"{name} is not valid JSON; write null or a number")
+
+
+def _no_duplicate_keys(pairs):
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _LineError(f"key {key!r} appears twice in one object")
+        obj[key] = value
+    return obj
+
+
+def _text_field(obj: dict, key: str, *, optional: bool = False) -> str:
+    value = obj.get(key)
+    if value is None and optional:
+        return ""
+    if not isinstance(value, str):
+        raise _LineError(f'"{key}" must be a string, got {type(value).__name__}')
+    if not value.strip() and not optional:
+        raise _LineError(f'"{key}" is empty')
+    return value
+
+
+def _chat(prompt: str, response: str) -> list[dict]:
+    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+
+
+def _messages(obj: dict) -> list[dict]:
+    msgs = obj["messages"]
+    if not isinstance(msgs, list) or not msgs:
+        raise _LineError('"messages" must be a non-empty list of {"role", "content"} objects')
+    out = []
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise _LineError(f'messages[{i}] must be an object with string "role" and "content"')
+        if m["role"] not in ROLES:
+            raise _LineError(f"messages[{i}]: unknown role {m['role']!r} (allowed: {', '.join(ROLES)})")
+        if m["role"] == "assistant" and not m["content"].strip():
+            raise _LineError(f"messages[{i}]: assistant content is empty")
+        out.append({"role": m["role"], "content": m["content"]})
+    if not any(m["role"] == "assistant" for m in out):
+        raise _LineError("messages has no assistant turn, so there is nothing to learn")
+    return out
+
+
+# (keys that identify the shape, builder) in detection order; the first whose keys are present wins.
+_SHAPES = (
+    (("messages",), lambda o: Example(0, messages=_messages(o))),
+    (("prompt", "response"), lambda o: Example(0, messages=_chat(_text_field(o, "prompt"), _text_field(o, "response")))),
+    (("prompt", "completion"), lambda o: Example(0, messages=_chat(_text_field(o, "prompt"), _text_field(o, "completion")))),
+    (
+        ("instruction", "output"),
+        lambda o: Example(
+            0,
+            messages=_chat(
+                "\n\n".join(p for p in (_text_field(o, "instruction"), _text_field(o, "input", optional=True)) if p),
+                _text_field(o, "output"),
+            ),
+        ),
+    ),
+    (("question", "answer"), lambda o: Example(0, messages=_chat(_text_field(o, "question"), _text_field(o, "answer")))),
+    (("text",), lambda o: Example(0, text=_text_field(o, "text"))),
+)
+
+
+def parse_record(obj) -> Example:
+    """One decoded JSON value -> Example, or _LineError saying what is wrong."""
+    if not isinstance(obj, dict):
+        raise _LineError(f"expected a JSON object, got {type(obj).__name__ if obj is not None else 'null'}")
+    for keys, build in _SHAPES:
+        if all(k in obj for k in keys):
+            example = build(obj)
+            example.meta = {k: v for k, v in obj.items() if k not in keys and not (keys[0] == "instruction" and k == "input")}
+            return example
+    raise _LineError(f"no known shape: keys are {sorted(obj)[:8]}")
+
+
+def parse_line(raw: bytes, max_line_bytes: int) -> Example:
+    if len(raw) > max_line_bytes:
+        raise _LineError(f"line is {len(raw)} bytes, over training.max_line_bytes ({max_line_bytes})")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _LineError(f"not valid UTF-8 at byte {e.start}; save the file as UTF-8") from None
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as e:
+        raise _LineError(f"invalid JSON at column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise _LineError("JSON is nested too deeply") from None
+    return parse_record(obj)
+
+
+def read_examples(path: Path, *, max_line_bytes: int = 1_000_000) -> list[Example]:
+    """Every example of a JSONL file, or DataError listing every bad line."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(path, [(0, f"cannot read: {e.strerror}")], EXPECTED_SHAPE) from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(path, [(1, "file is UTF-16; save it as UTF-8")], EXPECTED_SHAPE)
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise DataError(path, [(1, "file starts with a byte-order mark (BOM); save it as UTF-8 without BOM")], EXPECTED_SHAPE)
+    lines = data.split(b"\n")
+    examples, problems = [], []
+    for number, raw in enumerate(lines, start=1):
+        raw = raw.rstrip(b"\r")
+        if not raw.strip():
+            continue
+        try:
+            example = parse_line(raw, max_line_bytes)
+        except _LineError as e:
+            reason = str(e)
+            if number == len(lines) and not data.endswith(b"\n") and reason.startswith("invalid JSON"):
+                reason += " (the last line has no newline: the file looks truncated or still being written)"
+            problems.append((number, reason))
+            if len(problems) >= MAX_PROBLEMS:
+                break
+            continue
+        example.line = number
+        examples.append(example)
+    if problems:
+        raise DataError(path, problems, EXPECTED_SHAPE)
+    if not examples:
+        raise DataError(path, [(0, "file is empty: it holds no example")], EXPECTED_SHAPE)
+    return examples
+
+
+def write_examples(path: Path, records: list[dict]) -> None:
+    """Records as JSONL (the inverse of reading, for generated files)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")

@@ -1,0 +1,238 @@
+"""One warm model that trains file after file, and commits each result as an adapter version.
+
+Lifecycle of a file: prepare (read + encode, or DataError) -> train (resuming a
+mid-file checkpoint if one exists) -> commit (stage the adapter, rename it into
+place, then write state.json, the commit point). A file is trained at most once:
+its sha256 is recorded in the same atomic write that makes its adapter current.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from .adapters import AdapterStore
+from .config import Config
+from .data import Example, read_examples
+from .device import plan_device
+from .encoding import Encoded, PaddingCollator, encode_file, wants_chat_template
+from .events import EventLog
+from .fsutil import remove_tree
+from .models import attach_adapter, copy_tokenizer_files, load_base_model, load_tokenizer, resolve_model_path
+from .progress import ProgressCallback
+from .state import TrainingState
+from .trainer import SupervisedTrainer, latest_checkpoint
+
+
+@dataclass
+class Prepared:
+    """A file that passed every check and is ready to train."""
+
+    path: Path
+    name: str
+    sha256: str
+    examples: list[Example]
+    encoded: list[Encoded]
+
+
+@dataclass
+class FileResult:
+    status: str  # "trained" or "interrupted" (a checkpoint was saved; train again to resume)
+    version: str | None
+    steps: int
+    seconds: float
+    final_loss: float | None
+    tokens_per_s: float
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self, encoded: list[Encoded]):
+        self.rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+
+def sha256_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class TrainingEngine:
+    def __init__(self, config: Config, root: Path, events: EventLog, console: Console | None = None):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        self.config, self.root, self.events = config, Path(root), events
+        self.console = console or events.console
+        self.data_dir = self.root / "data"
+        self.state_path = self.data_dir / "state.json"
+        self.checkpoints_dir = self.data_dir / "checkpoints"
+        self.state = TrainingState.load(self.state_path)
+        self.store = AdapterStore(self.data_dir / "adapters")
+        removed = self.store.recover(self.state.versions, self.state.current_adapter)
+        if removed:
+            events.emit("recovered", f"removed incomplete or uncommitted adapter folders: {', '.join(removed)}")
+
+        self.plan = plan_device(config.training.precision)
+        events.emit("device", f"{self.plan.device} {self.plan.precision}: {self.plan.reason}",
+                    device=self.plan.device, precision=self.plan.precision)
+        self.model_path = resolve_model_path(config, self.root)
+        self.tokenizer = load_tokenizer(self.model_path, config)
+        self.use_template = wants_chat_template(self.tokenizer, config.model.use_chat_template)
+        base = load_base_model(self.model_path, config, self.plan.device, self.plan.precision)
+        current = self.store.path(self.state.current_adapter) if self.state.current_adapter else None
+        self.model = attach_adapter(base, config, current)
+        self.model_loads = 1
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        events.emit("model", f"loaded {self.model_path} with adapter {self.state.current_adapter or '(new)'}; "
+                    f"{trainable:,} trainable parameters; global step {self.state.global_step}",
+                    model=self.model_path, adapter=self.state.current_adapter, global_step=self.state.global_step)
+
+    # -- prepare ----------------------------------------------------------------------------
+
+    def prepare(self, path: Path, *, name: str | None = None, sha256: str | None = None) -> Prepared:
+        """Read, validate and encode a whole file; DataError if any of it is unusable."""
+        path = Path(path)
+        examples = read_examples(path, max_line_bytes=self.config.training.max_line_bytes)
+        encoded = encode_file(self.tokenizer, examples, path=path, use_template=self.use_template,
+                              max_length=self.config.training.max_seq_length)
+        return Prepared(path, name or path.name, sha256 or sha256_file(path), examples, encoded)
+
+    # -- train --------------------------------------------------------------------------------
+
+    def _arguments(self, output_dir: Path):
+        from transformers import TrainingArguments
+
+        t = self.config.training
+        return TrainingArguments(
+            output_dir=str(output_dir),
+            per_device_train_batch_size=t.batch_size,
+            gradient_accumulation_steps=t.gradient_accumulation_steps,
+            learning_rate=t.learning_rate,
+            lr_scheduler_type=t.lr_scheduler_type,
+            warmup_steps=t.warmup_steps,
+            weight_decay=t.weight_decay,
+            num_train_epochs=t.epochs_per_file,
+            logging_steps=t.logging_steps,
+            save_strategy="steps",
+            save_steps=t.save_steps,
+            save_total_limit=None,  # SupervisedTrainer keeps only the newest checkpoint itself
+            seed=t.seed,
+            bf16=self.plan.precision == "bf16",
+            fp16=self.plan.precision == "fp16",
+            use_cpu=self.plan.device == "cpu",
+            train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+            report_to=[],
+            disable_tqdm=True,
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
+            save_only_model=False,
+        )
+
+    def train(self, prepared: Prepared, *, callbacks=()) -> FileResult:
+        """Train the warm model on one prepared file and commit a new adapter version.
+
+        If a callback stops training early, a checkpoint is saved and the file is
+        reported "interrupted"; nothing is committed, and the in-memory adapter is
+        put back to the current version.
+        """
+        from transformers import PrinterCallback
+
+        started = time.perf_counter()
+        ckpt_dir = self.checkpoints_dir / prepared.sha256[:16]
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        collator = PaddingCollator(self.tokenizer.pad_token_id)
+        losses: list[float] = []
+
+        def log_line(step, loss, tps):
+            losses.append(loss)
+            self.events.emit("progress", f"{prepared.name}: step {self.state.global_step + step} loss {loss:.4f} "
+                             f"{tps:.0f} tok/s", file=prepared.name, global_step=self.state.global_step + step, loss=loss)
+
+        progress = ProgressCallback(title=prepared.name, collator=collator, console=self.console, on_log=log_line)
+        trainer = SupervisedTrainer(
+            model=self.model,
+            args=self._arguments(ckpt_dir),
+            train_dataset=_Rows(prepared.encoded),
+            data_collator=collator,
+            processing_class=self.tokenizer,
+            callbacks=[progress, *callbacks],
+        )
+        trainer.remove_callback(PrinterCallback)
+        trainer.step_offset = self.state.global_step  # callbacks read the global step as offset + state.global_step
+        snapshot = self._adapter_snapshot()
+        resume = latest_checkpoint(ckpt_dir)
+        if resume:
+            self.events.emit("resume", f"{prepared.name}: resuming from {resume.name}", file=prepared.name)
+        try:
+            output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        except BaseException:
+            self._restore_adapter(snapshot)
+            raise
+        steps = trainer.state.global_step
+        final_loss = losses[-1] if losses else output.training_loss
+        tps = progress.tokens_per_s()
+        if steps < trainer.state.max_steps:
+            self._restore_adapter(snapshot)
+            return FileResult("interrupted", None, steps, time.perf_counter() - started, final_loss, tps)
+        seconds = time.perf_counter() - started
+        version = self._commit(prepared, steps=steps, seconds=seconds, final_loss=final_loss)
+        remove_tree(ckpt_dir)
+        return FileResult("trained", version, steps, seconds, final_loss, tps)
+
+    def _adapter_snapshot(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.model.named_parameters() if v.requires_grad}
+
+    def _restore_adapter(self, snapshot: dict) -> None:
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for k, v in snapshot.items():
+                params[k].copy_(v)
+
+    # -- commit -------------------------------------------------------------------------------
+
+    def _commit(self, prepared: Prepared, *, steps: int, seconds: float, final_loss) -> str:
+        version = self.store.next_version()
+        staging = self.store.staging(version)
+        self.model.save_pretrained(staging, safe_serialization=True)
+        copy_tokenizer_files(self.model_path, staging)
+        global_step = self.state.global_step + steps
+        record = {"name": prepared.name, "sha256": prepared.sha256, "examples": len(prepared.encoded),
+                  "steps": steps, "adapter": version, "seconds": round(seconds, 3)}
+        meta = {"version": version, "parent": self.state.current_adapter, "global_step": global_step,
+                "base_model": self.model_path, "file": record, "final_loss": final_loss,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (staging / "config.resolved.json").write_text(self.config.model_dump_json(indent=2) + "\n")
+        self.store.promote(staging, version)
+
+        # The commit point: one atomic write makes the version current and the file trained.
+        self.state.global_step = global_step
+        self.state.current_adapter = version
+        self.state.versions.append(version)
+        self.state.files_trained.append(record)
+        self.state.save(self.state_path)
+
+        self.store.point_current(version)
+        pruned = self.store.prune(self.state.versions, self.config.training.keep_versions, {version})
+        if pruned:
+            self.state.versions = [v for v in self.state.versions if v not in pruned]
+            self.state.save(self.state_path)
+        self.events.emit("adapter", f"saved adapter {version} (global step {global_step}, parent "
+                         f"{meta['parent'] or 'none'})", version=version, global_step=global_step, pid=os.getpid())
+        return version

@@ -1,0 +1,33 @@
+"""What happened, for people and for machines.
+
+Each event is one line in logs/daemon_YYYYMMDD.log (a new file each day), one
+JSON object in logs/events.jsonl, and one line on the console.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+
+class EventLog:
+    def __init__(self, logs_dir: Path, console: Console | None = None):
+        self.dir = Path(logs_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.console = console or Console(stderr=True, highlight=False)
+
+    def daily_path(self, now: float | None = None) -> Path:
+        return self.dir / f"daemon_{time.strftime('%Y%m%d', time.localtime(now))}.log"
+
+    def emit(self, kind: str, message: str, **fields) -> None:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+        with open(self.daily_path(now), "a", encoding="utf-8") as f:
+            f.write(f"{stamp} {kind:<12} {message}\n")
+        record = {"time": round(now, 3), "event": kind, "message": message, **fields}
+        with open(self.dir / "events.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, default=str) + "\n")
+        self.console.print(f"[dim]{stamp}[/dim] [bold]{kind}[/bold] {escape(message)}", markup=True, soft_wrap=True)

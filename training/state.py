@@ -1,0 +1,36 @@
+"""data/state.json: where training stands. Written atomically; it is the commit point.
+
+A file counts as trained once its sha256 is in `files_trained` here, and an
+adapter version counts as current once `current_adapter` names it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import ProjectError
+from .fsutil import atomic_write_json
+
+
+@dataclass
+class TrainingState:
+    global_step: int = 0
+    current_adapter: str | None = None
+    versions: list[str] = field(default_factory=list)  # committed adapter versions, oldest first
+    files_trained: list[dict] = field(default_factory=list)  # {name, sha256, examples, steps, adapter, seconds}
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainingState":
+        if not Path(path).exists():
+            return cls()
+        try:
+            return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+        except (ValueError, TypeError) as e:
+            raise ProjectError(f"{path}: unreadable training state ({e}); restore it from a backup or remove it") from None
+
+    def save(self, path: Path) -> None:
+        atomic_write_json(path, asdict(self))
+
+    def trained(self, sha256: str) -> dict | None:
+        return next((f for f in self.files_trained if f["sha256"] == sha256), None)

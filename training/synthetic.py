@@ -1,0 +1,36 @@
+"""Verifiable synthetic tasks for examples, tests and benchmarks (seeded, offline)."""
+from __future__ import annotations
+
+import random
+
+
+def integer_sums(n: int, *, seed: int = 0, terms: tuple[int, int] = (3, 5), max_value: int = 99) -> list[dict]:
+    """Multi-term integer sums: {"prompt", "response", "id"}; the response ends with the final number."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        xs = [rng.randint(1, max_value) for _ in range(rng.randint(*terms))]
+        expr = " + ".join(map(str, xs))
+        out.append({"prompt": f"What is {expr}?", "response": f"{expr} = {sum(xs)}. The answer is {sum(xs)}.",
+                    "id": f"sum-{seed}-{i}"})
+    return out
+
+
+def word_problems(n: int, *, seed: int = 0) -> list[dict]:
+    """Two-step word problems in GSM8K shape: {"question", "answer"} with a '#### N' final line."""
+    rng = random.Random(seed)
+    names = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fay", "Gus", "Hana"]
+    things = ["apples", "books", "coins", "stamps", "marbles", "pens"]
+    out = []
+    for i in range(n):
+        who, what = rng.choice(names), rng.choice(things)
+        a, b, c = rng.randint(2, 40), rng.randint(2, 40), rng.randint(1, 20)
+        total = a + b - c
+        out.append({
+            "question": f"{who} has {a} {what}. {who} buys {b} more and then gives away {c}. "
+                        f"How many {what} does {who} have now?",
+            "answer": f"{who} has {a} + {b} = {a + b} {what} after buying. "
+                      f"After giving away {c}, {who} has {a + b} - {c} = {total}.\n#### {total}",
+            "id": f"word-{seed}-{i}",
+        })
+    return out
