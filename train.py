@@ -15,7 +15,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub at run time unless the user asks for it
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from training.config import load_config  # noqa: E402
+from training.config import load_config, locate  # noqa: E402
 from training.errors import ProjectError  # noqa: E402
 from training.events import EventLog  # noqa: E402
 
@@ -50,8 +50,7 @@ def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    config_path = args.config or Path("config.json")
-    root = (args.root or config_path.resolve().parent).resolve()
+    config_path, root = locate(args.config, args.root)
     events = EventLog(root / "logs")
     try:
         config = load_config(config_path)

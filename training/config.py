@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -71,6 +71,33 @@ class ValidationSection(Section):
     )
 
 
+class TemplatesSection(Section):
+    """Prompt templates of the self-correction records. Placeholders: {question} {previous} {codes}."""
+
+    self_evaluation: str = Field(
+        "{question}\n\nYour previous answer:\n{previous}\n\nError indicators: {codes}\n\n"
+        "Based on these error indicators, evaluate your answer.",
+        description="Prompt of the self-evaluation record.",
+    )
+    correction: str = Field(
+        "{question}\n\nYour previous answer:\n{previous}\n\nError indicators: {codes}\n\nProvide the correct answer.",
+        description="Prompt of the correction record (also the second-attempt prompt).",
+    )
+
+    @field_validator("self_evaluation", "correction")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        import string
+
+        names = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+        unknown = names - {"question", "previous", "codes"}
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {{question}} {{previous}} {{codes}}")
+        if "question" not in names or "codes" not in names:
+            raise ValueError("must contain {question} and {codes}")
+        return value
+
+
 class SelfCorrectionSection(Section):
     enabled: bool = Field(True, description="Turn wrong evaluation answers into training examples.")
     auto_queue: bool = Field(True, description="Put generated files into the queue (else only data/self_correction/).")
@@ -79,6 +106,7 @@ class SelfCorrectionSection(Section):
     queue: Literal["high", "normal", "low"] = Field("normal", description="Queue priority of generated files.")
     max_pending_files: int = Field(20, gt=0, description="Stop generating while this many generated files wait.")
     measure_second_attempt: bool = Field(True, description="Re-ask wrong answers with their error codes.")
+    templates: TemplatesSection = Field(default_factory=TemplatesSection, description="Prompt templates of the records.")
 
 
 class DaemonSection(Section):
@@ -119,7 +147,8 @@ def _describe(err: dict) -> str:
     if kind == "literal_error":
         return f"{loc}: must be one of {ctx.get('expected')} (got {err['input']!r})"
     if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
+        message = str(ctx.get("error", err["msg"]))
+        return message if loc == "(top level)" else f"{loc}: {message}"
     return f"{loc}: {err['msg'].lower()} (got {err['input']!r})"
 
 
@@ -145,6 +174,13 @@ def load_config(path: Path | None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(path, ["(top level): must be a JSON object"])
     return parse_config(data, str(path))
+
+
+def locate(config_arg: Path | None, root_arg: Path | None) -> tuple[Path, Path]:
+    """(config file, root): --config defaults to ./config.json, --root to the config file's folder."""
+    config_path = Path(config_arg) if config_arg else Path("config.json")
+    root = Path(root_arg) if root_arg else config_path.resolve().parent
+    return config_path, root.resolve()
 
 
 def config_diff(old: Config, new: Config) -> list[str]:

@@ -23,7 +23,8 @@ from .device import plan_device
 from .encoding import Encoded, PaddingCollator, encode_file, wants_chat_template
 from .events import EventLog
 from .fsutil import remove_tree
-from .models import attach_adapter, copy_tokenizer_files, load_base_model, load_tokenizer, resolve_model_path
+from .models import (attach_adapter, copy_tokenizer_files, load_base_model, load_tokenizer, quiet_transformers,
+                     resolve_model_path)
 from .progress import ProgressCallback
 from .state import TrainingState
 from .trainer import SupervisedTrainer, latest_checkpoint
@@ -73,10 +74,7 @@ def sha256_file(path: Path) -> str:
 
 class TrainingEngine:
     def __init__(self, config: Config, root: Path, events: EventLog, console: Console | None = None):
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
+        quiet_transformers()
         self.config, self.root, self.events = config, Path(root), events
         self.console = console or events.console
         self.data_dir = self.root / "data"
@@ -96,7 +94,7 @@ class TrainingEngine:
         self.use_template = wants_chat_template(self.tokenizer, config.model.use_chat_template)
         base = load_base_model(self.model_path, config, self.plan.device, self.plan.precision)
         current = self.store.path(self.state.current_adapter) if self.state.current_adapter else None
-        self.model = attach_adapter(base, config, current)
+        self.model = attach_adapter(base, config, current, model_path=self.model_path)
         self.model_loads = 1
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         events.emit("model", f"loaded {self.model_path} with adapter {self.state.current_adapter or '(new)'}; "

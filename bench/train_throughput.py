@@ -1,0 +1,157 @@
+"""Training throughput: the project's path against a plain fp32 Trainer, same model, data and steps.
+
+    python bench/train_throughput.py [--examples 320] [--model smollm2-135m-instruct]
+
+Each arm runs in its own subprocess (so peak RSS is per arm) on the same
+generated prompt/response pairs. Prints supervised tokens/s for each, the ratio,
+and ends with one JSON line of the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def make_data(n: int, seed: int) -> list[dict]:
+    from training.synthetic import integer_sums, word_problems
+
+    rows = integer_sums(n // 2, seed=seed) + [
+        {"prompt": r["question"], "response": r["answer"]} for r in word_problems(n - n // 2, seed=seed)
+    ]
+    random.Random(seed).shuffle(rows)
+    return [{"prompt": r["prompt"], "response": r["response"]} for r in rows]
+
+
+def heldout_loss(model, tokenizer, path: Path) -> float:
+    """Mean cross-entropy per supervised token on a fixed held-out file: the same yardstick for
+    both arms (their last training batches differ, since one groups batches by length)."""
+    import torch
+
+    from training.data import read_examples
+    from training.encoding import IGNORE, encode_file
+
+    encoded = encode_file(tokenizer, read_examples(path), path=path, use_template=True, max_length=1024)
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for e in encoded:
+            ids = torch.tensor([e.input_ids], device=model.device)
+            labels = torch.tensor([e.labels], device=model.device)
+            logits = model(input_ids=ids).logits[0, :-1].float()
+            keep = labels[0, 1:] != IGNORE
+            total += float(torch.nn.functional.cross_entropy(logits[keep], labels[0, 1:][keep], reduction="sum"))
+            count += int(keep.sum())
+    return total / count
+
+
+def run_project(data_path: Path, heldout: Path, config: dict) -> dict:
+    from training.config import parse_config
+    from training.engine import TrainingEngine
+    from training.events import EventLog
+
+    root = Path(tempfile.mkdtemp(prefix="bench-project-"))
+    cfg = parse_config(config)
+    engine = TrainingEngine(cfg, root, EventLog(root / "logs"))
+    prepared = engine.prepare(data_path)
+    t0 = time.perf_counter()
+    result = engine.train(prepared)
+    seconds = time.perf_counter() - t0
+    tokens = sum(e.trainable - (e.labels[0] != -100) for e in prepared.encoded)
+    return {"tokens_per_s": tokens / seconds, "seconds": seconds, "steps": result.steps,
+            "final_loss": heldout_loss(engine.model, engine.tokenizer, heldout), "precision": engine.plan.precision}
+
+
+def run_baseline(data_path: Path, heldout: Path, config: dict) -> dict:
+    """What a user gets from the textbook recipe: fp32, DataCollatorForSeq2Seq padding, full logits."""
+    import torch
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers.utils import logging as hf_logging
+
+    from training.config import parse_config
+    from training.data import read_examples
+    from training.encoding import encode_file
+    from training.models import attach_adapter, load_base_model, load_tokenizer, resolve_model_path
+
+    hf_logging.set_verbosity_error()
+    cfg = parse_config(config)
+    path = resolve_model_path(cfg, REPO)
+    tok = load_tokenizer(path, cfg)
+    model = attach_adapter(load_base_model(path, cfg, "cpu", "fp32"), cfg, None)
+    encoded = encode_file(tok, read_examples(data_path), path=data_path, use_template=True,
+                          max_length=cfg.training.max_seq_length)
+    rows = [{"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids), "labels": e.labels} for e in encoded]
+    t = cfg.training
+    args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(prefix="bench-baseline-"), per_device_train_batch_size=t.batch_size,
+        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_steps,
+        num_train_epochs=t.epochs_per_file, logging_steps=t.logging_steps, save_strategy="no", seed=t.seed,
+        use_cpu=True, report_to=[], disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=rows,
+                      data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    tokens = sum(e.trainable - (e.labels[0] != -100) for e in encoded)
+    return {"tokens_per_s": tokens / seconds, "seconds": seconds, "steps": trainer.state.global_step,
+            "final_loss": heldout_loss(model, tok, heldout), "precision": "fp32"}
+
+
+def child(arm: str, data_path: Path, config: dict) -> None:
+    heldout = data_path.with_name("heldout.jsonl")
+    figures = (run_project if arm == "project" else run_baseline)(data_path, heldout, config)
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(figures), flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--examples", type=int, default=320)
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--child", choices=["project", "baseline"], help=argparse.SUPPRESS)
+    p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--config-json", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return child(args.child, args.data, json.loads(args.config_json))
+
+    config = {"model": {"name_or_path": args.model, "cache_dir": str(REPO / "data" / "models")},
+              "training": {"batch_size": 8, "logging_steps": 5, "seed": args.seed, "save_steps": 10_000}}
+    data_path = Path(tempfile.mkdtemp(prefix="bench-data-")) / "train.jsonl"
+    data_path.write_text("".join(json.dumps(r) + "\n" for r in make_data(args.examples, args.seed)))
+    data_path.with_name("heldout.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in make_data(32, args.seed + 1000)))
+    results = {}
+    for arm in ("baseline", "project"):
+        out = subprocess.run([sys.executable, __file__, "--child", arm, "--data", str(data_path),
+                              "--config-json", json.dumps(config)], capture_output=True, text=True, cwd=REPO)
+        line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if line is None:
+            sys.exit(f"{arm} arm failed:\n{out.stderr[-3000:]}")
+        results[arm] = json.loads(line[len("RESULT "):])
+        r = results[arm]
+        print(f"{arm:>8}: {r['tokens_per_s']:8.1f} supervised tok/s  {r['steps']} steps  {r['seconds']:.1f}s  "
+              f"loss {r['final_loss']:.4f}  {r['precision']}  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    b, q = results["baseline"], results["project"]
+    ratio = q["tokens_per_s"] / b["tokens_per_s"]
+    print(f"   ratio: {ratio:.2f}x (project / baseline); loss difference "
+          f"{100 * (q['final_loss'] - b['final_loss']) / b['final_loss']:+.1f}%")
+    print(json.dumps({"baseline_tokens_per_s": round(b["tokens_per_s"], 1), "project_tokens_per_s": round(q["tokens_per_s"], 1),
+                      "ratio": round(ratio, 3), "baseline_final_loss": round(b["final_loss"], 4),
+                      "project_final_loss": round(q["final_loss"], 4), "project_precision": q["precision"],
+                      "peak_rss_mb": round(max(b["peak_rss_mb"], q["peak_rss_mb"]), 1),
+                      "examples": args.examples, "model": args.model}))
+
+
+if __name__ == "__main__":
+    main()

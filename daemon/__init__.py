@@ -1,0 +1,1 @@
+"""The daemon: a crash-safe drop-folder queue feeding one warm model."""

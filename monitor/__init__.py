@@ -1,0 +1,1 @@
+"""Live inference: batched generation, the evaluation callback, and the console view."""

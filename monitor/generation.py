@@ -1,0 +1,49 @@
+"""Batched greedy generation for evaluation: left padding, KV cache, stop at end of turn.
+
+The model is put in eval mode for the call and given back in the mode it was
+in, with the RNG state untouched, so evaluating mid-training does not change
+the training trajectory.
+"""
+from __future__ import annotations
+
+import torch
+
+from training.encoding import render_prompt
+
+
+def stop_token_ids(tokenizer, model) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    ids.update(eos if isinstance(eos, list) else [eos])
+    return sorted(i for i in ids if i is not None)
+
+
+@torch.no_grad()
+def generate_answers(model, tokenizer, conversations: list[list[dict]], *, use_template: bool,
+                     max_new_tokens: int, batch_size: int = 16) -> list[str]:
+    """One greedy answer per conversation (a list of chat messages ending with a user turn)."""
+    was_training = model.training
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    model.eval()
+    answers: list[str] = []
+    try:
+        device = next(model.parameters()).device
+        stops = stop_token_ids(tokenizer, model)
+        for start in range(0, len(conversations), batch_size):
+            texts = [render_prompt(tokenizer, c, use_template) for c in conversations[start:start + batch_size]]
+            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not use_template).to(device)
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                                 eos_token_id=stops, pad_token_id=tokenizer.pad_token_id,
+                                 temperature=None, top_p=None, top_k=None)
+            new = out[:, batch["input_ids"].shape[1]:]
+            answers.extend(t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+    return answers

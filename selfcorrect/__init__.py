@@ -1,0 +1,1 @@
+"""Self-correction: error codes, answer matching, correction examples and their generator."""

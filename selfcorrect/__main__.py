@@ -1,0 +1,179 @@
+"""python -m selfcorrect {codes,build,initial-answers,demo,rules}: the self-correction steps by hand.
+
+    codes            error codes for one answer (and whether it matched)
+    build            correction triples from a QA file and the model's answers to it
+    initial-answers  the model's answers to a QA file (batched)
+    demo             codes, decision and records for a few built-in examples
+    rules            the error-code table, as Markdown
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from training.errors import DataError, ProjectError  # noqa: E402
+from training.fsutil import atomic_write_text  # noqa: E402
+
+from .correction_examples import build_triple  # noqa: E402
+from .error_codes import RULES, error_codes  # noqa: E402
+from .matching import match_answer  # noqa: E402
+from .qa import read_qa  # noqa: E402
+
+DEMO = [
+    ("What is 2+2?", "2+2 equals 4. This is basic addition.", "5"),
+    ("What is 17 + 25 + 8?", "17 + 25 + 8 = 50. The answer is 50.", "17 + 25 + 8 = 48. The answer is 48."),
+    ("What is the capital of France?", "The capital of France is Paris.", "I think trains are fast and modern."),
+    ("List two primary colors.", "- red\n- blue", "Red and blue are primary colors."),
+    ("What is 12 * 3?", "36", "The answer is 36.0"),
+]
+
+
+def cmd_codes(args) -> int:
+    match = match_answer(args.expected, args.predicted)
+    print(json.dumps(error_codes(args.question, args.expected, args.predicted, matched=match.matched)))
+    print(f"matched: {'yes' if match.matched else 'no'} ({match.reason})")
+    return 0
+
+
+def read_answers(path: Path) -> list[dict]:
+    answers, problems = [], []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append((n, f"invalid JSON: {e.msg}"))
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("predicted"), str):
+            problems.append((n, 'expected {"id": ..., "predicted": str}'))
+            continue
+        answers.append({**record, "_line": n})
+    if problems:
+        raise DataError(path, problems, '{"id": str, "predicted": str} per line (as written by initial-answers)')
+    return answers
+
+
+def line_up(items, answers, answers_path) -> list[tuple]:
+    """Pair QA items with answers by id; a missing or unknown id is an error naming the line."""
+    by_id = {item.id: item for item in items}
+    pairs, problems, seen = [], [], set()
+    for a in answers:
+        item = by_id.get(str(a.get("id")))
+        if item is None:
+            problems.append((a["_line"], f"id {a.get('id')!r} is not in the QA file"))
+            continue
+        seen.add(item.id)
+        pairs.append((item, a["predicted"]))
+    missing = [i for i in items if i.id not in seen]
+    if missing:
+        problems.append((0, f"{len(missing)} question(s) have no answer, first: id {missing[0].id!r} "
+                            f"({missing[0].file} line {missing[0].line})"))
+    if problems:
+        raise DataError(answers_path, problems, "one answer per question, with the question's id")
+    return pairs
+
+
+def cmd_build(args) -> int:
+    from training.config import load_config, locate
+
+    templates = load_config(locate(args.config, None)[0]).self_correction.templates
+    pairs = line_up(read_qa(args.input), read_answers(args.initial_answers), args.initial_answers)
+    records, wrong = [], 0
+    for item, predicted in pairs:
+        match = match_answer(item.golden, predicted)
+        if match.matched:
+            continue
+        wrong += 1
+        codes = error_codes(item.question, item.golden, predicted, matched=False)
+        records += build_triple(question=item.question, golden=item.golden, predicted=predicted, codes=codes,
+                                step=args.step, source={"id": item.id, "file": item.file}, templates=templates)
+    atomic_write_text(args.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    print(f"{len(pairs)} answers, {wrong} wrong -> {len(records)} records in {args.output}")
+    return 0
+
+
+def cmd_initial_answers(args) -> int:
+    from monitor.generation import generate_answers
+    from training.config import load_config, locate
+    from training.inference import load_for_inference
+
+    config_path, root = locate(args.config, args.root)
+    config = load_config(config_path)
+    items = read_qa(args.input)
+    model, tokenizer, use_template, label = load_for_inference(config, root, args.adapter)
+    answers = generate_answers(model, tokenizer, [i.conversation for i in items], use_template=use_template,
+                               max_new_tokens=args.max_new_tokens or config.eval_max_tokens, batch_size=args.batch_size)
+    atomic_write_text(args.output, "".join(
+        json.dumps({"id": i.id, "question": i.question, "predicted": a}, ensure_ascii=False) + "\n"
+        for i, a in zip(items, answers)))
+    print(f"{len(answers)} answers from adapter {label} -> {args.output}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from rich.console import Console
+    from rich.panel import Panel
+
+    console = Console()
+    for question, golden, predicted in DEMO:
+        match = match_answer(golden, predicted)
+        codes = error_codes(question, golden, predicted, matched=match.matched)
+        body = f"[bold]Q:[/] {question}\n[bold]Expected:[/] {golden}\n[bold]Predicted:[/] {predicted}\n"
+        body += f"{'✅ MATCH' if match.matched else '❌ MISMATCH'} ({match.reason})"
+        if codes:
+            body += f"\n[bold]Codes:[/] {', '.join(codes)}"
+            for r in build_triple(question=question, golden=golden, predicted=predicted, codes=codes, step=0,
+                                  source={"id": "demo", "file": "demo"}):
+                body += f"\n\n[cyan]{r['kind']}[/]\n  prompt: {r['prompt']!r}\n  response: {r['response']!r}"
+        console.print(Panel(body, expand=False), markup=True)
+    return 0
+
+
+def cmd_rules(args) -> int:
+    print("| code | rule | example |\n|---|---|---|")
+    for code, rule, example in RULES:
+        print(f"| `{code}` | {rule} | {example} |")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m selfcorrect", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("codes", help="error codes for one answer")
+    c.add_argument("--expected", required=True)
+    c.add_argument("--predicted", required=True)
+    c.add_argument("--question", default="")
+    b = sub.add_parser("build", help="correction triples from a QA file and answers")
+    b.add_argument("--input", type=Path, required=True)
+    b.add_argument("--initial-answers", type=Path, required=True)
+    b.add_argument("--output", type=Path, required=True)
+    b.add_argument("--step", type=int, default=0, help="global step recorded in each record")
+    b.add_argument("--config", type=Path, default=None, help="config.json whose templates to use")
+    i = sub.add_parser("initial-answers", help="the model's answers to a QA file")
+    i.add_argument("--input", type=Path, required=True)
+    i.add_argument("--output", type=Path, required=True)
+    i.add_argument("--adapter", default="current", help="current, base, or a version such as v0003")
+    i.add_argument("--config", type=Path, default=None)
+    i.add_argument("--root", type=Path, default=None)
+    i.add_argument("--batch-size", type=int, default=16)
+    i.add_argument("--max-new-tokens", type=int, default=None, help="default: eval_max_tokens from config")
+    sub.add_parser("demo", help="a few built-in examples")
+    sub.add_parser("rules", help="the error-code table as Markdown")
+    args = p.parse_args(argv)
+    handler = {"codes": cmd_codes, "build": cmd_build, "initial-answers": cmd_initial_answers,
+               "demo": cmd_demo, "rules": cmd_rules}[args.command]
+    try:
+        return handler(args)
+    except ProjectError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

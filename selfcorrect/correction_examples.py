@@ -1,0 +1,70 @@
+"""The three training records made from one wrong answer, in the spec's order.
+
+1. initial attempt: question -> golden answer (the wrong answer rides along as
+   "rejected" for preference training; it is never a training target);
+2. self-evaluation: question + previous answer + error indicators -> a plain-words
+   explanation of what was wrong, derived from the codes;
+3. correction: question + previous answer + error indicators -> golden answer.
+"""
+from __future__ import annotations
+
+import re
+
+from training.config import TemplatesSection
+
+KINDS = ("initial_attempt", "self_evaluation", "correction")
+
+# code pattern -> sentence; {x} is the number in the code
+_EXPLANATIONS = [
+    (r"LENGTH_SHORT_BY_(\d+)_TOKENS", "it was too short, by about {x} tokens"),
+    (r"LENGTH_LONG_BY_(\d+)_TOKENS", "it was too long, by about {x} tokens"),
+    (r"TOO_BRIEF", "it was far too brief to be a complete answer"),
+    (r"TOO_VERBOSE", "it was far more verbose than needed"),
+    (r"VERY_DIFFERENT_CONTENT", "its content was very different from a correct answer"),
+    (r"CLOSE_BUT_INACCURATE", "it was close, but not accurate"),
+    (r"PRIMARY_ANSWER_MISSING", "it did not state the required final answer"),
+    (r"OFF_TOPIC_CONTENT", "it drifted off the topic of the question"),
+    (r"MISSING_NUMBERS", "it gave no numbers, but the answer needs them"),
+    (r"NUMERIC_ERROR_MISSING_(\d+)_VALUES", "{x} of the values the answer needs were missing or wrong"),
+    (r"NUMERIC_ERROR_EXTRA_(\d+)_VALUES", "it contained {x} value(s) that do not belong in the answer"),
+    (r"STRUCTURE_SHOULD_BE_LIST", "it should have been a list"),
+    (r"STRUCTURE_SHOULD_BE_PROSE", "it should have been prose, not a list"),
+    (r"MISSING_CODE_BLOCK", "it lacked the code block the answer needs"),
+    (r"FORMAT_SHOULD_BE_JSON", "it should have been valid JSON"),
+    (r"MISSING_KEY_CONCEPTS_(\d+)_TERMS", "it left out {x} key concept(s) of the answer"),
+]
+
+
+def explain(codes: list[str]) -> str:
+    """The self-evaluation response: what the codes say was wrong, in plain words."""
+    sentences = []
+    for pattern, sentence in _EXPLANATIONS:
+        for code in codes:
+            m = re.fullmatch(pattern, code)
+            if m:
+                sentences.append(sentence.format(x=m.group(1) if m.groups() else ""))
+    similarity = next((c for c in codes if c.startswith("SIMILARITY_")), None)
+    if not sentences:
+        sentences.append("it did not match the correct answer")
+    text = "Looking at the error indicators, my previous answer was wrong: " + "; ".join(sentences) + "."
+    if similarity:
+        text += f" Its similarity to a correct answer was only {similarity[len('SIMILARITY_'):]}."
+    return text + " I need to reconsider the question and answer it again carefully."
+
+
+def render(template: str, *, question: str, previous: str, codes: list[str]) -> str:
+    return template.format(question=question, previous=previous, codes=", ".join(codes) or "none")
+
+
+def build_triple(*, question: str, golden: str, predicted: str, codes: list[str], step: int, source: dict,
+                 templates: TemplatesSection | None = None) -> list[dict]:
+    """The three records for one wrong answer."""
+    t = templates or TemplatesSection()
+    common = {"error_codes": list(codes), "step": step, "source": dict(source)}
+    return [
+        {"prompt": question, "response": golden, "rejected": predicted, "kind": "initial_attempt", **common},
+        {"prompt": render(t.self_evaluation, question=question, previous=predicted, codes=codes),
+         "response": explain(codes), "kind": "self_evaluation", **common},
+        {"prompt": render(t.correction, question=question, previous=predicted, codes=codes),
+         "response": golden, "kind": "correction", **common},
+    ]

@@ -1,0 +1,42 @@
+from selfcorrect.correction_examples import KINDS, build_triple, explain
+from selfcorrect.error_codes import error_codes
+from training.config import TemplatesSection
+from training.data import parse_record
+
+
+def triple(**kw):
+    q, golden, predicted = "What is 17 + 25?", "17 + 25 = 42. The answer is 42.", "17 + 25 = 41."
+    codes = error_codes(q, golden, predicted)
+    return build_triple(question=q, golden=golden, predicted=predicted, codes=codes, step=150,
+                        source={"id": "v7", "file": "val.jsonl"}, **kw), codes
+
+
+def test_three_records_in_the_spec_order_with_their_fields():
+    records, codes = triple()
+    assert [r["kind"] for r in records] == list(KINDS)
+    for r in records:
+        assert r["error_codes"] == codes and r["step"] == 150 and r["source"] == {"id": "v7", "file": "val.jsonl"}
+        parse_record(r)  # every record is a valid training line
+    initial, evaluation, correction = records
+    assert initial["prompt"] == "What is 17 + 25?" and initial["rejected"] == "17 + 25 = 41."
+    assert "Your previous answer:\n17 + 25 = 41." in evaluation["prompt"]
+    assert "Error indicators: " + ", ".join(codes) in evaluation["prompt"]
+    assert correction["prompt"].endswith("Provide the correct answer.")
+
+
+def test_no_record_trains_on_the_wrong_answer():
+    records, _ = triple()
+    assert all(r["response"] != "17 + 25 = 41." and "41" not in r["response"] for r in records)
+    assert records[0]["response"] == records[2]["response"] == "17 + 25 = 42. The answer is 42."
+
+
+def test_the_self_evaluation_explains_the_codes_in_plain_words():
+    text = explain(["LENGTH_SHORT_BY_5_TOKENS", "MISSING_NUMBERS", "SIMILARITY_12%"])
+    assert "too short, by about 5 tokens" in text and "no numbers" in text and "12%" in text
+    assert "_" not in text.replace("SIMILARITY", "")
+
+
+def test_templates_come_from_config():
+    t = TemplatesSection(correction="Q: {question}\nHints: {codes}\nTry again.")
+    records, codes = triple(templates=t)
+    assert records[2]["prompt"] == f"Q: What is 17 + 25?\nHints: {', '.join(codes)}\nTry again."

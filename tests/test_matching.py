@@ -1,0 +1,42 @@
+import threading
+
+import pytest
+
+from selfcorrect.matching import match_answer
+
+
+@pytest.mark.parametrize("expected, predicted, why", [
+    ("Paris", "  paris. ", "exact"),
+    ("42", "42.0", "numeric"),
+    ("42", "$42", "numeric"),
+    ("1,234", "1234", "numeric"),
+    ("Work: 40 + 2 = 42\n#### 42", "40 + 2 = 42. The answer is 42.", "numeric"),
+    ("The answer is 7.", "3 + 4 = 7", "numeric"),
+    ("Paris", "The capital of France is Paris.", "found in prediction"),
+    ("1/2", "0.5", "math-verify"),
+    ("\\frac{1}{2}", "The answer is 0.5", "math-verify"),
+])
+def test_right_answers_match_and_say_why(expected, predicted, why):
+    m = match_answer(expected, predicted)
+    assert m.matched and why in m.reason, m
+
+
+@pytest.mark.parametrize("expected, predicted, why", [
+    ("42", "41", "final answer 41 != expected 42"),
+    ("42", "42 - 1 = 41", "final answer 41 != expected 42"),
+    ("#### 42", "I am not sure", "final answer none != expected 42"),
+    ("Paris", "Lyon", "not found"),
+    ("Paris", "", "empty prediction"),
+    ("Paris", "Parisian food", "not found"),
+])
+def test_wrong_answers_do_not_match_and_say_why(expected, predicted, why):
+    m = match_answer(expected, predicted)
+    assert not m.matched and why in m.reason, m
+
+
+def test_math_verify_works_outside_the_main_thread():
+    out = {}
+    t = threading.Thread(target=lambda: out.update(m=match_answer("\\frac{1}{2}", "0.5")))
+    t.start()
+    t.join()
+    assert out["m"].matched

@@ -1,0 +1,61 @@
+"""python -m selfcorrect, as a user runs it."""
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO, write_config, write_jsonl
+
+
+def cli(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "selfcorrect", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_codes_prints_a_json_list_and_the_decision():
+    out = cli("codes", "--expected", "The answer is 42.", "--predicted", "41", "--question", "What is 40 + 2?")
+    codes = json.loads(out.stdout.splitlines()[0])
+    assert "NUMERIC_ERROR_MISSING_1_VALUES" in codes and "matched: no (final answer 41 != expected 42)" in out.stdout
+    right = cli("codes", "--expected", "42", "--predicted", "The answer is 42")
+    assert json.loads(right.stdout.splitlines()[0]) == [] and "matched: yes" in right.stdout
+
+
+def test_build_makes_triples_for_wrong_answers_only(tmp_path):
+    qa = write_jsonl(tmp_path / "qa.jsonl", [{"id": "a", "prompt": "What is 1 + 1?", "response": "2"},
+                                             {"id": "b", "prompt": "What is 2 + 2?", "response": "4"}])
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"id": "b", "predicted": "5"}, {"id": "a", "predicted": "2"}])
+    out = cli("build", "--input", qa, "--initial-answers", answers, "--output", tmp_path / "t.jsonl", "--step", 7)
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(l) for l in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["initial_attempt", "self_evaluation", "correction"]
+    assert records[0]["source"] == {"id": "b", "file": "qa.jsonl"} and records[0]["step"] == 7
+
+
+def test_build_names_the_line_of_an_answer_that_does_not_line_up(tmp_path):
+    qa = write_jsonl(tmp_path / "qa.jsonl", [{"id": "a", "prompt": "p", "response": "r"}])
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"id": "a", "predicted": "x"}, {"id": "zzz", "predicted": "y"}])
+    out = cli("build", "--input", qa, "--initial-answers", answers, "--output", tmp_path / "t.jsonl")
+    assert out.returncode == 1 and "answers.jsonl" in out.stderr and "line 2" in out.stderr and "zzz" in out.stderr
+    missing = write_jsonl(tmp_path / "none.jsonl", [{"id": "a"}])
+    out = cli("build", "--input", qa, "--initial-answers", missing, "--output", tmp_path / "t.jsonl")
+    assert out.returncode == 1 and "line 1" in out.stderr and "predicted" in out.stderr
+    assert not (tmp_path / "t.jsonl").exists()
+
+
+def test_initial_answers_runs_the_model_batched(tmp_path):
+    write_config(tmp_path)
+    qa = write_jsonl(tmp_path / "qa.jsonl", [{"id": f"q{i}", "prompt": f"What is {i} + 1?", "response": f"{i + 1}"}
+                                             for i in range(5)])
+    out = cli("initial-answers", "--input", qa, "--output", tmp_path / "a.jsonl", "--adapter", "base",
+              "--max-new-tokens", 4, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(l) for l in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [f"q{i}" for i in range(5)] and all(isinstance(r["predicted"], str) for r in rows)
+    bad = cli("initial-answers", "--input", qa, "--output", tmp_path / "b.jsonl", "--adapter", "v0009", cwd=tmp_path)
+    assert bad.returncode == 1 and "v0009" in bad.stderr
+
+
+def test_demo_and_rules_print():
+    demo = cli("demo")
+    assert demo.returncode == 0 and "MISMATCH" in demo.stdout and "self_evaluation" in demo.stdout
+    rules = cli("rules")
+    assert rules.stdout.count("\n| `") == 17
