@@ -22,7 +22,7 @@ models: setup
 	$(PY) -m training.models --cache-dir $(MODELS)
 
 run: models
-	$(PY) train.py examples/arithmetic.jsonl
+	$(PY) train.py --daemon
 
 test: models
 	$(PY) -m pytest -q

@@ -1,13 +1,16 @@
 """Continual LoRA training with self-correction.
 
     python train.py FILE.jsonl [FILE ...]   train the current adapter on these files, in order
-    python train.py --daemon                watch inbox/ and queue/ and train forever
+    python train.py --daemon                watch inbox/ and queue/ and train until stopped
+    python train.py --once                  train everything queued, then exit
+    python train.py --status                where the daemon stands (safe while it runs)
 
 Phases: parse arguments -> load config -> pick the root -> hand off to the mode.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -23,6 +26,14 @@ from training.events import EventLog  # noqa: E402
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Continual LoRA training daemon with self-correction.")
     p.add_argument("files", nargs="*", type=Path, help="JSONL files to train on once, in order")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--daemon", action="store_true", help="watch inbox/ and queue/ and train until stopped")
+    mode.add_argument("--once", action="store_true", help="train everything queued, then exit")
+    mode.add_argument("--status", action="store_true", help="show queue, training progress and adapter")
+    mode.add_argument("--report", action="store_true", help="write logs/report.png and logs/report.html")
+    mode.add_argument("--eval", type=Path, metavar="FILE.jsonl", help="answer a QA file and report accuracy")
+    p.add_argument("--adapter", default="current", help="with --eval: current, base, or a version such as v0003")
+    p.add_argument("--limit", type=int, default=None, help="with --eval: only the first N questions")
     p.add_argument("--config", type=Path, default=None, help="config file (default: ./config.json)")
     p.add_argument("--root", type=Path, default=None,
                    help="folder holding inbox/ queue/ data/ logs/ (default: the config file's folder)")
@@ -30,9 +41,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
+    from daemon.lock import RootLock
+    from monitor.live_inference import attach_monitor
+    from monitor.validation_pool import hold_out
     from training.engine import TrainingEngine
 
+    RootLock(root).acquire()  # released at exit; a daemon on the same root would corrupt the state
     engine = TrainingEngine(config, root, events)
+    monitor = attach_monitor(engine, root=root, settings=lambda: config, events=events)
     # Check every file before training any, so a bad file never leaves the job half done.
     prepared = [engine.prepare(f) for f in files]
     for p in prepared:
@@ -41,23 +57,57 @@ def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
             events.emit("duplicate", f"{p.name}: same content already trained into adapter {done['adapter']}; skipped")
             continue
         events.emit("claimed", f"{p.name}: {len(p.encoded)} examples", file=p.name, sha256=p.sha256)
-        result = engine.train(p)
+        hold_out(monitor.pool, p, events)
+        result = engine.train(p, callbacks=[monitor])
         events.emit("done", f"{p.name}: {result.steps} steps in {result.seconds:.1f}s, loss {result.final_loss:.4f}, "
                     f"{result.tokens_per_s:.0f} tok/s -> adapter {result.version}",
                     file=p.name, steps=result.steps, adapter=result.version, seconds=result.seconds)
     return 0
 
 
+def evaluate_file(path: Path, config, root: Path, *, adapter: str, limit: int | None) -> int:
+    from monitor.console import evaluation_table
+    from monitor.evaluation import evaluate
+    from selfcorrect.qa import read_qa
+    from training.inference import load_for_inference
+
+    items = read_qa(path)[:limit]
+    model, tokenizer, use_template, label = load_for_inference(config, root, adapter)
+    sc = config.self_correction
+    ev = evaluate(model, tokenizer, items, use_template=use_template, max_new_tokens=config.eval_max_tokens,
+                  templates=sc.templates, second_attempt=sc.measure_second_attempt, count_tokens=tokenizer)
+    evaluation_table(ev, title=f"{path.name} with adapter {label}")
+    print(json.dumps({**ev.summary(), "adapter": label}))
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     config_path, root = locate(args.config, args.root)
+    if args.status:
+        from daemon.status import show
+
+        show(root)
+        return 0
+    if args.report:
+        from monitor.report import write_report
+
+        png, page = write_report(root)
+        print(f"wrote {png} and {page}")
+        return 0
     events = EventLog(root / "logs")
     try:
         config = load_config(config_path)
         events.emit("config", f"resolved config from {config_path}: {config.model_dump_json()}")
+        if args.eval:
+            return evaluate_file(args.eval, config, root, adapter=args.adapter, limit=args.limit)
+        if args.daemon or args.once:
+            from daemon.worker import Daemon
+
+            return Daemon(root=root, config_path=config_path, config=config, events=events, once=args.once).run()
         if args.files:
             return one_shot(args.files, config, root, events)
-        print("nothing to do: name files to train, or use --daemon", file=sys.stderr)
+        print("nothing to do: name files to train, or use --daemon (see --help)", file=sys.stderr)
         return 2
     except ProjectError as e:
         events.emit("error", str(e))

@@ -43,3 +43,22 @@ def run_train(root: Path, *args, timeout=300, **kwargs) -> subprocess.CompletedP
 def root(tmp_path) -> Path:
     write_config(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def spawn():
+    """Start the real daemon in a subprocess; any still running at teardown is killed (by its pid)."""
+    from tests.daemon_helpers import start_daemon
+
+    started = []
+
+    def start(root, *args, env=None):
+        proc = start_daemon(root, *args, env=env)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -37,8 +37,9 @@ class Prepared:
     path: Path
     name: str
     sha256: str
-    examples: list[Example]
+    examples: list[Example]  # the ones trained
     encoded: list[Encoded]
+    heldout: list[Example]  # kept out of training for the validation pool
 
 
 @dataclass
@@ -49,6 +50,7 @@ class FileResult:
     seconds: float
     final_loss: float | None
     tokens_per_s: float
+    loop_seconds: float = 0.0  # the Trainer's own training loop (train_runtime), for overhead figures
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -96,6 +98,7 @@ class TrainingEngine:
         current = self.store.path(self.state.current_adapter) if self.state.current_adapter else None
         self.model = attach_adapter(base, config, current, model_path=self.model_path)
         self.model_loads = 1
+        self.trainer_logs: dict = {}  # filled by callbacks, merged into the Trainer's next log
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         events.emit("model", f"loaded {self.model_path} with adapter {self.state.current_adapter or '(new)'}; "
                     f"{trainable:,} trainable parameters; global step {self.state.global_step}",
@@ -103,13 +106,21 @@ class TrainingEngine:
 
     # -- prepare ----------------------------------------------------------------------------
 
-    def prepare(self, path: Path, *, name: str | None = None, sha256: str | None = None) -> Prepared:
-        """Read, validate and encode a whole file; DataError if any of it is unusable."""
+    def prepare(self, path: Path, *, name: str | None = None) -> Prepared:
+        """Read, validate and encode a whole file; DataError if any of it is unusable.
+
+        `validation.holdout_fraction` of its QA examples is kept out of training (the
+        same ones on every retry, chosen by the file's hash) for live evaluation.
+        """
+        from monitor.validation_pool import split_holdout
+
         path = Path(path)
+        sha256 = sha256_file(path)
         examples = read_examples(path, max_line_bytes=self.config.training.max_line_bytes)
-        encoded = encode_file(self.tokenizer, examples, path=path, use_template=self.use_template,
+        train, heldout = split_holdout(examples, fraction=self.config.validation.holdout_fraction, seed=sha256)
+        encoded = encode_file(self.tokenizer, train, path=path, use_template=self.use_template,
                               max_length=self.config.training.max_seq_length)
-        return Prepared(path, name or path.name, sha256 or sha256_file(path), examples, encoded)
+        return Prepared(path, name or path.name, sha256, train, encoded, heldout)
 
     # -- train --------------------------------------------------------------------------------
 
@@ -170,6 +181,7 @@ class TrainingEngine:
             data_collator=collator,
             processing_class=self.tokenizer,
             callbacks=[progress, *callbacks],
+            extra_logs=self.trainer_logs,
         )
         trainer.remove_callback(PrinterCallback)
         trainer.step_offset = self.state.global_step  # callbacks read the global step as offset + state.global_step
@@ -191,7 +203,7 @@ class TrainingEngine:
         seconds = time.perf_counter() - started
         version = self._commit(prepared, steps=steps, seconds=seconds, final_loss=final_loss)
         remove_tree(ckpt_dir)
-        return FileResult("trained", version, steps, seconds, final_loss, tps)
+        return FileResult("trained", version, steps, seconds, final_loss, tps, output.metrics.get("train_runtime", 0.0))
 
     def _adapter_snapshot(self) -> dict:
         return {k: v.detach().clone() for k, v in self.model.named_parameters() if v.requires_grad}

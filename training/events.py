@@ -22,6 +22,12 @@ class EventLog:
     def daily_path(self, now: float | None = None) -> Path:
         return self.dir / f"daemon_{time.strftime('%Y%m%d', time.localtime(now))}.log"
 
+    def block(self, text: str) -> None:
+        """A multi-line block (the evaluation view) for the daily log and the console."""
+        with open(self.daily_path(), "a", encoding="utf-8") as f:
+            f.write(text + "\n")
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
     def emit(self, kind: str, message: str, **fields) -> None:
         now = time.time()
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))

@@ -27,6 +27,17 @@ class SupervisedTrainer(Trainer):
     # compute_loss divides by the supervised tokens of the whole accumulated batch.
     loss_is_scaled_for_ga = True
 
+    def __init__(self, *args, extra_logs: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.extra_logs = extra_logs if extra_logs is not None else {}
+
+    def log(self, logs, start_time=None):
+        """Callbacks' metrics (live evaluation) join the next log, so log history and report_to see them."""
+        if self.extra_logs:
+            logs = {**logs, **self.extra_logs}
+            self.extra_logs.clear()
+        super().log(logs, start_time)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Cross-entropy over the response tokens only.
 

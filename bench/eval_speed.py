@@ -1,0 +1,90 @@
+"""Live-evaluation speed with the default model: batched generation, and the callback's share of wall time.
+
+    python bench/eval_speed.py [--samples 8] [--train-steps 6]
+
+1. The same 8 validation prompts answered two ways in one run: one batched
+   `generate` call (left padding, KV cache, stop at end of turn), and one call
+   per prompt (the baseline). Prints both times and the ratio.
+2. The callback's share with the default settings (eval_steps 50,
+   num_eval_samples 4, eval_max_tokens 2048, second attempt on): one training
+   step and one full evaluation are timed on the same model in the same run,
+   and the share is evaluation / (50 steps + evaluation).
+Ends with one JSON line of the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--train-steps", type=int, default=6)
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    args = p.parse_args()
+
+    from monitor.evaluation import evaluate
+    from monitor.generation import generate_answers
+    from selfcorrect.qa import QAItem
+    from training.config import parse_config
+    from training.engine import TrainingEngine
+    from training.events import EventLog
+    from training.synthetic import integer_sums, word_problems
+
+    root = Path(tempfile.mkdtemp(prefix="bench-eval-"))
+    config = parse_config({"model": {"name_or_path": args.model, "cache_dir": str(REPO / "data" / "models")},
+                           "validation": {"holdout_fraction": 0}, "training": {"save_steps": 10_000}})
+    engine = TrainingEngine(config, root, EventLog(root / "logs"))
+    model, tok = engine.model, engine.tokenizer
+    rows = integer_sums(args.samples // 2, seed=11) + [
+        {"prompt": r["question"], "response": r["answer"]} for r in word_problems(args.samples - args.samples // 2, seed=11)]
+    items = [QAItem(str(k), [{"role": "user", "content": r["prompt"]}], r["response"], "bench", k)
+             for k, r in enumerate(rows)]
+    conversations = [i.conversation for i in items]
+
+    # 1. batched vs one call per prompt
+    generate_answers(model, tok, conversations[:1], use_template=engine.use_template, max_new_tokens=8)  # warm-up
+    t0 = time.perf_counter()
+    batched = generate_answers(model, tok, conversations, use_template=engine.use_template, max_new_tokens=256,
+                               batch_size=len(conversations))
+    t_batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    single = [generate_answers(model, tok, [c], use_template=engine.use_template, max_new_tokens=256)[0]
+              for c in conversations]
+    t_single = time.perf_counter() - t0
+    same = sum(a == b for a, b in zip(batched, single))
+    print(f"{len(items)} prompts: batched {t_batched:.1f}s, one by one {t_single:.1f}s, "
+          f"speedup {t_single / t_batched:.2f}x; identical answers {same}/{len(items)}", flush=True)
+
+    # 2. the callback's share at the default settings
+    data = root / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in integer_sums(8 * args.train_steps, seed=12)))
+    prepared = engine.prepare(data)
+    result = engine.train(prepared)
+    step_s = result.loop_seconds / result.steps
+    defaults = parse_config({})
+    t0 = time.perf_counter()
+    ev = evaluate(model, tok, items[: defaults.num_eval_samples], use_template=engine.use_template,
+                  max_new_tokens=defaults.eval_max_tokens, templates=defaults.self_correction.templates,
+                  second_attempt=defaults.self_correction.measure_second_attempt, count_tokens=tok)
+    t_eval = time.perf_counter() - t0
+    share = t_eval / (defaults.eval_steps * step_s + t_eval)
+    print(f"training step {step_s:.2f}s; evaluation of {ev.n} samples (eval_max_tokens {defaults.eval_max_tokens}, "
+          f"second attempt) {t_eval:.1f}s; callback share at eval_steps {defaults.eval_steps}: {100 * share:.1f}%",
+          flush=True)
+    print(json.dumps({"batched_s": round(t_batched, 2), "one_by_one_s": round(t_single, 2),
+                      "batched_speedup": round(t_single / t_batched, 2), "identical_answers": same,
+                      "samples": len(items), "train_step_s": round(step_s, 3), "evaluation_s": round(t_eval, 2),
+                      "callback_time_share": round(share, 4), "model": args.model}))
+
+
+if __name__ == "__main__":
+    main()

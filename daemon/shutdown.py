@@ -1,0 +1,41 @@
+"""Graceful stop. Signal handlers only set flags; the training callback turns the flag into a checkpoint.
+
+First SIGTERM/SIGINT: finish the current optimizer step, save a checkpoint, put the
+file back at the head of its queue, exit 0. Second: exit at once; every state on
+disk is a complete folder or file, so that is as safe as a power cut.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+from transformers import TrainerCallback
+
+
+class Shutdown:
+    def __init__(self):
+        self.requested = False
+        self.signals = 0
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signals += 1
+        if self.signals > 1:
+            os._exit(128 + signum)
+        self.requested = True
+
+
+class StopOnShutdown(TrainerCallback):
+    """Ends training after the current optimizer step, with a checkpoint, once a stop was requested."""
+
+    def __init__(self, shutdown: Shutdown):
+        self.shutdown = shutdown
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if not self.shutdown.requested:
+            return
+        control.should_save = True
+        control.should_training_stop = True

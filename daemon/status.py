@@ -1,0 +1,78 @@
+"""`train.py --status`: where the daemon stands, read from disk (safe while it runs)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from training.state import TrainingState
+
+from .lock import holder_pid
+from .queue import PRIORITIES, ignored
+
+
+REPORTS = (".manifest.json", ".error.json")
+
+
+def _count(folder: Path) -> int:
+    """Entries in a state folder, not counting the reports written beside them."""
+    return sum(1 for n in os.listdir(folder) if not ignored(n) and not n.endswith(REPORTS)) if folder.is_dir() else 0
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def collect(root: Path) -> dict:
+    root = Path(root)
+    q = root / "queue"
+    state = TrainingState.load(root / "data" / "state.json")
+    status = _json(root / "data" / "status.json")
+    pid = holder_pid(root)
+    depth = {p: _count(q / p) for p in PRIORITIES}
+    depth.update(processing=_count(q / "processing"), done=_count(q / "done"), failed=_count(q / "failed"),
+                 inbox=_count(root / "inbox"))
+    return {
+        "running": pid is not None,
+        "pid": pid,
+        "queue": depth,
+        "training": status if pid and status.get("state") == "training" else None,
+        "adapter": state.current_adapter,
+        "global_step": state.global_step,
+        "files_trained": len(state.files_trained),
+        "last_evaluation": _json(root / "data" / "last_evaluation.json") or None,
+        "self_correction": _json(root / "data" / "self_correction" / "buffer.json").get("stats"),
+    }
+
+
+def show(root: Path, console: Console | None = None) -> dict:
+    console = console or Console()
+    s = collect(root)
+    table = Table(show_header=False, box=None)
+    table.add_row("daemon", f"running (pid {s['pid']})" if s["running"] else "not running")
+    table.add_row("queue", ", ".join(f"{k} {v}" for k, v in s["queue"].items()))
+    t = s["training"]
+    if t:
+        pct = f" ({100 * t.get('step', 0) / t['max_steps']:.0f}%)" if t.get("max_steps") else ""
+        age = time.time() - t.get("updated", time.time())
+        table.add_row("training", f"{t.get('file')} step {t.get('step', 0)}/{t.get('max_steps', '?')}{pct}, "
+                      f"updated {age:.0f}s ago")
+    else:
+        table.add_row("training", "idle")
+    table.add_row("adapter", f"{s['adapter'] or 'none yet'} (global step {s['global_step']}, "
+                  f"{s['files_trained']} files trained)")
+    ev = s["last_evaluation"]
+    table.add_row("last evaluation", f"accuracy {ev['accuracy']:.0%} at step {ev['step']}" if ev else "none yet")
+    sc = s["self_correction"]
+    table.add_row("self-correction", f"{sc['files_generated']} files, {sc['examples_generated']} examples, "
+                  f"{sc['needed_correction']}/{sc['total_evals']} answers needed correction" if sc else "nothing yet")
+    console.print(table)
+    print(json.dumps(s, default=str))
+    return s

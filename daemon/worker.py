@@ -1,0 +1,194 @@
+"""The daemon loop: scan -> claim -> train -> finish | fail, one file at a time, one warm model.
+
+`run_once()` is one iteration and returns whether it did any work; `run()` repeats
+it and sleeps on the watcher between scans, so an empty queue costs nothing.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from monitor.live_inference import attach_monitor
+from monitor.validation_pool import hold_out, is_generated
+from training.errors import DataError
+from training.events import EventLog
+from training.fsutil import atomic_write_json
+
+from .intake import Intake
+from .live_config import LiveConfig
+from .lock import RootLock
+from .queue import PRIORITIES, Job, Queue
+from .shutdown import Shutdown, StopOnShutdown
+from .watcher import Watcher
+
+RETRY_AFTER_OS_ERROR_S = 30.0
+
+
+class StatusFile(TrainerCallback):
+    """data/status.json: what the daemon is doing now, for `train.py --status` from another shell."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fields: dict = {}
+
+    def write(self, **fields) -> None:
+        self.fields = {"pid": os.getpid(), "updated": time.time(), **fields}
+        atomic_write_json(self.path, self.fields)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.fields.get("state") != "training":
+            return
+        self.write(**{**self.fields, "step": state.global_step, "max_steps": state.max_steps,
+                      "loss": (logs or {}).get("loss", self.fields.get("loss"))})
+
+
+class Daemon:
+    def __init__(self, *, root: Path, config_path: Path, config, events: EventLog, once: bool = False):
+        self.root = Path(root)
+        self.events = events
+        self.once = once
+        self.live = LiveConfig(config_path, config, events)
+        self.queue = Queue(self.root)
+        self.shutdown = Shutdown()
+        self.lock = RootLock(self.root)
+        self.watcher: Watcher | None = None
+        self.engine = None
+        self.status = StatusFile(self.root / "data" / "status.json")
+        self.retry_at = 0.0
+
+    @property
+    def config(self):
+        return self.live.current
+
+    # -- start-up ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from training.engine import TrainingEngine
+
+        self.lock.acquire()
+        self.shutdown.install()
+        for job in self.queue.recover():
+            self.events.emit("recovered", f"{job.original_name}: back to the head of queue/{job.priority}/",
+                             file=job.name)
+        self.watcher = Watcher([self.queue.inbox, *(self.queue.folder(p) for p in PRIORITIES), self.live.path.parent])
+        self.watcher.start()
+        self.intake = Intake(self.queue, self.events, watcher=self.watcher,
+                             settle_seconds=lambda: self.config.daemon.settle_seconds,
+                             max_line_bytes=lambda: self.config.training.max_line_bytes)
+        self.engine = TrainingEngine(self.config, self.root, self.events)
+        self.monitor = attach_monitor(self.engine, root=self.root, settings=self.live.latest, events=self.events)
+        self.status.write(state="idle", adapter=self.engine.state.current_adapter)
+        self.events.emit("daemon", f"watching {self.queue.inbox} and {self.queue.base}/{{high,normal,low}} "
+                         f"(pid {os.getpid()})", pid=os.getpid())
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.status.write(state="stopped")
+        self.lock.release()
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.start()
+        try:
+            while not self.shutdown.requested:
+                worked = self.run_once()
+                if self.once and not worked and not self.intake.waiting and not self.queue.pending():
+                    break
+                if not worked:
+                    self._idle()
+        finally:
+            self.stop()
+        self.events.emit("daemon", "stopped cleanly" if self.shutdown.requested else "queue empty; exiting (--once)")
+        return 0
+
+    def _idle(self) -> None:
+        """Sleep until a watch event or the next scan; short slices so a signal is seen at once."""
+        deadline = time.monotonic() + self.config.daemon.scan_interval_seconds
+        while not self.shutdown.requested and time.monotonic() < deadline:
+            if self.watcher.wake.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic()))):
+                self.watcher.wake.clear()
+                return
+
+    def run_once(self, now: float | None = None) -> bool:
+        """One iteration: apply config edits, admit complete files, train the next one. True if it trained."""
+        now = time.time() if now is None else now
+        self._apply_config()
+        self.intake.scan(now)
+        if now < self.retry_at:
+            return False
+        job = self.queue.claim()
+        if job is None:
+            return False
+        self.process(job)
+        return True
+
+    def _apply_config(self) -> None:
+        """The safe point between files: the engine takes the config in force (edits may have come mid-file)."""
+        self.live.poll()
+        self.engine.config = self.config
+
+    # -- one file ---------------------------------------------------------------------------------
+
+    def process(self, job: Job) -> None:
+        """claim -> train -> finish | fail. Every outcome leaves the file in exactly one folder."""
+        started = time.perf_counter()
+        self.events.emit("claimed", f"{job.original_name} from queue/{job.priority}/", file=job.name,
+                         priority=job.priority)
+        self.status.write(state="training", file=job.original_name, priority=job.priority, step=0,
+                          global_step=self.engine.state.global_step)
+        try:
+            prepared = self.engine.prepare(job.path, name=job.original_name)
+            trained = self.engine.state.trained(prepared.sha256)
+            if trained:
+                self.queue.finish(job, {"sha256": prepared.sha256, "duplicate_of": trained})
+                self.events.emit("duplicate", f"{job.original_name}: same content already trained into adapter "
+                                 f"{trained['adapter']} ({trained['name']}); not trained again", file=job.name)
+                return
+            hold_out(self.monitor.pool, prepared, self.events)
+            # In --once, a generated file generates nothing more, so the queue drains and the run ends.
+            self.monitor.generate_files = not (self.once and is_generated(prepared.examples))
+            result = self.engine.train(prepared, callbacks=[StopOnShutdown(self.shutdown), self.status, self.monitor])
+            if result.status == "interrupted":
+                self.queue.requeue(job)
+                self.events.emit("requeued", f"{job.original_name}: stopped at step {result.steps}, checkpoint "
+                                 f"saved; back at the head of queue/{job.priority}/", file=job.name)
+                return
+            manifest = {"sha256": prepared.sha256, "examples": len(prepared.encoded),
+                        "heldout": len(prepared.heldout), "steps": result.steps,
+                        "adapter": result.version, "seconds": round(time.perf_counter() - started, 3),
+                        "train_seconds": round(result.seconds, 3), "loop_seconds": round(result.loop_seconds, 3),
+                        "final_loss": result.final_loss,
+                        "global_step": self.engine.state.global_step, "priority": job.priority}
+            self.queue.finish(job, manifest)
+            self.events.emit("done", f"{job.original_name}: {result.steps} steps, loss {result.final_loss:.4f}, "
+                             f"adapter {result.version}, {manifest['seconds']:.1f}s", file=job.name, **manifest)
+        except DataError as e:
+            self.queue.fail(job.path, e.report())
+            self.events.emit("failed", str(e), file=job.name, problems=e.problems)
+        except OSError as e:
+            # Disk full and the like: the file is fine, the machine is not. Keep it and retry later.
+            self.queue.requeue(job)
+            self.retry_at = time.time() + RETRY_AFTER_OS_ERROR_S
+            hint = " (disk full)" if e.errno == errno.ENOSPC else ""
+            self.events.emit("error", f"{job.original_name}: {e}{hint}; file kept in queue/{job.priority}/, "
+                             f"retrying in {RETRY_AFTER_OS_ERROR_S:.0f}s", file=job.name)
+        except Exception as e:  # a bug or an unusable file: keep the daemon running, keep the reason
+            self.queue.fail(job.path, {"file": job.original_name, "reason": f"{type(e).__name__}: {e}",
+                                       "traceback": traceback.format_exc(), "problems": []})
+            self.events.emit("failed", f"{job.original_name}: {type(e).__name__}: {e}", file=job.name)
+        finally:
+            self.status.write(state="idle", adapter=self.engine.state.current_adapter,
+                              global_step=self.engine.state.global_step)
+
+
+def read_status(root: Path) -> dict:
+    path = Path(root) / "data" / "status.json"
+    return json.loads(path.read_text()) if path.exists() else {}

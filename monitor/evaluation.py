@@ -1,0 +1,88 @@
+"""Answering QA items and judging the answers: shared by the live monitor and `train.py --eval`.
+
+First attempt: the question as asked. Second attempt (the published measure of
+self-correction, Δ(t1, t2) in the SCoRe paper): wrong answers are asked again
+with the correction prompt and their error codes; a sample of right answers gets
+the same prompt with no codes, to count right -> wrong changes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from selfcorrect.correction_examples import render
+from selfcorrect.error_codes import error_codes
+from selfcorrect.generator import EvalResult
+from selfcorrect.matching import match_answer
+from selfcorrect.qa import QAItem
+
+from .generation import generate_answers
+
+
+@dataclass
+class Evaluation:
+    results: list[EvalResult]
+    reasons: list[str]
+    second: dict[int, tuple[str, bool]] = field(default_factory=dict)  # index -> (answer, matched)
+    right_probe: dict[int, tuple[str, bool]] = field(default_factory=dict)  # right answers re-asked, no codes
+
+    @property
+    def n(self) -> int:
+        return len(self.results)
+
+    @property
+    def accuracy(self) -> float:
+        return sum(r.matched for r in self.results) / self.n if self.n else 0.0
+
+    @property
+    def wrong_to_right(self) -> int:
+        return sum(ok for _, ok in self.second.values())
+
+    @property
+    def right_to_wrong(self) -> int:
+        return sum(not ok for _, ok in self.right_probe.values())
+
+    @property
+    def second_attempt_accuracy(self) -> float | None:
+        """Accuracy after the second attempt: right first, or fixed when shown the codes."""
+        if not self.second and not self.right_probe and self.accuracy < 1.0:
+            return None
+        return (sum(r.matched for r in self.results) + self.wrong_to_right) / self.n if self.n else 0.0
+
+    def summary(self) -> dict:
+        return {"accuracy": round(self.accuracy, 4), "n": self.n,
+                "second_attempt_accuracy": None if self.second_attempt_accuracy is None
+                else round(self.second_attempt_accuracy, 4),
+                "wrong_to_right": self.wrong_to_right, "right_to_wrong": self.right_to_wrong,
+                "right_probed": len(self.right_probe)}
+
+
+def evaluate(model, tokenizer, items: list[QAItem], *, use_template: bool, max_new_tokens: int, templates,
+             second_attempt: bool = True, right_probe: int = 2, batch_size: int = 16, count_tokens=None) -> Evaluation:
+    """One batched generation for the first attempts, one for the second; greedy, so deterministic."""
+    answers = generate_answers(model, tokenizer, [i.conversation for i in items], use_template=use_template,
+                               max_new_tokens=max_new_tokens, batch_size=batch_size)
+    results, reasons = [], []
+    for item, answer in zip(items, answers):
+        match = match_answer(item.golden, answer)
+        codes = error_codes(item.question, item.golden, answer, tokenizer=count_tokens, matched=match.matched)
+        results.append(EvalResult(item.question, item.golden, answer, match.matched, codes,
+                                  {"id": item.id, "file": item.file}))
+        reasons.append(match.reason)
+    evaluation = Evaluation(results, reasons)
+    if not second_attempt:
+        return evaluation
+    wrong = [k for k, r in enumerate(results) if not r.matched]
+    probe = [k for k, r in enumerate(results) if r.matched][:right_probe]
+    asks = [(k, results[k].codes) for k in wrong] + [(k, []) for k in probe]
+    if not asks:
+        return evaluation
+    conversations = []
+    for k, codes in asks:
+        prompt = render(templates.correction, question=items[k].question, previous=results[k].predicted, codes=codes)
+        conversations.append(items[k].conversation[:-1] + [{"role": "user", "content": prompt}])
+    again = generate_answers(model, tokenizer, conversations, use_template=use_template,
+                             max_new_tokens=max_new_tokens, batch_size=batch_size)
+    for (k, _), answer in zip(asks, again):
+        ok = match_answer(items[k].golden, answer).matched
+        (evaluation.second if k in wrong else evaluation.right_probe)[k] = (answer, ok)
+    return evaluation

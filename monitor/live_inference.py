@@ -1,0 +1,83 @@
+"""LiveInferenceMonitor: every `eval_steps` global steps, answer validation questions and learn from the misses.
+
+A TrainerCallback: it reads the state, writes its own outputs (console block,
+events, data/last_evaluation.json, the generator's files) and reaches training
+only through `control` (a log at this step). It never moves queue files.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+from transformers import TrainerCallback
+
+from selfcorrect.error_codes import code_family
+from selfcorrect.generator import SelfCorrectionGenerator
+from training.fsutil import atomic_write_json
+
+from .console import evaluation_block
+from .evaluation import Evaluation, evaluate
+from .validation_pool import ValidationPool
+
+
+class LiveInferenceMonitor(TrainerCallback):
+    def __init__(self, *, pool: ValidationPool, generator: SelfCorrectionGenerator, tokenizer, use_template: bool,
+                 settings: Callable, step_offset: Callable[[], int], trainer_logs: dict, events, root: Path):
+        # user settings, read live at each evaluation
+        self.settings = settings
+        # collaborators
+        self.pool, self.generator, self.tokenizer, self.events = pool, generator, tokenizer, events
+        self.use_template = use_template
+        self.step_offset = step_offset
+        self.trainer_logs = trainer_logs  # merged into the Trainer's next log (log history, report_to)
+        self.last_path = Path(root) / "data" / "last_evaluation.json"
+        # internal state
+        self.generate_files = True  # off while training a generated file in --once (so --once ends)
+        self.seconds_spent = 0.0
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        config = self.settings()
+        step = self.step_offset() + state.global_step
+        if step % config.eval_steps or model is None or not self.pool.items:
+            return
+        started = time.perf_counter()
+        total = self.step_offset() + state.max_steps
+        self.run(model, step=step, total=total, config=config)
+        control.should_log = True
+        self.seconds_spent += time.perf_counter() - started
+
+    def run(self, model, *, step: int, total: int, config) -> Evaluation:
+        sc = config.self_correction
+        items = self.pool.next_batch(config.num_eval_samples)
+        ev = evaluate(model, self.tokenizer, items, use_template=self.use_template, max_new_tokens=config.eval_max_tokens,
+                      templates=sc.templates, second_attempt=sc.measure_second_attempt, count_tokens=self.tokenizer)
+        summary = ev.summary()
+        codes = Counter(code_family(c) for r in ev.results for c in r.codes)
+        self.events.block(evaluation_block(ev, step=step, total=total))
+        self.events.emit("evaluation", f"step {step}: accuracy {summary['accuracy']:.0%} on {ev.n}"
+                         + ("" if summary["second_attempt_accuracy"] is None
+                            else f", second attempt {summary['second_attempt_accuracy']:.0%}"),
+                         step=step, codes=dict(codes), **summary)
+        self.trainer_logs.update({f"eval/{k}": v for k, v in summary.items() if v is not None})
+        self.trainer_logs.update({f"eval/code/{k}": v for k, v in codes.items()})
+        atomic_write_json(self.last_path, {"step": step, "time": time.time(), **summary, "codes": dict(codes)})
+        if sc.enabled and self.generate_files:
+            self.generator.process_results(ev.results, step=step)
+            self.generator.maybe_generate(step=step)
+        return ev
+
+
+def attach_monitor(engine, *, root: Path, settings: Callable, events) -> LiveInferenceMonitor:
+    """The monitor for a warm engine: validation pool (with `validation.files`) and the generator."""
+    root = Path(root)
+    pool = ValidationPool(root)
+    added = pool.add_files([root / f for f in settings().validation.files])
+    if added:
+        events.emit("validation", f"{added} questions added to the validation pool from validation.files")
+    generator = SelfCorrectionGenerator(root=root, settings=lambda: settings().self_correction, events=events)
+    return LiveInferenceMonitor(pool=pool, generator=generator, tokenizer=engine.tokenizer,
+                                use_template=engine.use_template, settings=settings,
+                                step_offset=lambda: engine.state.global_step, trainer_logs=engine.trainer_logs,
+                                events=events, root=root)

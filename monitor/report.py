@@ -1,0 +1,81 @@
+"""`train.py --report`: logs/report.png and logs/report.html from logs/events.jsonl.
+
+Evaluation accuracy (first and second attempt) and training loss against the
+global step, with a mark where each self-correction file finished training.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from selfcorrect.generator import FILE_PREFIX
+
+
+def read_events(root: Path) -> list[dict]:
+    path = Path(root) / "logs" / "events.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a crash mid-write
+    return out
+
+
+def write_report(root: Path) -> tuple[Path, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    events = read_events(root)
+    # A step can appear twice when a killed run is resumed; the later event is the one that counts.
+    losses = sorted({e["global_step"]: e["loss"] for e in events if e["event"] == "progress"}.items())
+    evals = sorted({e["step"]: e for e in events if e["event"] == "evaluation"}.values(), key=lambda e: e["step"])
+    sc_done = [e["global_step"] for e in events if e["event"] == "done" and FILE_PREFIX in str(e.get("file", ""))]
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    if evals:
+        top.plot([e["step"] for e in evals], [100 * e["accuracy"] for e in evals], "o-", label="first attempt")
+        second = [(e["step"], 100 * e["second_attempt_accuracy"]) for e in evals if e.get("second_attempt_accuracy") is not None]
+        if second:
+            top.plot(*zip(*second), "s--", label="second attempt (with error codes)")
+    top.set_ylabel("evaluation accuracy (%)")
+    top.set_ylim(-2, 102)
+    if losses:
+        bottom.plot(*zip(*losses), "-", color="tab:gray", label="training loss")
+    bottom.set_ylabel("loss")
+    bottom.set_xlabel("global step")
+    for ax in (top, bottom):
+        for k, step in enumerate(sc_done):
+            ax.axvline(step, color="tab:orange", alpha=0.5, lw=1, label="self-correction file trained" if k == 0 else None)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best")
+    fig.suptitle("Training and live evaluation")
+    fig.tight_layout()
+    logs = Path(root) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    png = logs / "report.png"
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+    def percent(value) -> str:
+        return "" if value is None else f"{100 * value:.1f}%"
+
+    rows = "".join(
+        f"<tr><td>{e['step']}</td><td>{percent(e['accuracy'])}</td><td>{percent(e.get('second_attempt_accuracy'))}</td>"
+        f"<td>{e['n']}</td><td>{html.escape(', '.join(f'{k} {v}' for k, v in e.get('codes', {}).items()))}</td></tr>"
+        for e in evals)
+    page = (f"<!doctype html><meta charset='utf-8'><title>Training report</title>"
+            f"<h1>Training report</h1><img src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'>"
+            f"<p>{len(losses)} loss points, {len(evals)} evaluations, {len(sc_done)} self-correction files trained.</p>"
+            f"<table border=1 cellpadding=4><tr><th>step</th><th>accuracy</th><th>second attempt</th><th>n</th>"
+            f"<th>error codes</th></tr>{rows}</table>")
+    page_path = logs / "report.html"
+    page_path.write_text(page, encoding="utf-8")
+    return png, page_path

@@ -1,0 +1,192 @@
+"""The daemon, driven as a user drives it: real folders, real subprocesses, real signals."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+
+from tests.conftest import run_train, write_config, write_jsonl
+from tests.daemon_helpers import events, manifests, original, wait_event
+from training.synthetic import integer_sums
+
+
+def drop(root, name, records, folder="inbox"):
+    """The documented safe way: write a hidden file, then rename it into place."""
+    target = root / folder / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name("." + name + ".tmp")
+    write_jsonl(tmp, records)
+    os.replace(tmp, target)
+    return target
+
+
+def state(root):
+    return json.loads((root / "data" / "state.json").read_text())
+
+
+def test_priorities_and_fifo_and_files_present_before_start(root):
+    for i, (folder, name) in enumerate([("queue/low", "l1.jsonl"), ("queue/normal", "n1.jsonl"), ("inbox", "n2.jsonl"),
+                                        ("queue/high", "h1.jsonl"), ("queue/high", "h2.jsonl")]):
+        drop(root, name, integer_sums(4, seed=i), folder)
+        time.sleep(0.02)
+    write_config(root, daemon={"settle_seconds": 0})
+    assert run_train(root, "--once").returncode == 0
+    order = [original(e["file"]) for e in events(root) if e["event"] == "done"]
+    assert order == ["h1.jsonl", "h2.jsonl", "n1.jsonl", "n2.jsonl", "l1.jsonl"]
+    assert [e for e in events(root) if e["event"] == "model" and "loaded" in e["message"]].__len__() == 1
+    assert state(root)["global_step"] == 5 and len(state(root)["files_trained"]) == 5
+
+
+def test_duplicate_content_is_not_trained_twice(root):
+    data = integer_sums(8, seed=1)
+    drop(root, "first.jsonl", data, "queue/normal")
+    drop(root, "again.jsonl", data, "queue/normal")
+    assert run_train(root, "--once").returncode == 0
+    ms = {original(m["name"]): m for m in manifests(root)}
+    assert ms["first.jsonl"]["adapter"] == "v0001"
+    assert ms["again.jsonl"]["duplicate_of"]["name"] == "first.jsonl"
+    assert len(state(root)["files_trained"]) == 1
+
+
+def test_a_renamed_in_file_is_picked_up_while_running_and_the_model_stays_warm(root, spawn):
+    proc = spawn(root)
+    try:
+        wait_event(root, "daemon", message="watching")
+        for i in range(3):
+            drop(root, f"f{i}.jsonl", integer_sums(4, seed=i))
+            wait_event(root, "done", count=i + 1, timeout=60)
+        loads = [e for e in events(root) if e["event"] == "model"]
+        assert len(loads) == 1, "the model is loaded once per daemon, not per file"
+        assert state(root)["global_step"] == 3
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+
+
+def test_a_slow_writer_is_never_picked_up_half_written(root, spawn):
+    write_config(root, daemon={"settle_seconds": 1.0, "scan_interval_seconds": 0.2})
+    proc = spawn(root)
+    try:
+        wait_event(root, "daemon", message="watching")
+        lines = integer_sums(12, seed=3)
+        with open(root / "inbox" / "slow.jsonl", "w") as f:  # written in place, for longer than settle time
+            for r in lines:
+                text = json.dumps(r) + "\n"
+                for half in (text[: len(text) // 2], text[len(text) // 2:]):
+                    f.write(half)
+                    f.flush()
+                    time.sleep(0.15)
+        done = wait_event(root, "done", timeout=60)
+        assert done[0]["examples"] + done[0]["heldout"] == 12
+        assert not [e for e in events(root) if e["event"] == "failed"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def test_a_second_daemon_on_the_same_root_is_refused(root, spawn):
+    proc = spawn(root)
+    try:
+        wait_event(root, "daemon", message="watching")
+        second = run_train(root, "--daemon", timeout=120)
+        assert second.returncode == 1 and f"pid {proc.pid}" in second.stderr and "already working" in second.stderr
+        status = run_train(root, "--status")
+        assert json.loads(status.stdout.splitlines()[-1])["pid"] == proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def test_sigterm_saves_a_checkpoint_requeues_and_the_restart_resumes_mid_file(root, spawn):
+    write_config(root, training={"save_steps": 5, "logging_steps": 1})
+    drop(root, "long.jsonl", integer_sums(400, seed=5), "queue/normal")  # 360 trained, 90 steps
+    proc = spawn(root)
+    wait_event(root, "progress", count=12, timeout=120)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0
+    requeued = wait_event(root, "requeued", timeout=1)[0]
+    stopped_at = int(requeued["message"].split("stopped at step ")[1].split(",")[0])
+    assert [original(n) for n in os.listdir(root / "queue" / "normal")] == ["long.jsonl"]
+    assert not os.listdir(root / "queue" / "processing")
+    ckpt = [p.name for p in (root / "data" / "checkpoints").rglob("checkpoint-*")]
+    assert ckpt == [f"checkpoint-{stopped_at}"]
+
+    assert run_train(root, "--once").returncode == 0
+    resumed = [e for e in events(root) if e["event"] == "resume"]
+    assert resumed and f"checkpoint-{stopped_at}" in resumed[0]["message"]
+    first_step = min(e["global_step"] for e in events(root) if e["event"] == "progress"
+                     and e["time"] > resumed[0]["time"])
+    assert first_step == stopped_at + 1, "training continued from the checkpoint, not from the start"
+    assert state(root)["global_step"] == 90 and len(state(root)["files_trained"]) == 1  # 40 of 400 held out
+    assert not list((root / "data" / "checkpoints").rglob("checkpoint-*"))
+
+
+def test_a_second_sigterm_exits_at_once_and_the_restart_recovers(root, spawn):
+    # Long optimizer steps, so the graceful stop (which waits for the step to end) is still
+    # under way when the second signal comes; two signals sent back to back would coalesce.
+    write_config(root, training={"gradient_accumulation_steps": 30})
+    drop(root, "long.jsonl", integer_sums(2000, seed=6), "queue/normal")
+    proc = spawn(root)
+    wait_event(root, "progress", count=1, timeout=120)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert os.listdir(root / "queue" / "processing")  # left mid-flight, as a power cut would
+    restart = spawn(root)
+    try:
+        wait_event(root, "recovered", timeout=60)
+        wait_event(root, "claimed", count=2, timeout=60)
+    finally:
+        restart.kill()
+        restart.wait()
+
+
+def test_config_edits_while_running_valid_applied_invalid_rejected(root, spawn):
+    write_config(root, daemon={"scan_interval_seconds": 0.2})
+    proc = spawn(root)
+    try:
+        wait_event(root, "daemon", message="watching")
+        cfg = json.loads((root / "config.json").read_text())
+        cfg["self_correction"] = {"enabled": False}
+        tmp = root / "config.json.new"
+        tmp.write_text(json.dumps(cfg))
+        os.replace(tmp, root / "config.json")  # editors save by rename
+        changed = wait_event(root, "config", message="self_correction.enabled: True -> False", timeout=30)
+        assert changed
+        (root / "config.json").write_text('{"training": {"learning_rate": -1}, "bogus": 1')
+        bad = wait_event(root, "config", message="invalid edit", timeout=30)[0]
+        assert "line 1" in bad["message"]
+        (root / "config.json").write_text('{"training": {"learning_rate": -1}, "bogus": 1}')
+        bad = wait_event(root, "config", count=2, message="invalid edit", timeout=30)[-1]
+        assert "training.learning_rate: must be > 0" in bad["message"] and "bogus: unknown key" in bad["message"]
+        drop(root, "after.jsonl", integer_sums(4, seed=7))
+        wait_event(root, "done", timeout=60)  # still running, on the last good config
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def test_sigkill_at_random_moments_loses_no_file_and_trains_none_twice(root, spawn):
+    import random
+
+    write_config(root, daemon={"settle_seconds": 0}, training={"save_steps": 2})
+    inputs = {}
+    for i in range(6):
+        records = integer_sums(8 + 4 * i, seed=100 + i)
+        path = drop(root, f"f{i}.jsonl", records)
+        inputs[hashlib.sha256(path.read_bytes()).hexdigest()] = path.name
+    rng = random.Random(0)
+    for trial in range(6):
+        proc = spawn(root)
+        time.sleep(rng.uniform(2.0, 8.0))
+        proc.kill()
+        proc.wait()
+    assert run_train(root, "--once", timeout=300).returncode == 0
+    trained = [f["sha256"] for f in state(root)["files_trained"]]
+    assert sorted(trained) == sorted(inputs), "every input trained exactly once"
+    done = [n for n in os.listdir(root / "queue" / "done") if not n.endswith(".manifest.json")]
+    assert sorted(original(n) for n in done) == sorted(inputs.values())
+    for folder in ("inbox", "queue/normal", "queue/processing", "queue/failed"):
+        assert not [n for n in os.listdir(root / folder) if not n.startswith(".")], folder

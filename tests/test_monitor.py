@@ -1,0 +1,126 @@
+"""Live inference: when it fires, that it leaves training untouched, and the closed loop."""
+import json
+
+from tests.conftest import MODELS, run_train, write_config, write_jsonl
+from tests.daemon_helpers import events, wait_event
+from training.synthetic import integer_sums
+
+
+def evaluations(root):
+    return [e for e in events(root) if e["event"] == "evaluation"]
+
+
+def test_the_callback_fires_at_exactly_the_global_steps_across_two_files(root):
+    write_config(root, eval_steps=3, eval_max_tokens=4, validation={"holdout_fraction": 0.25},
+                 self_correction={"enabled": False})
+    a = write_jsonl(root / "a.jsonl", integer_sums(24, seed=1))  # 6 held out, 18 trained: 5 steps
+    b = write_jsonl(root / "b.jsonl", integer_sums(24, seed=2))
+    assert run_train(root, a).returncode == 0
+    assert run_train(root, b).returncode == 0
+    assert [e["step"] for e in evaluations(root)] == [3, 6, 9]
+    pool = (root / "data" / "validation" / "pool.jsonl").read_text().splitlines()
+    assert len(pool) == 12, "a quarter of each file was held out"
+    trained = json.loads((root / "data" / "state.json").read_text())["files_trained"]
+    assert [f["examples"] for f in trained] == [18, 18]
+
+
+def test_evaluation_rotates_through_the_pool_before_repeating(root):
+    write_config(root, eval_steps=1, num_eval_samples=3, eval_max_tokens=2, validation={"holdout_fraction": 0.5},
+                 self_correction={"enabled": False, "measure_second_attempt": False}, training={"batch_size": 2})
+    assert run_train(root, write_jsonl(root / "a.jsonl", integer_sums(16, seed=3))).returncode == 0  # pool of 8
+    block = (root / "logs").glob("daemon_*.log").__next__().read_text()
+    expected = [l.split("Expected: ", 1)[1] for l in block.splitlines() if "Expected: " in l]
+    assert len(set(expected[:8])) == 8 and expected[8:11] == expected[:3]
+
+
+def test_evaluating_does_not_change_the_training_trajectory(tmp_path):
+    data = integer_sums(24, seed=4)
+    losses = {}
+    for name, eval_steps in (("on", 1), ("off", 10_000)):
+        root = tmp_path / name
+        root.mkdir()
+        write_config(root, eval_steps=eval_steps, eval_max_tokens=6,
+                     self_correction={"min_examples": 1, "generation_interval": 2}, training={"learning_rate": 0.01})
+        assert run_train(root, write_jsonl(root / "a.jsonl", data)).returncode == 0
+        losses[name] = [e["loss"] for e in events(root) if e["event"] == "progress"]
+        if name == "on":
+            assert len(evaluations(root)) == 6
+    assert losses["on"] == losses["off"]
+
+
+def test_metrics_join_the_trainers_log_history(root):
+    from transformers import TrainerCallback
+
+    from monitor.live_inference import attach_monitor
+    from training.config import parse_config
+    from training.engine import TrainingEngine
+    from training.events import EventLog
+
+    config = parse_config({"model": {"name_or_path": "tiny-random", "cache_dir": str(MODELS)}, "eval_steps": 2,
+                           "eval_max_tokens": 4, "training": {"batch_size": 4, "logging_steps": 100}})
+    events_log = EventLog(root / "logs")
+    engine = TrainingEngine(config, root, events_log)
+    monitor = attach_monitor(engine, root=root, settings=lambda: config, events=events_log)
+    prepared = engine.prepare(write_jsonl(root / "a.jsonl", integer_sums(40, seed=5)))
+    monitor.pool.add_heldout(prepared.heldout, file="a.jsonl", sha256=prepared.sha256)
+    logged = []
+
+    class Record(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logged.append(dict(logs))
+
+    engine.train(prepared, callbacks=[monitor, Record()])
+    with_eval = [l for l in logged if "eval/accuracy" in l]
+    assert len(with_eval) == 4  # steps 2, 4, 6, 8 of 9
+    assert all("eval/code/SIMILARITY_X%" in l and "loss" in l for l in with_eval)
+
+
+def test_eval_reports_accuracy_as_a_final_json_line(root):
+    qa = write_jsonl(root / "qa.jsonl", [{"prompt": "What is 2 + 2?", "response": "4"},
+                                         {"question": "What is 3 + 3?", "answer": "3 + 3 = 6\n#### 6"}])
+    out = run_train(root, "--eval", qa, "--adapter", "base")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["n"] == 2 and result["adapter"] == "base" and 0 <= result["accuracy"] <= 1
+    assert set(result) >= {"accuracy", "n", "second_attempt_accuracy", "adapter"}
+
+
+def test_toggling_self_correction_in_config_while_running(root, spawn):
+    write_config(root, eval_steps=2, eval_max_tokens=4, num_eval_samples=2,
+                 self_correction={"enabled": False, "min_examples": 1, "generation_interval": 2},
+                 validation={"holdout_fraction": 0.5}, training={"gradient_accumulation_steps": 4})
+    write_jsonl(root / "queue" / "normal" / "long.jsonl", integer_sums(3000, seed=6))
+    proc = spawn(root)
+    wait_event(root, "evaluation", count=2, timeout=180)
+    assert not (root / "data" / "self_correction" / "buffer.json").exists()
+    cfg = json.loads((root / "config.json").read_text())
+    cfg["self_correction"]["enabled"] = True
+    (root / "config.json.new").write_text(json.dumps(cfg))
+    (root / "config.json.new").rename(root / "config.json")
+    wait_event(root, "self-correction", message="Generated", timeout=180)
+    cfg["self_correction"]["enabled"] = False
+    (root / "config.json.new").write_text(json.dumps(cfg))
+    (root / "config.json.new").rename(root / "config.json")
+    wait_event(root, "config", message="self_correction.enabled: True -> False", timeout=60)
+    generated = len([e for e in events(root) if "Generated" in e["message"]])
+    seen = len(evaluations(root))
+    wait_event(root, "evaluation", count=seen + 3, timeout=180)
+    assert len([e for e in events(root) if "Generated" in e["message"]]) == generated
+    proc.terminate()
+    proc.wait(timeout=120)
+
+
+def test_the_loop_a_wrong_answer_becomes_a_queued_file_that_the_daemon_trains(root, spawn):
+    write_config(root, eval_steps=2, eval_max_tokens=4, num_eval_samples=2,
+                 self_correction={"min_examples": 3, "generation_interval": 4}, validation={"holdout_fraction": 0.25})
+    write_jsonl(root / "queue" / "normal" / "a.jsonl", integer_sums(24, seed=7))
+    proc = spawn(root)
+    queued = wait_event(root, "self-correction", message="Queued for training", timeout=180)[0]
+    done = wait_event(root, "done", count=2, timeout=180)
+    assert "self_correction_step" in done[1]["file"] and done[1]["adapter"] == "v0002"
+    trained = (root / "queue" / "done").glob("*self_correction_step*.jsonl")
+    record = json.loads(next(trained).read_text().splitlines()[0])
+    assert record["kind"] == "initial_attempt" and record["rejected"] != record["response"]
+    assert queued["path"].split("--", 1)[1] in done[1]["file"]
+    proc.terminate()
+    proc.wait(timeout=120)
