@@ -27,9 +27,6 @@ from .queue import PRIORITIES, Job, Queue
 from .shutdown import Shutdown, StopOnShutdown
 from .watcher import Watcher
 
-RETRY_AFTER_OS_ERROR_S = 30.0
-
-
 class StatusFile(TrainerCallback):
     """data/status.json: what the daemon is doing now, for `train.py --status` from another shell."""
 
@@ -176,10 +173,11 @@ class Daemon:
         except OSError as e:
             # Disk full and the like: the file is fine, the machine is not. Keep it and retry later.
             self.queue.requeue(job)
-            self.retry_at = time.time() + RETRY_AFTER_OS_ERROR_S
+            wait = self.config.daemon.retry_after_seconds
+            self.retry_at = time.time() + wait
             hint = " (disk full)" if e.errno == errno.ENOSPC else ""
-            self.events.emit("error", f"{job.original_name}: {e}{hint}; file kept in queue/{job.priority}/, "
-                             f"retrying in {RETRY_AFTER_OS_ERROR_S:.0f}s", file=job.name)
+            self.events.emit("error", f"{job.original_name}: {e}{hint}; nothing partial was kept, the file is back in "
+                             f"queue/{job.priority}/, retrying in {wait:.0f}s", file=job.name)
         except Exception as e:  # a bug or an unusable file: keep the daemon running, keep the reason
             self.queue.fail(job.path, {"file": job.original_name, "reason": f"{type(e).__name__}: {e}",
                                        "traceback": traceback.format_exc(), "problems": []})

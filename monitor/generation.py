@@ -1,4 +1,4 @@
-"""Batched greedy generation for evaluation: left padding, KV cache, stop at end of turn.
+"""Batched greedy generation for evaluation: left padding, KV cache, stop at end of turn or in a loop.
 
 The model is put in eval mode for the call and given back in the mode it was
 in, with the RNG state untouched, so evaluating mid-training does not change
@@ -7,8 +7,36 @@ the training trajectory.
 from __future__ import annotations
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from training.encoding import render_prompt
+
+LOOP_REPEATS = 3  # a block of tokens repeated this many times in a row ends the answer
+LOOP_MAX_PERIOD = 64
+LOOP_MIN_TOKENS = 24  # never stop on a short repetition such as "1 + 1 + 1"
+
+
+class LoopStop(StoppingCriteria):
+    """Ends a row once its answer has fallen into a loop (the same block of tokens three times in a row).
+
+    A looping answer would otherwise run to eval_max_tokens, and the whole batch waits for
+    it; the loop adds nothing to the answer, which is judged wrong either way.
+    """
+
+    def __init__(self, prompt_length: int):
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids, scores, **kwargs):
+        generated = input_ids[:, self.prompt_length:]
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        n = generated.shape[1]
+        for period in range(1, min(LOOP_MAX_PERIOD, n // LOOP_REPEATS) + 1):
+            span = period * LOOP_REPEATS
+            if span < LOOP_MIN_TOKENS:
+                continue
+            tail = generated[:, -span:].reshape(-1, LOOP_REPEATS, period)
+            done |= (tail == tail[:, :1]).all(dim=2).all(dim=1)
+        return done
 
 
 def stop_token_ids(tokenizer, model) -> list[int]:
@@ -37,6 +65,7 @@ def generate_answers(model, tokenizer, conversations: list[list[dict]], *, use_t
             batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not use_template).to(device)
             out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
                                  eos_token_id=stops, pad_token_id=tokenizer.pad_token_id,
+                                 stopping_criteria=StoppingCriteriaList([LoopStop(batch["input_ids"].shape[1])]),
                                  temperature=None, top_p=None, top_k=None)
             new = out[:, batch["input_ids"].shape[1]:]
             answers.extend(t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True))

@@ -64,8 +64,12 @@ class LiveInferenceMonitor(TrainerCallback):
         self.trainer_logs.update({f"eval/code/{k}": v for k, v in codes.items()})
         atomic_write_json(self.last_path, {"step": step, "time": time.time(), **summary, "codes": dict(codes)})
         if sc.enabled and self.generate_files:
-            self.generator.process_results(ev.results, step=step)
-            self.generator.maybe_generate(step=step)
+            try:
+                self.generator.process_results(ev.results, step=step)
+                self.generator.maybe_generate(step=step)
+            except OSError as e:  # disk full: keep training; the buffer on disk keeps every example
+                self.events.emit("self-correction", f"Self-Correction: could not write ({e}); examples kept, "
+                                 "retrying at the next evaluation")
         return ev
 
 

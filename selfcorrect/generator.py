@@ -20,7 +20,7 @@ from pathlib import Path
 
 from daemon.queue import PRIORITIES, Queue, ignored
 from training.config import SelfCorrectionSection
-from training.faults import kill_point
+from training.faults import fault_point
 from training.fsutil import atomic_write_bytes, atomic_write_json
 
 from .correction_examples import KINDS, build_triple
@@ -100,6 +100,8 @@ class SelfCorrectionGenerator:
     def maybe_generate(self, *, step: int) -> Path | None:
         """Write a file if `step` crossed a generation_interval boundary and the buffer holds min_examples."""
         settings: SelfCorrectionSection = self.settings()
+        if self.pending:  # an earlier write failed (disk full): finish it before starting another
+            self._finish_pending()
         interval = settings.generation_interval
         crossed = step // interval > self.last_step // interval
         self.last_step = max(self.last_step, step)
@@ -120,7 +122,7 @@ class SelfCorrectionGenerator:
                         "stats": dict(self.stats)}
         self.buffer = []
         self._save()  # from here a crash finishes this file at the next start, not repeats or loses it
-        kill_point("generator.after_pending")
+        fault_point("generator.after_pending")
         return self._finish_pending()
 
     def _already_queued(self, name: str) -> bool:
@@ -139,12 +141,12 @@ class SelfCorrectionGenerator:
                               "corrections": counts["correction"], "standard_qa": 0},
                 "stats": p["stats"]}
         atomic_write_bytes(path, data)
-        kill_point("generator.before_metadata")
+        fault_point("generator.before_metadata")
         atomic_write_json(path.with_suffix(".json"), meta)
         self._emit("self-correction", f"🔄 Self-Correction: Generated {len(records)} examples → {path}",
                    path=str(path), examples=len(records), step=p["step"])
         if p["queue"] and not self._already_queued(name):
-            kill_point("generator.before_queue")
+            fault_point("generator.before_queue")
             queued = self.queue.add(name, data, p["queue"])
             self._emit("self-correction", f"   → Queued for training: {queued}", path=str(queued))
         self.pending = None

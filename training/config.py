@@ -112,6 +112,8 @@ class SelfCorrectionSection(Section):
 class DaemonSection(Section):
     settle_seconds: float = Field(2.0, ge=0, description="A file written in place is taken once unchanged this long.")
     scan_interval_seconds: float = Field(2.0, gt=0, description="Full rescan of the folders (watch events are hints).")
+    retry_after_seconds: float = Field(
+        30.0, ge=0, description="After a machine error (disk full), wait this long before training again.")
 
 
 class Config(Section):

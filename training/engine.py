@@ -22,6 +22,7 @@ from .data import Example, read_examples
 from .device import plan_device
 from .encoding import Encoded, PaddingCollator, encode_file, wants_chat_template
 from .events import EventLog
+from .faults import fault_point
 from .fsutil import remove_tree
 from .models import (attach_adapter, copy_tokenizer_files, load_base_model, load_tokenizer, quiet_transformers,
                      resolve_model_path)
@@ -201,7 +202,12 @@ class TrainingEngine:
             self._restore_adapter(snapshot)
             return FileResult("interrupted", None, steps, time.perf_counter() - started, final_loss, tps)
         seconds = time.perf_counter() - started
-        version = self._commit(prepared, steps=steps, seconds=seconds, final_loss=final_loss)
+        try:
+            version = self._commit(prepared, steps=steps, seconds=seconds, final_loss=final_loss)
+        except BaseException:
+            # Not committed (disk full, say): the file will be trained again, from the current version.
+            self._restore_adapter(snapshot)
+            raise
         remove_tree(ckpt_dir)
         return FileResult("trained", version, steps, seconds, final_loss, tps, output.metrics.get("train_runtime", 0.0))
 
@@ -218,31 +224,44 @@ class TrainingEngine:
 
     def _commit(self, prepared: Prepared, *, steps: int, seconds: float, final_loss) -> str:
         version = self.store.next_version()
-        staging = self.store.staging(version)
-        self.model.save_pretrained(staging, safe_serialization=True)
-        copy_tokenizer_files(self.model_path, staging)
-        global_step = self.state.global_step + steps
         record = {"name": prepared.name, "sha256": prepared.sha256, "examples": len(prepared.encoded),
                   "steps": steps, "adapter": version, "seconds": round(seconds, 3)}
-        meta = {"version": version, "parent": self.state.current_adapter, "global_step": global_step,
-                "base_model": self.model_path, "file": record, "final_loss": final_loss,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        (staging / "config.resolved.json").write_text(self.config.model_dump_json(indent=2) + "\n")
-        self.store.promote(staging, version)
+        staging = self.store.staging(version)
+        try:
+            self._write_version(staging, record, final_loss=final_loss)
+            fault_point("adapter.staged")
+            self.store.promote(staging, version)
+        finally:
+            remove_tree(staging)  # gone after the rename; after a failure, nothing partial stays
 
         # The commit point: one atomic write makes the version current and the file trained.
-        self.state.global_step = global_step
-        self.state.current_adapter = version
-        self.state.versions.append(version)
-        self.state.files_trained.append(record)
-        self.state.save(self.state_path)
+        committed = TrainingState(global_step=self.state.global_step + steps, current_adapter=version,
+                                  versions=[*self.state.versions, version],
+                                  files_trained=[*self.state.files_trained, record])
+        try:
+            fault_point("adapter.promoted")
+            committed.save(self.state_path)
+        except BaseException:
+            remove_tree(self.store.path(version))  # never current, never named by a commit
+            raise
+        parent, self.state = self.state.current_adapter, committed
+        fault_point("adapter.committed")
 
         self.store.point_current(version)
         pruned = self.store.prune(self.state.versions, self.config.training.keep_versions, {version})
         if pruned:
             self.state.versions = [v for v in self.state.versions if v not in pruned]
             self.state.save(self.state_path)
-        self.events.emit("adapter", f"saved adapter {version} (global step {global_step}, parent "
-                         f"{meta['parent'] or 'none'})", version=version, global_step=global_step, pid=os.getpid())
+        self.events.emit("adapter", f"saved adapter {version} (global step {self.state.global_step}, parent "
+                         f"{parent or 'none'})", version=version, global_step=self.state.global_step, pid=os.getpid())
         return version
+
+    def _write_version(self, staging: Path, record: dict, *, final_loss) -> None:
+        """The adapter, its tokenizer, lineage and resolved config, into a staging folder."""
+        self.model.save_pretrained(staging, safe_serialization=True)
+        copy_tokenizer_files(self.model_path, staging)
+        meta = {"version": record["adapter"], "parent": self.state.current_adapter,
+                "global_step": self.state.global_step + record["steps"], "base_model": self.model_path,
+                "file": record, "final_loss": final_loss, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (staging / "config.resolved.json").write_text(self.config.model_dump_json(indent=2) + "\n")

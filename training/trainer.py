@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from .encoding import IGNORE
+from .faults import fault_point
 from .fsutil import durable_replace, fsync_tree, remove_tree
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -75,6 +76,7 @@ class SupervisedTrainer(Trainer):
             name = f"checkpoint-{self.state.global_step}"
             staged = Path(self._staging_dir) / name
             fsync_tree(staged)
+            fault_point("checkpoint.staged")
             durable_replace(staged, final_root / name)
         finally:
             remove_tree(Path(self._staging_dir))

@@ -1,0 +1,150 @@
+"""Chaos: SIGKILL the real daemon at random moments and at every named fault point, then check nothing was lost.
+
+    python bench/chaos.py [--trials 300] [--seed 0]
+
+One root, the tiny-random model, self-correction on (so generated files are
+written while kills happen). Each trial starts the daemon, drops new files now
+and then, and kills it either after a random delay or at a named fault point
+(SELFCORRECT_KILL_AT), cycling through all of them. At the end a clean
+`--once` drains the queue, and the invariants are checked:
+
+- every input ends in exactly one final state (done/ or failed/): files_lost = 0;
+- no content hash is trained twice (state.json and the adapter lineage): trained_twice = 0;
+- every trained file was read whole (trained + held-out examples = lines written): partial_reads = 0;
+- every generated self-correction example is in a file or in the buffer: examples_lost = 0;
+- the current adapter loads.
+Recovery time is the time from a restart to the daemon watching its folders.
+Ends with one JSON line of the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from training.faults import FAULT_POINTS, KILL_ENV  # noqa: E402
+from training.synthetic import integer_sums  # noqa: E402
+
+
+def events(root: Path) -> list[dict]:
+    path = root / "logs" / "events.jsonl"
+    out = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass  # a line cut by the kill
+    return out
+
+
+def drop(root: Path, name: str, records: list[dict], inputs: dict) -> None:
+    tmp = root / "inbox" / f".{name}.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    inputs[hashlib.sha256(tmp.read_bytes()).hexdigest()] = (name, len(records))
+    os.replace(tmp, root / "inbox" / name)
+
+
+def daemon(root: Path, args: list[str], env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "train.py"), *args, "--config", str(root / "config.json")],
+                            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    rng = random.Random(args.seed)
+    root = Path(tempfile.mkdtemp(prefix="chaos-"))
+    (root / "inbox").mkdir()
+    (root / "config.json").write_text(json.dumps({
+        "model": {"name_or_path": "tiny-random", "cache_dir": str(REPO / "data" / "models")},
+        "eval_steps": 2, "eval_max_tokens": 4, "num_eval_samples": 2,
+        "self_correction": {"min_examples": 3, "generation_interval": 4, "max_pending_files": 3},
+        "validation": {"holdout_fraction": 0.2},
+        "training": {"batch_size": 4, "save_steps": 2, "logging_steps": 1},
+        "daemon": {"settle_seconds": 0.5, "scan_interval_seconds": 0.5}}))
+    inputs: dict[str, tuple[str, int]] = {}
+    bad = {"bad_0.jsonl"}
+    (root / "inbox" / "bad_0.jsonl").write_text('{"prompt": "no response"}\n')
+    points = [p for p in FAULT_POINTS]
+    recoveries, reached_points, counter = [], set(), 0
+    started = time.time()
+    for trial in range(args.trials):
+        if trial % 3 == 0:  # keep work coming
+            for _ in range(rng.randint(1, 2)):
+                drop(root, f"f{counter:04d}.jsonl", integer_sums(rng.randint(4, 40), seed=1000 + counter), inputs)
+                counter += 1
+        targeted = trial % 2 == 1
+        env = {KILL_ENV: points[(trial // 2) % len(points)]} if targeted else {}
+        before = len(events(root))
+        t0 = time.time()
+        proc = daemon(root, ["--daemon"], env)
+        watching = None
+        deadline = t0 + (rng.uniform(0.5, 8.0) if not targeted else 20.0)
+        while time.time() < deadline and proc.poll() is None:
+            if watching is None and any(e["event"] == "daemon" and "watching" in e["message"] for e in events(root)[before:]):
+                watching = time.time() - t0
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        elif targeted and proc.returncode == -9:
+            reached_points.add(env[KILL_ENV])
+        proc.wait()
+        if watching is not None:
+            recoveries.append(watching)
+        if trial % 25 == 0:
+            print(f"trial {trial}: {len(inputs)} files dropped, {len(reached_points)} fault points reached, "
+                  f"{time.time() - started:.0f}s", flush=True)
+
+    drain = daemon(root, ["--once"])
+    drain.wait(timeout=1800)
+    state = json.loads((root / "data" / "state.json").read_text())
+    trained = [f["sha256"] for f in state["files_trained"]]
+    done = {}
+    for m in (root / "queue" / "done").glob("*.manifest.json"):
+        d = json.loads(m.read_text())
+        done[d["sha256"]] = d
+    failed = [n.split("--", 1)[1] for n in os.listdir(root / "queue" / "failed") if not n.endswith(".error.json")]
+    generated = {h for h, d in done.items() if h not in inputs}  # self-correction files
+    files_lost = sum(1 for h in inputs if h not in done) + len(bad - set(failed))
+    trained_twice = len(trained) - len(set(trained))
+    partial = sum(1 for h, (_, n) in inputs.items() if h in done and "duplicate_of" not in done[h]
+                  and done[h]["examples"] + done[h].get("heldout", 0) != n)
+    sc = root / "data" / "self_correction"
+    buffer = json.loads((sc / "buffer.json").read_text())
+    in_files = sum(len((sc / n).read_text().splitlines()) for n in os.listdir(sc) if n.startswith("self_correction_step") and n.endswith(".jsonl"))
+    p = buffer.get("pending")
+    pending = len(p["records"]) if p and not (sc / p["name"]).exists() else 0
+    made = 3 * buffer["stats"]["needed_correction"]  # three records per wrong answer
+    examples_lost = made - (in_files + len(buffer["buffer"]) + pending)
+    from safetensors.torch import load_file
+
+    load_file(root / "data" / "adapters" / "current" / "adapter_model.safetensors")
+    leftovers = sum(len(os.listdir(root / d)) for d in ("inbox", "queue/processing", "queue/high", "queue/normal", "queue/low"))
+    figures = {"trials": args.trials, "kill_points": len(reached_points), "kill_points_total": len(points),
+               "files_dropped": len(inputs) + len(bad), "files_lost": files_lost, "trained_twice": trained_twice,
+               "partial_reads": partial, "examples_lost": examples_lost, "generated_files_trained": len(generated),
+               "examples_generated": buffer["stats"]["examples_generated"], "leftover_entries": leftovers,
+               "recovery_p50_s": round(statistics.median(recoveries), 2) if recoveries else None,
+               "recovery_max_s": round(max(recoveries), 2) if recoveries else None,
+               "seconds": round(time.time() - started)}
+    print(f"{args.trials} trials, {len(reached_points)}/{len(points)} fault points reached: files lost {files_lost}, "
+          f"trained twice {trained_twice}, partial reads {partial}, examples lost {examples_lost}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Fault injection and bad input: every input ends in exactly one state, nothing lost, nothing trained twice."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from safetensors.torch import load_file
+
+from tests.conftest import REPO, run_train, write_config, write_jsonl
+from tests.daemon_helpers import events, original
+from training.faults import FAULT_POINTS
+from training.synthetic import integer_sums
+
+BAD = REPO / "tests" / "data" / "bad"
+
+
+def once(root, env=None, timeout=300):
+    return subprocess.run([sys.executable, str(REPO / "train.py"), "--once", "--config", str(root / "config.json")],
+                          cwd=root, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+
+
+def entries(folder):
+    return sorted(n for n in os.listdir(folder) if not n.endswith((".manifest.json", ".error.json"))) \
+        if folder.exists() else []
+
+
+def check_invariants(root, inputs: dict[str, str], bad: set[str]):
+    """inputs: sha256 -> name of every good file dropped; bad: names that must end in failed/."""
+    state = json.loads((root / "data" / "state.json").read_text())
+    trained = [f["sha256"] for f in state["files_trained"]]
+    assert sorted(trained) == sorted(inputs), "each good input trained exactly once"
+    assert sorted(original(n) for n in entries(root / "queue" / "done")) == sorted(inputs.values())
+    assert sorted(original(n) for n in entries(root / "queue" / "failed")) == sorted(bad)
+    for folder in ("inbox", "queue/high", "queue/normal", "queue/low", "queue/processing"):
+        assert not [n for n in os.listdir(root / folder)], f"{folder} should be empty"
+    adapters = root / "data" / "adapters"
+    assert not [n for n in os.listdir(adapters) if n.startswith(".")], "no staging leftovers"
+    assert os.readlink(adapters / "current") == state["current_adapter"]
+    assert sorted(n for n in os.listdir(adapters) if n.startswith("v")) == sorted(state["versions"])
+    load_file(adapters / "current" / "adapter_model.safetensors")  # the current adapter is whole
+    assert not list((root / "data" / "checkpoints").rglob(".staging*"))
+
+
+def drop_inputs(root, n=2, bad=True):
+    inputs = {}
+    for i in range(n):
+        path = write_jsonl(root / "inbox" / f"good{i}.jsonl", integer_sums(8, seed=40 + i))
+        inputs[hashlib.sha256(path.read_bytes()).hexdigest()] = path.name
+    if bad:
+        (root / "inbox" / "bad.jsonl").write_text('{"prompt": "a"}\n')
+    return inputs, ({"bad.jsonl"} if bad else set())
+
+
+@pytest.mark.parametrize("point", [p for p in FAULT_POINTS if not p.startswith(("generator.", "queue.requeue"))])
+def test_a_kill_at_each_fault_point_loses_nothing_and_trains_nothing_twice(root, point):
+    write_config(root, daemon={"settle_seconds": 0}, training={"save_steps": 1}, eval_steps=1000)
+    inputs, bad = drop_inputs(root)
+    killed = once(root, env={"SELFCORRECT_KILL_AT": point})
+    assert killed.returncode == -9, f"{point} was never reached:\n{killed.stderr[-2000:]}"
+    recovered = once(root)
+    assert recovered.returncode == 0, recovered.stderr[-3000:]
+    check_invariants(root, inputs, bad)
+
+
+def test_a_kill_while_putting_a_file_back_after_a_full_disk(root):
+    write_config(root, daemon={"settle_seconds": 0, "retry_after_seconds": 0}, eval_steps=1000)
+    inputs, bad = drop_inputs(root, n=1, bad=False)
+    killed = once(root, env={"SELFCORRECT_FAIL_AT": "adapter.staged", "SELFCORRECT_KILL_AT": "queue.requeue"})
+    assert killed.returncode == -9
+    assert once(root).returncode == 0
+    check_invariants(root, inputs, bad)
+
+
+@pytest.mark.parametrize("point", ["adapter.staged", "adapter.promoted", "checkpoint.staged", "queue.finish"])
+def test_a_full_disk_during_a_save_promotes_nothing_partial_and_keeps_the_file(root, point):
+    write_config(root, daemon={"settle_seconds": 0, "retry_after_seconds": 0.5}, training={"save_steps": 1},
+                 eval_steps=1000)
+    inputs, bad = drop_inputs(root, n=2, bad=False)
+    out = once(root, env={"SELFCORRECT_FAIL_AT": point})
+    assert out.returncode == 0, out.stderr[-3000:]
+    errors = [e for e in events(root) if e["event"] == "error"]
+    assert len(errors) == 1 and "disk full" in errors[0]["message"] and "retrying" in errors[0]["message"]
+    check_invariants(root, inputs, bad)
+
+
+def test_a_full_disk_while_writing_a_self_correction_file_loses_no_example(root):
+    write_config(root, daemon={"settle_seconds": 0}, eval_steps=1, eval_max_tokens=2, num_eval_samples=2,
+                 self_correction={"min_examples": 1, "generation_interval": 1, "auto_queue": False},
+                 validation={"holdout_fraction": 0.5})
+    write_jsonl(root / "inbox" / "a.jsonl", integer_sums(16, seed=9))
+    out = once(root, env={"SELFCORRECT_FAIL_AT": "generator.before_metadata"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert any("could not write" in e["message"] for e in events(root) if e["event"] == "self-correction")
+    folder = root / "data" / "self_correction"
+    written = sum(len((folder / n).read_text().splitlines()) for n in os.listdir(folder) if n.endswith(".jsonl"))
+    buffer = json.loads((folder / "buffer.json").read_text())
+    made = 3 * buffer["stats"]["needed_correction"]
+    assert written + len(buffer["buffer"]) == made, "every generated example is in a file or in the buffer"
+    assert buffer["pending"] is None
+
+
+def test_every_bad_input_is_reported_with_its_line_and_the_next_good_file_trains(root):
+    expected = json.loads((BAD / "expected.json").read_text())
+    write_config(root, daemon={"settle_seconds": 0})
+    (root / "inbox").mkdir()
+    for name in expected:
+        if not expected[name].get("generated_by_test"):
+            shutil.copy(BAD / name, root / "inbox" / name)
+    (root / "inbox" / "huge_line.jsonl").write_text(
+        '{"prompt": "a", "response": "b"}\n' + json.dumps({"prompt": "x" * 10_000_000, "response": "y"}) + "\n")
+    (root / "inbox" / "prompt_too_long.jsonl").write_text(
+        json.dumps({"prompt": "ok", "response": "fine"}) + "\n" + json.dumps({"prompt": "word " * 3000, "response": "y"}) + "\n")
+    expected["prompt_too_long.jsonl"] = {"line": 2, "reason": "max_seq_length"}
+    good = write_jsonl(root / "inbox" / "zz_good.jsonl", integer_sums(8, seed=1))
+    os.utime(good)  # newest, so it is queued after every bad file
+    assert once(root).returncode == 0
+    failed = root / "queue" / "failed"
+    reports = {original(n)[: -len(".error.json")]: json.loads((failed / n).read_text())
+               for n in os.listdir(failed) if n.endswith(".error.json")}
+    assert sorted(reports) == sorted(expected), "every bad file ends in failed/ with a report"
+    wrong = {name: (r["problems"][0] if r["problems"] else r) for name, r in reports.items()
+             if not r["problems"] or r["problems"][0]["line"] != expected[name]["line"]
+             or expected[name]["reason"] not in r["problems"][0]["reason"]}
+    assert not wrong, wrong
+    assert all(r["expected_shape"] for r in reports.values())
+    done = [original(n) for n in entries(root / "queue" / "done")]
+    assert done == ["zz_good.jsonl"]
+
+
+def test_odd_names_are_confined_to_their_folders(root):
+    write_config(root, daemon={"settle_seconds": 0})
+    names = ["données ü 日本.jsonl", "a" * 240 + ".jsonl", "with\nnewline.jsonl", "..hidden.jsonl", "x..y.jsonl"]
+    (root / "inbox").mkdir()
+    for i, name in enumerate(names):
+        write_jsonl(root / "inbox" / name, integer_sums(4, seed=i))
+    assert once(root).returncode == 0
+    done = entries(root / "queue" / "done")
+    assert len(done) == 4 and os.listdir(root / "inbox") == ["..hidden.jsonl"], "dotfiles are never touched"
+    assert all("/" not in n and "\n" not in n and len(n.encode()) <= 255 for n in done)
+    assert any(original(n) == "données ü 日本.jsonl" for n in done)
+    assert any(original(n) == "with_newline.jsonl" for n in done)
+
+
+def test_retention_keeps_the_current_version(root):
+    write_config(root, daemon={"settle_seconds": 0}, training={"keep_versions": 2})
+    for i in range(4):
+        write_jsonl(root / "queue" / "normal" / f"f{i}.jsonl", integer_sums(4, seed=60 + i))
+    assert once(root).returncode == 0
+    state = json.loads((root / "data" / "state.json").read_text())
+    assert state["current_adapter"] == "v0004" and state["versions"] == ["v0003", "v0004"]
+    assert sorted(n for n in os.listdir(root / "data" / "adapters") if n.startswith("v")) == ["v0003", "v0004"]
+
+
+def test_no_unsafe_loading_in_our_code():
+    """Weights come from safetensors; state is JSON; nothing a user can drop is unpickled."""
+    ours = [p for d in ("training", "daemon", "selfcorrect", "monitor") for p in (REPO / d).glob("*.py")]
+    ours.append(REPO / "train.py")
+    for path in ours:
+        text = path.read_text()
+        assert "pickle" not in text and "torch.load(" not in text, path
+        assert "trust_remote_code=True" not in text, path
+    defaults = json.loads((REPO / "config.json").read_text())
+    assert defaults["model"]["trust_remote_code"] is False
