@@ -15,10 +15,9 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub at run time unless the user asks for it
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from training.config import load_config, locate  # noqa: E402
+from training.config import load_config, locate, names_hub_model  # noqa: E402
 from training.errors import ProjectError  # noqa: E402
 from training.events import EventLog  # noqa: E402
 
@@ -98,6 +97,8 @@ def main(argv=None) -> int:
     events = EventLog(root / "logs")
     try:
         config = load_config(config_path)
+        if not names_hub_model(config, root):
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: no network at all
         events.emit("config", f"resolved config from {config_path}: {config.model_dump_json()}")
         if args.eval:
             return evaluate_file(args.eval, config, root, adapter=args.adapter, limit=args.limit)

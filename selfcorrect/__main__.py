@@ -14,15 +14,13 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from training.errors import DataError, ProjectError
+from training.fsutil import atomic_write_text
 
-from training.errors import DataError, ProjectError  # noqa: E402
-from training.fsutil import atomic_write_text  # noqa: E402
-
-from .correction_examples import build_triple  # noqa: E402
-from .error_codes import RULES, error_codes  # noqa: E402
-from .matching import match_answer  # noqa: E402
-from .qa import read_qa  # noqa: E402
+from .correction_examples import build_triple
+from .error_codes import RULES, error_codes
+from .matching import match_answer
+from .qa import read_qa
 
 DEMO = [
     ("What is 2+2?", "2+2 equals 4. This is basic addition.", "5"),
@@ -100,11 +98,13 @@ def cmd_build(args) -> int:
 
 def cmd_initial_answers(args) -> int:
     from monitor.generation import generate_answers
-    from training.config import load_config, locate
+    from training.config import load_config, locate, names_hub_model
     from training.inference import load_for_inference
 
     config_path, root = locate(args.config, args.root)
     config = load_config(config_path)
+    if not names_hub_model(config, root):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: no network at all
     items = read_qa(args.input)
     model, tokenizer, use_template, label = load_for_inference(config, root, args.adapter)
     answers = generate_answers(model, tokenizer, [i.conversation for i in items], use_template=use_template,

@@ -14,13 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 
 
+BUILTIN_MODELS = ("smollm2-135m-instruct", "tiny-random")  # the first is the default
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ModelConfig(Section):
     name_or_path: str = Field(
-        "smollm2-135m-instruct",
+        BUILTIN_MODELS[0],
         description="Built-in alias (smollm2-135m-instruct, tiny-random), a local folder, or a Hugging Face id.",
     )
     cache_dir: str = Field(
@@ -183,6 +186,14 @@ def locate(config_arg: Path | None, root_arg: Path | None) -> tuple[Path, Path]:
     config_path = Path(config_arg) if config_arg else Path("config.json")
     root = Path(root_arg) if root_arg else config_path.resolve().parent
     return config_path, root.resolve()
+
+
+def names_hub_model(config: Config, root: Path) -> bool:
+    """True when model.name_or_path is a hub id: the one case in which loading may use the network."""
+    name = config.model.name_or_path
+    if name in BUILTIN_MODELS or name.startswith((".", "/", "~")):
+        return False
+    return not (Path(root) / Path(name).expanduser()).exists()
 
 
 def config_diff(old: Config, new: Config) -> list[str]:

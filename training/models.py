@@ -13,12 +13,12 @@ from pathlib import Path
 
 import torch
 
-from .config import Config
+from .config import BUILTIN_MODELS, Config
 from .errors import ModelError
 from .fsutil import durable_replace, fsync_tree, remove_tree
 
-DEFAULT_ALIAS = "smollm2-135m-instruct"
-ALIASES = (DEFAULT_ALIAS, "tiny-random")
+ALIASES = BUILTIN_MODELS
+DEFAULT_ALIAS = ALIASES[0]
 
 
 def quiet_transformers() -> None:
