@@ -3,9 +3,10 @@
     python bench/chaos.py [--trials 300] [--seed 0]
 
 One root, the tiny-random model, self-correction on (so generated files are
-written while kills happen). Each trial starts the daemon, drops new files now
-and then, and kills it either after a random delay or at a named fault point
-(SELFCORRECT_KILL_AT), cycling through all of them. At the end a clean
+written while kills happen). Each trial drops a new file, starts the daemon, and
+kills it either after a random delay or at a named fault point
+(SELFCORRECT_KILL_AT), cycling through all of them (for `queue.requeue`, which
+lies on the graceful-stop path, a SIGTERM comes first). At the end a clean
 `--once` drains the queue, and the invariants are checked:
 
 - every input ends in exactly one final state (done/ or failed/): files_lost = 0;
@@ -83,25 +84,28 @@ def main() -> None:
     recoveries, reached_points, counter = [], set(), 0
     started = time.time()
     for trial in range(args.trials):
-        if trial % 3 == 0:  # keep work coming
-            for _ in range(rng.randint(1, 2)):
-                drop(root, f"f{counter:04d}.jsonl", integer_sums(rng.randint(4, 40), seed=1000 + counter), inputs)
-                counter += 1
+        # keep work coming, so every trial has something to train, write and move
+        drop(root, f"f{counter:04d}.jsonl", integer_sums(rng.randint(4, 24), seed=1000 + counter), inputs)
+        counter += 1
         targeted = trial % 2 == 1
-        env = {KILL_ENV: points[(trial // 2) % len(points)]} if targeted else {}
+        point = points[(trial // 2) % len(points)] if targeted else None
+        env = {KILL_ENV: point} if targeted else {}
         before = len(events(root))
         t0 = time.time()
         proc = daemon(root, ["--daemon"], env)
-        watching = None
-        deadline = t0 + (rng.uniform(0.5, 8.0) if not targeted else 20.0)
+        watching, termed = None, False
+        deadline = t0 + (15.0 if targeted else rng.uniform(0.3, 6.0))
         while time.time() < deadline and proc.poll() is None:
             if watching is None and any(e["event"] == "daemon" and "watching" in e["message"] for e in events(root)[before:]):
                 watching = time.time() - t0
+            if point == "queue.requeue" and watching is not None and not termed and time.time() - t0 > watching + 1.0:
+                proc.send_signal(signal.SIGTERM)  # a graceful stop puts the file back: the point is on that path
+                termed = True
             time.sleep(0.05)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         elif targeted and proc.returncode == -9:
-            reached_points.add(env[KILL_ENV])
+            reached_points.add(point)
         proc.wait()
         if watching is not None:
             recoveries.append(watching)

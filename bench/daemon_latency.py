@@ -5,7 +5,8 @@
 1. Pickup latency, tiny-random, model warm: the time from an atomic rename into
    inbox/ to the end of the file's first optimizer step (its first progress
    event; logging every step), over `--files` files dropped one at a time.
-2. Model loads across those consecutive files (the daemon's "model" events).
+2. Model loads across those consecutive files (the daemon's "model" events), and the
+   idle daemon's CPU use afterwards (its own CPU time from /proc, over `--idle-seconds`).
 3. Overhead per file with the default model: the share of a file's wall time
    (claim to done) spent outside the Trainer's training loop (validation,
    hashing, encoding, moves, adapter save).
@@ -63,7 +64,13 @@ def drop(root: Path, name: str, records: list[dict]) -> float:
     return t
 
 
-def pickup(n_files: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pickup(n_files: int, idle_seconds: float) -> dict:
     root = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     proc = start(root, "tiny-random")
     try:
@@ -76,12 +83,17 @@ def pickup(n_files: int) -> dict:
             latencies.append(first_step["time"] - dropped)
             wait(root, "done", i + 1)
         loads = sum(1 for e in events(root) if e["event"] == "model")
+        time.sleep(2.0)  # let the last file's work finish
+        before = cpu_seconds(proc.pid)
+        time.sleep(idle_seconds)
+        idle_cpu = (cpu_seconds(proc.pid) - before) / idle_seconds
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
     q = statistics.quantiles(latencies, n=20)
     return {"pickup_p50_s": round(statistics.median(latencies), 3), "pickup_p95_s": round(q[18], 3),
-            "pickup_max_s": round(max(latencies), 3), "files": n_files, "model_loads": loads}
+            "pickup_max_s": round(max(latencies), 3), "files": n_files, "model_loads": loads,
+            "idle_cpu_percent": round(100 * idle_cpu, 2)}
 
 
 def overhead() -> dict:
@@ -102,11 +114,12 @@ def overhead() -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--files", type=int, default=20)
+    p.add_argument("--idle-seconds", type=float, default=20.0, help="how long to measure the idle daemon's CPU use")
     p.add_argument("--skip-default-model", action="store_true", help="skip the overhead run (minutes on a CPU)")
     args = p.parse_args()
-    figures = pickup(args.files)
+    figures = pickup(args.files, args.idle_seconds)
     print(f"pickup latency over {args.files} files: p50 {figures['pickup_p50_s']}s, p95 {figures['pickup_p95_s']}s; "
-          f"model loads: {figures['model_loads']}", flush=True)
+          f"model loads: {figures['model_loads']}; idle CPU {figures['idle_cpu_percent']}% of one core", flush=True)
     if not args.skip_default_model:
         figures.update(overhead())
         print(f"default model, 64 examples: {figures['default_model_file_seconds']:.1f}s per file, "

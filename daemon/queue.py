@@ -165,12 +165,3 @@ class Queue:
             jobs.append(job)
         return jobs
 
-    # -- views ------------------------------------------------------------------------------------
-
-    def depth(self) -> dict[str, int]:
-        counts = {p: 0 for p in PRIORITIES}
-        for p, _ in self.pending():
-            counts[p] += 1
-        counts["processing"] = sum(1 for n in os.listdir(self.processing) if not ignored(n))
-        return counts
-

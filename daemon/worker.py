@@ -6,7 +6,6 @@ it and sleeps on the watcher between scans, so an empty queue costs nothing.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import time
 import traceback
@@ -26,6 +25,7 @@ from .lock import RootLock
 from .queue import PRIORITIES, Job, Queue
 from .shutdown import Shutdown, StopOnShutdown
 from .watcher import Watcher
+
 
 class StatusFile(TrainerCallback):
     """data/status.json: what the daemon is doing now, for `train.py --status` from another shell."""
@@ -186,7 +186,3 @@ class Daemon:
             self.status.write(state="idle", adapter=self.engine.state.current_adapter,
                               global_step=self.engine.state.global_step)
 
-
-def read_status(root: Path) -> dict:
-    path = Path(root) / "data" / "status.json"
-    return json.loads(path.read_text()) if path.exists() else {}

@@ -65,6 +65,9 @@ class TrainingSection(Section):
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
     keep_versions: int = Field(5, gt=0, description="Adapter versions kept on disk (the current one always is).")
     max_line_bytes: int = Field(1_000_000, gt=0, description="Longest accepted JSONL line, in bytes.")
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="Trainer integrations that get every log, live-evaluation metrics included, e.g. ['tensorboard'].")
 
 
 class ValidationSection(Section):

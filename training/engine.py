@@ -147,7 +147,7 @@ class TrainingEngine:
             fp16=self.plan.precision == "fp16",
             use_cpu=self.plan.device == "cpu",
             train_sampling_strategy="group_by_length" if t.group_by_length else "random",
-            report_to=[],
+            report_to=list(t.report_to),
             disable_tqdm=True,
             remove_unused_columns=False,
             dataloader_num_workers=0,
