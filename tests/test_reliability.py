@@ -164,3 +164,20 @@ def test_no_unsafe_loading_in_our_code():
         assert "trust_remote_code=True" not in text, path
     defaults = json.loads((REPO / "config.json").read_text())
     assert defaults["model"]["trust_remote_code"] is False
+
+
+def test_a_full_disk_after_the_commit_keeps_the_committed_version_in_the_warm_model(tmp_path):
+    """The commit stands even if the housekeeping after it fails: the next file trains on top of it,
+    exactly as in a run without the failure (training here is deterministic)."""
+    weights = {}
+    for name, env in (("control", {}), ("faulted", {"SELFCORRECT_FAIL_AT": "adapter.committed"})):
+        root = tmp_path / name
+        root.mkdir()
+        write_config(root, daemon={"settle_seconds": 0}, eval_steps=1000)
+        inputs, bad = drop_inputs(root, n=2, bad=False)
+        out = once(root, env=env)
+        assert out.returncode == 0, out.stderr[-3000:]
+        check_invariants(root, inputs, bad)
+        weights[name] = load_file(root / "data" / "adapters" / "v0002" / "adapter_model.safetensors")
+    assert any(e["event"] == "error" and "is committed" in e["message"] for e in events(tmp_path / "faulted"))
+    assert all((weights["control"][k] == weights["faulted"][k]).all() for k in weights["control"])

@@ -185,31 +185,28 @@ class TrainingEngine:
             extra_logs=self.trainer_logs,
         )
         trainer.remove_callback(PrinterCallback)
-        trainer.step_offset = self.state.global_step  # callbacks read the global step as offset + state.global_step
         snapshot = self._adapter_snapshot()
         resume = latest_checkpoint(ckpt_dir)
         if resume:
             self.events.emit("resume", f"{prepared.name}: resuming from {resume.name}", file=prepared.name)
         try:
             output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        except BaseException:
-            self._restore_adapter(snapshot)
-            raise
-        steps = trainer.state.global_step
-        final_loss = losses[-1] if losses else output.training_loss
-        tps = progress.tokens_per_s()
-        if steps < trainer.state.max_steps:
-            self._restore_adapter(snapshot)
-            return FileResult("interrupted", None, steps, time.perf_counter() - started, final_loss, tps)
-        seconds = time.perf_counter() - started
-        try:
+            steps = trainer.state.global_step
+            final_loss = losses[-1] if losses else output.training_loss
+            if steps < trainer.state.max_steps:  # stopped by a callback; its checkpoint resumes the file
+                self._restore_adapter(snapshot)
+                return FileResult("interrupted", None, steps, time.perf_counter() - started, final_loss,
+                                  progress.tokens_per_s())
+            seconds = time.perf_counter() - started
             version = self._commit(prepared, steps=steps, seconds=seconds, final_loss=final_loss)
         except BaseException:
-            # Not committed (disk full, say): the file will be trained again, from the current version.
+            # Nothing was committed (a crash in training, a full disk): the warm model goes back to the
+            # current version, and the file will be trained again from there.
             self._restore_adapter(snapshot)
             raise
         remove_tree(ckpt_dir)
-        return FileResult("trained", version, steps, seconds, final_loss, tps, output.metrics.get("train_runtime", 0.0))
+        return FileResult("trained", version, steps, seconds, final_loss, progress.tokens_per_s(),
+                          output.metrics.get("train_runtime", 0.0))
 
     def _adapter_snapshot(self) -> dict:
         return {k: v.detach().clone() for k, v in self.model.named_parameters() if v.requires_grad}
@@ -245,13 +242,19 @@ class TrainingEngine:
             remove_tree(self.store.path(version))  # never current, never named by a commit
             raise
         parent, self.state = self.state.current_adapter, committed
-        fault_point("adapter.committed")
 
-        self.store.point_current(version)
-        pruned = self.store.prune(self.state.versions, self.config.training.keep_versions, {version})
-        if pruned:
-            self.state.versions = [v for v in self.state.versions if v not in pruned]
-            self.state.save(self.state_path)
+        # Committed: what follows is housekeeping, and a failure in it must not undo the commit
+        # (the `current` link is repaired and old versions pruned again at the next start or save).
+        try:
+            fault_point("adapter.committed")
+            self.store.point_current(version)
+            pruned = self.store.prune(self.state.versions, self.config.training.keep_versions, {version})
+            if pruned:
+                self.state.versions = [v for v in self.state.versions if v not in pruned]
+                self.state.save(self.state_path)
+        except OSError as e:
+            self.events.emit("error", f"adapter {version} is committed, but updating the current link or pruning "
+                             f"failed: {e}")
         self.events.emit("adapter", f"saved adapter {version} (global step {self.state.global_step}, parent "
                          f"{parent or 'none'})", version=version, global_step=self.state.global_step, pid=os.getpid())
         return version
