@@ -45,7 +45,7 @@ def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
     from monitor.validation_pool import hold_out
     from training.engine import TrainingEngine
 
-    RootLock(root).acquire()  # released at exit; a daemon on the same root would corrupt the state
+    lock = RootLock(root).acquire()  # a daemon on the same root would corrupt the state
     engine = TrainingEngine(config, root, events)
     monitor = attach_monitor(engine, root=root, settings=lambda: config, events=events)
     # Check every file before training any, so a bad file never leaves the job half done.
@@ -61,6 +61,7 @@ def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
         events.emit("done", f"{p.name}: {result.steps} steps in {result.seconds:.1f}s, loss {result.final_loss:.4f}, "
                     f"{result.tokens_per_s:.0f} tok/s -> adapter {result.version}",
                     file=p.name, steps=result.steps, adapter=result.version, seconds=result.seconds)
+    lock.release()  # on an error, process exit releases it
     return 0
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .config import BUILTIN_MODELS, Config
+from .config import BUILTIN_MODELS, Config, names_hub_model
 from .errors import ModelError
 from .fsutil import durable_replace, fsync_tree, remove_tree
 
@@ -121,16 +121,16 @@ def resolve_model_path(config: Config, root: Path) -> str:
         cache_dir = root / cache_dir
     if name in ALIASES:
         return str(materialize(name, cache_dir))
+    if names_hub_model(config, root):
+        return name  # downloading is up to the user's network and HF_HUB_OFFLINE
     local = Path(name).expanduser()
     if not local.is_absolute():
         local = root / local
-    if local.exists():
-        if not (local / "config.json").exists():
-            raise ModelError(f"model.name_or_path: {local} has no config.json; point it at a model folder")
-        return str(local)
-    if name.startswith((".", "/", "~")):
+    if not local.exists():
         raise ModelError(f"model.name_or_path: folder {local} does not exist")
-    return name  # a hub id; downloading is up to the user's network and HF_HUB_OFFLINE
+    if not (local / "config.json").exists():
+        raise ModelError(f"model.name_or_path: {local} has no config.json; point it at a model folder")
+    return str(local)
 
 
 def load_tokenizer(path: str, config: Config):
