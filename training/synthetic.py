@@ -5,14 +5,21 @@ import random
 
 
 def integer_sums(n: int, *, seed: int = 0, terms: tuple[int, int] = (3, 5), max_value: int = 99) -> list[dict]:
-    """Multi-term integer sums: {"prompt", "response", "id"}; the response ends with the final number."""
+    """Multi-term integer sums: {"prompt", "response", "id"}; the response ends with the final number.
+
+    The response adds one term at a time ("12 + 34 = 46. 46 + 5 = 51."): a 135M model cannot add
+    five numbers in one token step, and trained on one-step answers it learns to guess (0 % held-out).
+    """
     rng = random.Random(seed)
     out = []
     for i in range(n):
         xs = [rng.randint(1, max_value) for _ in range(rng.randint(*terms))]
-        expr = " + ".join(map(str, xs))
-        out.append({"prompt": f"What is {expr}?", "response": f"{expr} = {sum(xs)}. The answer is {sum(xs)}.",
-                    "id": f"sum-{seed}-{i}"})
+        steps, total = [], xs[0]
+        for x in xs[1:]:
+            steps.append(f"{total} + {x} = {total + x}.")
+            total += x
+        out.append({"prompt": f"What is {' + '.join(map(str, xs))}?",
+                    "response": f"{' '.join(steps)} The answer is {total}.", "id": f"sum-{seed}-{i}"})
     return out
 
 
