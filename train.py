@@ -59,8 +59,9 @@ def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
         hold_out(monitor.pool, p, events)
         result = engine.train(p, callbacks=[monitor])
         events.emit("done", f"{p.name}: {result.steps} steps in {result.seconds:.1f}s, loss {result.final_loss:.4f}, "
-                    f"{result.tokens_per_s:.0f} tok/s -> adapter {result.version}",
-                    file=p.name, steps=result.steps, adapter=result.version, seconds=result.seconds)
+                    f"{result.tokens_per_s:.0f} tok/s -> adapter {result.version}"
+                    f"{'' if result.promoted else ' (not promoted)'}", file=p.name, steps=result.steps,
+                    adapter=result.version, promoted=result.promoted, seconds=result.seconds)
     lock.release()  # on an error, process exit releases it
     return 0
 
@@ -75,7 +76,8 @@ def evaluate_file(path: Path, config, root: Path, *, adapter: str, limit: int | 
     model, tokenizer, use_template, label = load_for_inference(config, root, adapter)
     sc = config.self_correction
     ev = evaluate(model, tokenizer, items, use_template=use_template, max_new_tokens=config.eval_max_tokens,
-                  templates=sc.templates, second_attempt=sc.measure_second_attempt, count_tokens=tokenizer)
+                  templates=sc.templates, second_attempt=sc.measure_second_attempt, count_tokens=tokenizer,
+                  right_probe=len(items))  # offline, so every right answer is re-asked: right->wrong is a rate
     evaluation_table(ev, title=f"{path.name} with adapter {label}")
     print(json.dumps({**ev.summary(), "adapter": label}))
     return 0

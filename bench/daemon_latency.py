@@ -47,8 +47,11 @@ def wait(root: Path, kind: str, count: int, timeout: float = 600) -> list[dict]:
 
 
 def start(root: Path, model: str, **training) -> subprocess.Popen:
+    # The promotion gate is off: this measures the daemon's own overhead; the gate's evaluation per file is
+    # logged with its seconds in every `promotion` event.
     config = {"model": {"name_or_path": model, "cache_dir": str(REPO / "data" / "models")},
-              "training": {"batch_size": 4, "logging_steps": 1, "save_steps": 10_000, **training},
+              "training": {"batch_size": 4, "logging_steps": 1, "save_steps": 10_000, "promotion": {"enabled": False},
+                           **training},
               "daemon": {"scan_interval_seconds": 2.0}}
     (root / "config.json").write_text(json.dumps(config))
     return subprocess.Popen([sys.executable, str(REPO / "train.py"), "--daemon", "--root", str(root), "--config",

@@ -41,7 +41,8 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     config = parse_config({"model": {"name_or_path": args.model, "cache_dir": str(REPO / "data" / "models")},
-                           "validation": {"holdout_fraction": 0}, "training": {"save_steps": 10_000}})
+                           "validation": {"holdout_fraction": 0},
+                           "training": {"save_steps": 10_000, "promotion": {"enabled": False}}})
     engine = TrainingEngine(config, root, EventLog(root / "logs"))
     model, tok = engine.model, engine.tokenizer
     rows = integer_sums(args.samples // 2, seed=11) + [

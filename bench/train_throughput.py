@@ -128,7 +128,8 @@ def main() -> None:
     # No validation hold-out, so both arms train the same examples for the same number of steps.
     config = {"model": {"name_or_path": args.model, "cache_dir": str(REPO / "data" / "models")},
               "validation": {"holdout_fraction": 0},
-              "training": {"batch_size": 8, "logging_steps": 5, "seed": args.seed, "save_steps": 10_000}}
+              "training": {"batch_size": 8, "logging_steps": 5, "seed": args.seed, "save_steps": 10_000,
+                           "promotion": {"enabled": False}}}
     data_path = Path(tempfile.mkdtemp(prefix="bench-data-")) / "train.jsonl"
     data_path.write_text("".join(json.dumps(r) + "\n" for r in make_data(args.examples, args.seed)))
     data_path.with_name("heldout.jsonl").write_text(

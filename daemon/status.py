@@ -49,6 +49,8 @@ def collect(root: Path) -> dict:
         "files_trained": len(state.files_trained),
         "last_evaluation": _json(root / "data" / "last_evaluation.json") or None,
         "self_correction": _json(root / "data" / "self_correction" / "buffer.json").get("stats"),
+        "promotion": {"last": _json(root / "data" / "gate" / "last_verdict.json") or None,
+                      "not_promoted": state.rejected},
     }
 
 
@@ -73,6 +75,13 @@ def show(root: Path, console: Console | None = None) -> dict:
     sc = s["self_correction"]
     table.add_row("self-correction", f"{sc['files_generated']} files, {sc['examples_generated']} examples, "
                   f"{sc['needed_correction']}/{sc['total_evals']} answers needed correction" if sc else "nothing yet")
+    gate = s["promotion"]
+    if gate["last"]:
+        g = gate["last"]
+        table.add_row("promotion", f"{g['candidate']} {'promoted' if g['promoted'] else 'NOT promoted'} "
+                      f"({g['file']}): {g['reason']}")
+    if gate["not_promoted"]:
+        table.add_row("kept, not promoted", ", ".join(gate["not_promoted"]))
     console.print(table)
     print(json.dumps(s, default=str))
     return s

@@ -160,13 +160,16 @@ class Daemon:
                 return
             manifest = {"sha256": prepared.sha256, "examples": len(prepared.encoded),
                         "heldout": len(prepared.heldout), "steps": result.steps,
-                        "adapter": result.version, "seconds": round(time.perf_counter() - started, 3),
+                        "adapter": result.version, "promoted": result.promoted,
+                        "current": self.engine.state.current_adapter,
+                        "seconds": round(time.perf_counter() - started, 3),
                         "train_seconds": round(result.seconds, 3), "loop_seconds": round(result.loop_seconds, 3),
                         "final_loss": result.final_loss,
                         "global_step": self.engine.state.global_step, "priority": job.priority}
             self.queue.finish(job, manifest)
             self.events.emit("done", f"{job.original_name}: {result.steps} steps, loss {result.final_loss:.4f}, "
-                             f"adapter {result.version}, {manifest['seconds']:.1f}s", file=job.name, **manifest)
+                             f"adapter {result.version}{'' if result.promoted else ' (not promoted)'}, "
+                             f"{manifest['seconds']:.1f}s", file=job.name, **manifest)
         except DataError as e:
             self.queue.fail(job.path, e.report())
             self.events.emit("failed", str(e), file=job.name, problems=e.problems)

@@ -22,20 +22,24 @@ def is_generated(examples: list[Example]) -> bool:
     return bool(examples) and all(e.meta.get("kind") in KINDS for e in examples)
 
 
-def split_holdout(examples: list[Example], *, fraction: float, seed: str) -> tuple[list[Example], list[Example]]:
-    """(train, held out): a fixed share of the QA examples, chosen by the file's hash, so a retry picks the same."""
+def split_holdout(examples: list[Example], *, fraction: float, seed: str,
+                  limit: int | None = None) -> tuple[list[Example], list[Example]]:
+    """(rest, held out): a fixed share of the QA examples (at most `limit`), chosen by the file's hash,
+    so a retry picks the same."""
     if fraction <= 0 or is_generated(examples):
         return examples, []
     qa = [k for k, e in enumerate(examples) if e.messages and e.messages[-1]["role"] == "assistant"
           and len(e.messages) >= 2 and e.messages[-2]["role"] == "user"]
-    n = int(len(qa) * fraction)
+    n = min(int(len(qa) * fraction), len(qa) if limit is None else limit)
     chosen = set(random.Random(seed).sample(qa, n)) if n else set()
     return [e for k, e in enumerate(examples) if k not in chosen], [e for k, e in enumerate(examples) if k in chosen]
 
 
 class ValidationPool:
-    def __init__(self, root: Path):
-        self.dir = Path(root) / "data" / "validation"
+    """QA items persisted under data/<folder>/ (the promotion gate keeps its own set the same way)."""
+
+    def __init__(self, root: Path, folder: str = "validation"):
+        self.dir = Path(root) / "data" / folder
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "pool.jsonl"
         self.cursor_path = self.dir / "cursor.json"

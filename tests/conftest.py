@@ -15,7 +15,8 @@ MODELS = REPO / "data" / "models"  # materialized by `make models`; shared by ev
 
 def write_config(root: Path, **sections) -> Path:
     config = {"model": {"name_or_path": "tiny-random", "cache_dir": str(MODELS)},
-              "training": {"batch_size": 4, "save_steps": 1000, "logging_steps": 1}}
+              # The promotion gate has its own tests; elsewhere it would only add an evaluation per file.
+              "training": {"batch_size": 4, "save_steps": 1000, "logging_steps": 1, "promotion": {"enabled": False}}}
     for key, value in sections.items():
         if isinstance(value, dict):
             config.setdefault(key, {}).update(value)

@@ -47,6 +47,19 @@ class LoraSection(Section):
     )
 
 
+class PromotionSection(Section):
+    """The gate between a trained adapter version and `current`: never ship a worse adapter."""
+
+    enabled: bool = Field(True, description="Score each new version on the gate set before making it current.")
+    holdout_fraction: float = Field(
+        0.05, ge=0, lt=1, description="Share of each incoming file kept out of training and self-correction for the gate.")
+    max_items_per_file: int = Field(32, gt=0, description="Most gate items taken from one file.")
+    files: list[str] = Field(default_factory=list, description="Extra QA files (JSONL) for the gate set.")
+    tolerance: float = Field(
+        0.05, ge=0, le=1, description="Accuracy a new version may lose (overall, and on earlier files' items) and "
+                                      "still be promoted.")
+
+
 class TrainingSection(Section):
     learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (AdamW).")
     lr_scheduler_type: str = Field("constant_with_warmup", description="transformers scheduler name, per file.")
@@ -68,6 +81,7 @@ class TrainingSection(Section):
     report_to: list[str] = Field(
         default_factory=list,
         description="Trainer integrations that get every log, live-evaluation metrics included, e.g. ['tensorboard'].")
+    promotion: PromotionSection = Field(default_factory=PromotionSection, description="The promotion gate.")
 
 
 class ValidationSection(Section):

@@ -1,9 +1,10 @@
 """One warm model that trains file after file, and commits each result as an adapter version.
 
 Lifecycle of a file: prepare (read + encode, or DataError) -> train (resuming a
-mid-file checkpoint if one exists) -> commit (stage the adapter, rename it into
-place, then write state.json, the commit point). A file is trained at most once:
-its sha256 is recorded in the same atomic write that makes its adapter current.
+mid-file checkpoint if one exists) -> judge (the promotion gate) -> commit (stage the
+adapter, rename it into place, then write state.json, the commit point). A file is
+trained at most once: its sha256 is recorded in the same atomic write that makes its
+adapter current, or, when the gate rejects it, keeps it as a version that is not current.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from .fsutil import remove_tree
 from .models import (attach_adapter, copy_tokenizer_files, load_base_model, load_tokenizer, quiet_transformers,
                      resolve_model_path)
 from .progress import ProgressCallback
+from .promotion import PromotionGate, Verdict
 from .state import TrainingState
 from .trainer import SupervisedTrainer, latest_checkpoint
 
@@ -41,6 +43,7 @@ class Prepared:
     examples: list[Example]  # the ones trained
     encoded: list[Encoded]
     heldout: list[Example]  # kept out of training for the validation pool
+    gate: list[Example]  # kept out of training and self-correction for the promotion gate
 
 
 @dataclass
@@ -52,6 +55,11 @@ class FileResult:
     final_loss: float | None
     tokens_per_s: float
     loop_seconds: float = 0.0  # the Trainer's own training loop (train_runtime), for overhead figures
+    verdict: Verdict | None = None  # the promotion gate's decision (None: gate off or empty)
+
+    @property
+    def promoted(self) -> bool:
+        return self.verdict is None or self.verdict.promoted
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -100,6 +108,8 @@ class TrainingEngine:
         self.model = attach_adapter(base, config, current, model_path=self.model_path)
         self.model_loads = 1
         self.trainer_logs: dict = {}  # filled by callbacks, merged into the Trainer's next log
+        self.gate = PromotionGate(self.root, settings=lambda: self.config, tokenizer=self.tokenizer,
+                                  use_template=self.use_template, events=events)
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         events.emit("model", f"loaded {self.model_path} with adapter {self.state.current_adapter or '(new)'}; "
                     f"{trainable:,} trainable parameters; global step {self.state.global_step}",
@@ -110,18 +120,22 @@ class TrainingEngine:
     def prepare(self, path: Path, *, name: str | None = None) -> Prepared:
         """Read, validate and encode a whole file; DataError if any of it is unusable.
 
-        `validation.holdout_fraction` of its QA examples is kept out of training (the
-        same ones on every retry, chosen by the file's hash) for live evaluation.
+        Some of its QA examples are kept out of training (the same ones on every retry,
+        chosen by the file's hash): `training.promotion.holdout_fraction` for the
+        promotion gate, then `validation.holdout_fraction` for live evaluation.
         """
         from monitor.validation_pool import split_holdout
 
         path = Path(path)
         sha256 = sha256_file(path)
         examples = read_examples(path, max_line_bytes=self.config.training.max_line_bytes)
-        train, heldout = split_holdout(examples, fraction=self.config.validation.holdout_fraction, seed=sha256)
+        promotion = self.config.training.promotion
+        rest, gate = split_holdout(examples, fraction=promotion.holdout_fraction if promotion.enabled else 0,
+                                   seed=f"{sha256}:gate", limit=promotion.max_items_per_file)
+        train, heldout = split_holdout(rest, fraction=self.config.validation.holdout_fraction, seed=sha256)
         encoded = encode_file(self.tokenizer, train, path=path, use_template=self.use_template,
                               max_length=self.config.training.max_seq_length)
-        return Prepared(path, name or path.name, sha256, train, encoded, heldout)
+        return Prepared(path, name or path.name, sha256, train, encoded, heldout, gate)
 
     # -- train --------------------------------------------------------------------------------
 
@@ -159,7 +173,9 @@ class TrainingEngine:
 
         If a callback stops training early, a checkpoint is saved and the file is
         reported "interrupted"; nothing is committed, and the in-memory adapter is
-        put back to the current version.
+        put back to the current version. If the promotion gate rejects the new
+        version, it is committed as kept-not-current and the warm model goes back
+        to the current version too.
         """
         from transformers import PrinterCallback
 
@@ -185,6 +201,7 @@ class TrainingEngine:
             extra_logs=self.trainer_logs,
         )
         trainer.remove_callback(PrinterCallback)
+        self.gate.hold_out(prepared)
         snapshot = self._adapter_snapshot()
         resume = latest_checkpoint(ckpt_dir)
         if resume:
@@ -197,8 +214,12 @@ class TrainingEngine:
                 self._restore_adapter(snapshot)
                 return FileResult("interrupted", None, steps, time.perf_counter() - started, final_loss,
                                   progress.tokens_per_s())
+            version = self.store.next_version()
+            verdict = self._judge(prepared, version, snapshot) if self.gate.active else None
             seconds = time.perf_counter() - started
-            version = self._commit(prepared, steps=steps, seconds=seconds, final_loss=final_loss)
+            self._commit(prepared, version, steps=steps, seconds=seconds, final_loss=final_loss, verdict=verdict)
+            if verdict and not verdict.promoted:
+                self._restore_adapter(snapshot)  # training goes on from the last good version
         except BaseException:
             # Nothing was committed (a crash in training, a full disk): the warm model goes back to the
             # current version, and the file will be trained again from there.
@@ -206,7 +227,7 @@ class TrainingEngine:
             raise
         remove_tree(ckpt_dir)
         return FileResult("trained", version, steps, seconds, final_loss, progress.tokens_per_s(),
-                          output.metrics.get("train_runtime", 0.0))
+                          output.metrics.get("train_runtime", 0.0), verdict)
 
     def _adapter_snapshot(self) -> dict:
         return {k: v.detach().clone() for k, v in self.model.named_parameters() if v.requires_grad}
@@ -217,12 +238,34 @@ class TrainingEngine:
             for k, v in snapshot.items():
                 params[k].copy_(v)
 
+    # -- judge ----------------------------------------------------------------------------------
+
+    def _judge(self, prepared: Prepared, version: str, snapshot: dict) -> Verdict:
+        """The promotion gate on the freshly trained weights; the current ones are swapped in to score them."""
+        def score_current(items):
+            candidate = self._adapter_snapshot()
+            self._restore_adapter(snapshot)
+            try:
+                return self.gate.score(self.model, items)
+            finally:
+                self._restore_adapter(candidate)
+
+        started = time.perf_counter()
+        verdict = self.gate.judge(self.model, file=prepared.name, candidate=version,
+                                  current=self.state.current_adapter, score_current=score_current)
+        seconds = time.perf_counter() - started
+        self.events.emit("promotion", f"{version} {'promoted' if verdict.promoted else 'NOT promoted'}: "
+                         f"{verdict.reason} ({seconds:.1f}s)", file=prepared.name, seconds=round(seconds, 2),
+                         **verdict.summary())
+        return verdict
+
     # -- commit -------------------------------------------------------------------------------
 
-    def _commit(self, prepared: Prepared, *, steps: int, seconds: float, final_loss) -> str:
-        version = self.store.next_version()
+    def _commit(self, prepared: Prepared, version: str, *, steps: int, seconds: float, final_loss,
+                verdict: Verdict | None) -> None:
+        promoted = verdict is None or verdict.promoted
         record = {"name": prepared.name, "sha256": prepared.sha256, "examples": len(prepared.encoded),
-                  "steps": steps, "adapter": version, "seconds": round(seconds, 3)}
+                  "steps": steps, "adapter": version, "seconds": round(seconds, 3), "promoted": promoted}
         staging = self.store.staging(version)
         try:
             self._write_version(staging, record, final_loss=final_loss)
@@ -231,10 +274,13 @@ class TrainingEngine:
         finally:
             remove_tree(staging)  # gone after the rename; after a failure, nothing partial stays
 
-        # The commit point: one atomic write makes the version current and the file trained.
-        committed = TrainingState(global_step=self.state.global_step + steps, current_adapter=version,
+        # The commit point: one atomic write makes the file trained and the version current (or kept,
+        # not current, when the gate rejected it).
+        committed = TrainingState(global_step=self.state.global_step + steps,
+                                  current_adapter=version if promoted else self.state.current_adapter,
                                   versions=[*self.state.versions, version],
-                                  files_trained=[*self.state.files_trained, record])
+                                  files_trained=[*self.state.files_trained, record],
+                                  rejected=self.state.rejected + ([] if promoted else [version]))
         try:
             fault_point("adapter.promoted")
             committed.save(self.state_path)
@@ -247,17 +293,25 @@ class TrainingEngine:
         # (the `current` link is repaired and old versions pruned again at the next start or save).
         try:
             fault_point("adapter.committed")
-            self.store.point_current(version)
-            pruned = self.store.prune(self.state.versions, self.config.training.keep_versions, {version})
+            if promoted:
+                self.store.point_current(version)
+            pruned = self.store.prune(self.state.versions, self.config.training.keep_versions,
+                                      {version, self.state.current_adapter})
             if pruned:
                 self.state.versions = [v for v in self.state.versions if v not in pruned]
+                self.state.rejected = [v for v in self.state.rejected if v not in pruned]
                 self.state.save(self.state_path)
         except OSError as e:
             self.events.emit("error", f"adapter {version} is committed, but updating the current link or pruning "
                              f"failed: {e}")
-        self.events.emit("adapter", f"saved adapter {version} (global step {self.state.global_step}, parent "
-                         f"{parent or 'none'})", version=version, global_step=self.state.global_step, pid=os.getpid())
-        return version
+        if promoted:
+            self.events.emit("adapter", f"saved adapter {version} (global step {self.state.global_step}, parent "
+                             f"{parent or 'none'})", version=version, global_step=self.state.global_step,
+                             pid=os.getpid())
+        else:
+            self.events.emit("adapter", f"kept adapter {version} but did not promote it ({verdict.reason}); "
+                             f"{parent or 'the base model'} stays current and training goes on from it",
+                             version=version, global_step=self.state.global_step, promoted=False, pid=os.getpid())
 
     def _write_version(self, staging: Path, record: dict, *, final_loss) -> None:
         """The adapter, its tokenizer, lineage and resolved config, into a staging folder."""
