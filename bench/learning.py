@@ -1,0 +1,211 @@
+"""Does the loop teach? Self-correction against plain training, at equal training compute.
+
+    python bench/learning.py [--quick] [--train 300] [--test 50] [--model smollm2-135m-instruct]
+
+Two task families (step-by-step multi-term sums, two-step word problems), split into
+training data, the validation pool (the daemon's own hold-out) and a separate
+held-out test set per family. Arms, each in its own root, same seed:
+
+  A  the base model, no training;
+  B  plain training on the task data (self-correction off);
+  C  the same files with self-correction on: the daemon's defaults, generated files
+     queued at normal priority (so they are trained after the task files);
+  D  C improved: twice the questions per evaluation (more distinct mistakes per
+     evaluation) and generated files queued at high priority, so each is trained
+     right after the mistakes were made, on policy, between task files.
+
+Equal compute: every trained arm ends with the same number of training examples
+(so the same optimizer steps): an arm that trained fewer gets a top-up file of
+task examples replayed from its training data. Then `train.py --eval` answers each
+test set (first attempt, then a second attempt with the error codes on the wrong
+answers, and the same prompt without codes on a sample of right ones).
+
+Writes bench_learning.png in the work folder and ends with one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from training.synthetic import integer_sums, word_problems  # noqa: E402
+
+FAMILIES = {"sums": integer_sums, "word_problems": word_problems}
+ARMS = {
+    "A": {"train": False, "label": "base model"},
+    "B": {"train": True, "self_correction": False, "label": "plain training"},
+    "C": {"train": True, "self_correction": True, "label": "self-correction (defaults)"},
+    "D": {"train": True, "self_correction": True, "queue": "high", "samples_factor": 2,
+          "label": "self-correction, on policy (high queue, 2x questions)"},
+}
+
+
+def train_py(root: Path, *args: str) -> str:
+    out = subprocess.run([sys.executable, str(REPO / "train.py"), "--config", str(root / "config.json"), *args],
+                         capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"train.py {' '.join(args)} in {root} failed:\n{out.stderr[-3000:]}")
+    return out.stdout
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tmp.rename(path)
+    return path
+
+
+def config_for(arm: dict, args) -> dict:
+    samples = args.eval_samples * arm.get("samples_factor", 1)
+    return {
+        "model": {"name_or_path": args.model, "cache_dir": str(REPO / "data" / "models")},
+        "eval_steps": args.eval_steps if arm.get("self_correction") else 10 ** 9,
+        "num_eval_samples": samples, "eval_max_tokens": args.max_tokens,
+        "self_correction": {"enabled": bool(arm.get("self_correction")), "min_examples": args.min_examples,
+                            "generation_interval": args.eval_steps, "queue": arm.get("queue", "normal")},
+        "validation": {"holdout_fraction": args.holdout},
+        "training": {"batch_size": args.batch_size, "logging_steps": 5, "save_steps": 1000, "seed": 42,
+                     "promotion": {"enabled": False}},  # the arms measure learning; the gate has its own tests
+        "daemon": {"settle_seconds": 0},
+    }
+
+
+def drop(root: Path, chunks: list[list[dict]], prefix: str) -> None:
+    """Task files into the inbox, oldest first (the daemon takes them in the order they were written)."""
+    now = time.time()
+    for k, chunk in enumerate(chunks):
+        path = write_jsonl(root / "inbox" / f"{prefix}-{k + 1:02d}.jsonl", chunk)
+        os.utime(path, (now - len(chunks) + k, now - len(chunks) + k))
+
+
+def trained(root: Path) -> tuple[int, int]:
+    state = json.loads((root / "data" / "state.json").read_text())
+    return sum(f["examples"] for f in state["files_trained"]), state["global_step"]
+
+
+def evaluate(root: Path, tests: dict[str, Path], adapter: str) -> dict:
+    out = {}
+    for family, path in tests.items():
+        out[family] = json.loads(train_py(root, "--eval", str(path), "--adapter", adapter).splitlines()[-1])
+    return out
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = list(FAMILIES)
+    fig, axes = plt.subplots(1, len(families), figsize=(5 * len(families), 4), sharey=True)
+    for ax, family in zip(axes, families):
+        names = list(results)
+        first = [100 * results[a]["test"][family]["accuracy"] for a in names]
+        second = [100 * (results[a]["test"][family]["second_attempt_accuracy"] or 0) for a in names]
+        xs = range(len(names))
+        ax.bar([x - 0.2 for x in xs], first, 0.4, label="first attempt")
+        ax.bar([x + 0.2 for x in xs], second, 0.4, label="second attempt, with error codes")
+        ax.set_xticks(list(xs), names)
+        ax.set_title(family)
+        ax.set_ylabel("held-out accuracy (%)")
+    axes[0].legend(loc="upper left", fontsize=8)
+    fig.suptitle("A base · B plain · C self-correction · D on-policy self-correction (equal steps)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a few minutes: small data, short answers")
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--train", type=int, default=300, help="training examples per family")
+    p.add_argument("--test", type=int, default=50, help="held-out test items per family")
+    p.add_argument("--chunks", type=int, default=4, help="task files the training data arrives in")
+    p.add_argument("--holdout", type=float, default=0.1, help="validation.holdout_fraction (the pool)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--eval-steps", type=int, default=10)
+    p.add_argument("--eval-samples", type=int, default=8)
+    p.add_argument("--min-examples", type=int, default=12)
+    p.add_argument("--max-tokens", type=int, default=96, help="eval_max_tokens; the answers need about 50")
+    p.add_argument("--arms", default="ABCD")
+    p.add_argument("--work", type=Path, default=None)
+    args = p.parse_args()
+    if args.quick:
+        args.train, args.test, args.chunks, args.eval_steps, args.min_examples = 24, 8, 2, 2, 3
+    work = args.work or Path(tempfile.mkdtemp(prefix="learning-"))
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+
+    # Data: per family, training examples and a separate test set (other seeds: no overlap).
+    train = []
+    tests = {}
+    for k, (family, make) in enumerate(FAMILIES.items()):
+        train += make(args.train, seed=100 + k)
+        tests[family] = write_jsonl(work / f"test-{family}.jsonl", make(args.test, seed=900 + k))
+    random.Random(0).shuffle(train)  # the families arrive mixed, as a user's files would
+    size = -(-len(train) // args.chunks)
+    chunks = [train[i:i + size] for i in range(0, len(train), size)]
+
+    results = {}
+    for name in args.arms:
+        arm = ARMS[name]
+        root = work / name
+        (root / "inbox").mkdir(parents=True, exist_ok=True)
+        (root / "config.json").write_text(json.dumps(config_for(arm, args), indent=2))
+        t0 = time.time()
+        if arm["train"]:
+            drop(root, chunks, "task")
+            train_py(root, "--once")
+        results[name] = {"label": arm["label"], "root": str(root), "train_seconds": time.time() - t0}
+        print(f"{name} ({arm['label']}): trained in {results[name]['train_seconds']:.0f}s", flush=True)
+
+    # Equal compute: top every trained arm up to the same number of training examples.
+    counts = {n: trained(Path(r["root"]))[0] for n, r in results.items() if ARMS[n]["train"]}
+    target = max(counts.values(), default=0)
+    for name, count in counts.items():
+        root, t0 = Path(results[name]["root"]), time.time()
+        if count < target:
+            config = json.loads((root / "config.json").read_text())
+            config["self_correction"]["enabled"] = False  # the top-up is plain task data, for every arm
+            config["validation"]["holdout_fraction"] = 0
+            (root / "config.json").write_text(json.dumps(config, indent=2))
+            replay = random.Random(1).sample(train, min(target - count, len(train)))
+            replay += random.Random(2).sample(train, target - count - len(replay)) if target - count > len(train) else []
+            drop(root, [replay], "top-up")
+            train_py(root, "--once")
+        examples, steps = trained(root)
+        results[name].update(examples_trained=examples, steps=steps, top_up=target - count,
+                             train_seconds=results[name]["train_seconds"] + time.time() - t0)
+
+    for name, r in results.items():
+        root = Path(r["root"])
+        events = [json.loads(l) for l in (root / "logs" / "events.jsonl").read_text().splitlines()] \
+            if (root / "logs" / "events.jsonl").exists() else []
+        r["self_correction_files"] = sum(1 for e in events if e["event"] == "done" and "self_correction" in e["file"])
+        r["test"] = evaluate(root, tests, "current" if ARMS[name]["train"] else "base")
+        line = ", ".join(f"{f} {100 * t['accuracy']:.0f}% (second attempt "
+                         f"{100 * (t['second_attempt_accuracy'] or 0):.0f}%, wrong→right {t['wrong_to_right']}, "
+                         f"right→wrong {t['right_to_wrong']}/{t['right_probed']})" for f, t in r["test"].items())
+        print(f"{name}: {line}", flush=True)
+
+    plot(results, work / "bench_learning.png")
+    print(f"plot: {work / 'bench_learning.png'}")
+    summary = {name: {"label": r["label"], "steps": r.get("steps", 0), "examples_trained": r.get("examples_trained", 0),
+                      "self_correction_files": r["self_correction_files"], "train_seconds": round(r["train_seconds"]),
+                      **{f"{f}_{k}": t[k] for f, t in r["test"].items()
+                         for k in ("accuracy", "second_attempt_accuracy", "wrong_to_right", "right_to_wrong", "n")}}
+               for name, r in results.items()}
+    print(json.dumps({"arms": summary, "seconds": round(time.time() - started), "work": str(work)}))
+
+
+if __name__ == "__main__":
+    main()
