@@ -2,9 +2,10 @@
 
     python bench/eval_speed.py [--samples 8] [--train-steps 6]
 
-1. The same 8 validation prompts answered two ways in one run: one batched
-   `generate` call (left padding, KV cache, stop at end of turn), and one call
-   per prompt (the baseline). Prints both times and the ratio.
+1. The same 8 validation prompts answered two ways in one run: our batched
+   greedy decoding (left padding, KV cache, finished rows leave the batch), and
+   one `model.generate` call per prompt (the baseline), both stopping at end of
+   turn or in a loop. Prints both times, the ratio and how many answers agree.
 2. The callback's share with the default settings (eval_steps 50,
    num_eval_samples 4, eval_max_tokens 2048, second attempt on): one training
    step and one full evaluation are timed on the same model in the same run,
@@ -22,6 +23,25 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+
+def one_generate_call(model, tokenizer, conversation, *, use_template: bool, max_new_tokens: int) -> str:
+    """The baseline: `model.generate` for one prompt, greedy, the same stops (end of turn, a loop)."""
+    import torch
+    from transformers import StoppingCriteriaList
+
+    from monitor.generation import LoopStop, stop_token_ids
+    from training.encoding import render_prompt
+
+    model.eval()
+    batch = tokenizer([render_prompt(tokenizer, conversation, use_template)], return_tensors="pt",
+                      add_special_tokens=not use_template)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                             eos_token_id=stop_token_ids(tokenizer, model), pad_token_id=tokenizer.pad_token_id,
+                             stopping_criteria=StoppingCriteriaList([LoopStop(batch["input_ids"].shape[1])]),
+                             temperature=None, top_p=None, top_k=None)
+    return tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
 def main() -> None:
@@ -58,7 +78,7 @@ def main() -> None:
                                batch_size=len(conversations))
     t_batched = time.perf_counter() - t0
     t0 = time.perf_counter()
-    single = [generate_answers(model, tok, [c], use_template=engine.use_template, max_new_tokens=256)[0]
+    single = [one_generate_call(model, tok, c, use_template=engine.use_template, max_new_tokens=256)
               for c in conversations]
     t_single = time.perf_counter() - t0
     same = sum(a == b for a, b in zip(batched, single))

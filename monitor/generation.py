@@ -1,5 +1,10 @@
 """Batched greedy generation for evaluation: left padding, KV cache, stop at end of turn or in a loop.
 
+Rows leave the batch as they finish: their KV cache rows are dropped, so the
+remaining answers are decoded at the cost of a smaller batch (`generate` keeps
+computing finished rows until the longest answer ends). The tokens are the same
+as `model.generate(do_sample=False)` gives (a test checks it).
+
 The model is put in eval mode for the call and given back in the mode it was
 in, with the RNG state untouched, so evaluating mid-training does not change
 the training trajectory.
@@ -7,7 +12,7 @@ the training trajectory.
 from __future__ import annotations
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import DynamicCache, StoppingCriteria
 
 from training.encoding import render_prompt
 
@@ -47,6 +52,38 @@ def stop_token_ids(tokenizer, model) -> list[int]:
 
 
 @torch.no_grad()
+def greedy_decode(model, input_ids, attention_mask, *, max_new_tokens: int, stops: list[int]) -> list[list[int]]:
+    """The new tokens of each (left-padded) row, greedy; a row ends at a stop token, in a loop, or at the limit."""
+    n = input_ids.shape[0]
+    answers: list[list[int]] = [[] for _ in range(n)]
+    rows = torch.arange(n)  # which answer each row of the shrinking batch belongs to
+    stop = torch.tensor(stops, device=input_ids.device)
+    cache = DynamicCache()
+    positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    generated = input_ids.new_zeros((n, 0))
+    loop_stop = LoopStop(0)
+    for step in range(max_new_tokens):
+        token = logits.argmax(-1)
+        for row, t in zip(rows.tolist(), token.tolist()):
+            answers[row].append(t)
+        generated = torch.cat([generated, token[:, None]], dim=1)
+        done = torch.isin(token, stop) | loop_stop(generated, None)
+        if step == max_new_tokens - 1 or done.all():
+            break
+        if done.any():
+            keep = (~done).nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, token, generated = rows[keep], token[keep], generated[keep]
+            attention_mask, positions = attention_mask[keep], positions[keep]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(rows), 1))], dim=1)
+        positions = positions[:, -1:] + 1
+        logits = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=positions,
+                       past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    return answers
+
+
 def generate_answers(model, tokenizer, conversations: list[list[dict]], *, use_template: bool,
                      max_new_tokens: int, batch_size: int = 16) -> list[str]:
     """One greedy answer per conversation (a list of chat messages ending with a user turn)."""
@@ -63,11 +100,8 @@ def generate_answers(model, tokenizer, conversations: list[list[dict]], *, use_t
         for start in range(0, len(conversations), batch_size):
             texts = [render_prompt(tokenizer, c, use_template) for c in conversations[start:start + batch_size]]
             batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not use_template).to(device)
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                                 eos_token_id=stops, pad_token_id=tokenizer.pad_token_id,
-                                 stopping_criteria=StoppingCriteriaList([LoopStop(batch["input_ids"].shape[1])]),
-                                 temperature=None, top_p=None, top_k=None)
-            new = out[:, batch["input_ids"].shape[1]:]
+            new = greedy_decode(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new_tokens,
+                                stops=stops)
             answers.extend(t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True))
     finally:
         tokenizer.padding_side = side
