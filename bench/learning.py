@@ -1,6 +1,6 @@
 """Does the loop teach? Self-correction against plain training, at equal training compute.
 
-    python bench/learning.py [--quick] [--train 300] [--test 50] [--model smollm2-135m-instruct]
+    python bench/learning.py [--quick] [--train 200] [--test 50] [--model smollm2-135m-instruct]
 
 Two task families (step-by-step multi-term sums, two-step word problems), split into
 training data, the validation pool (the daemon's own hold-out) and a separate
@@ -10,9 +10,11 @@ held-out test set per family. Arms, each in its own root, same seed:
   B  plain training on the task data (self-correction off);
   C  the same files with self-correction on: the daemon's defaults, generated files
      queued at normal priority (so they are trained after the task files);
-  D  C improved: twice the questions per evaluation (more distinct mistakes per
-     evaluation) and generated files queued at high priority, so each is trained
-     right after the mistakes were made, on policy, between task files.
+  D  C improved: right answers are confirmed too (self_correction.confirm_right_answers:
+     the correction prompt with no error codes -> the same answer), so the model
+     learns to change an answer only when the feedback says it is wrong; and the
+     generated files go to the high queue, so each is trained right after its
+     mistakes were made, on policy, between task files.
 
 Equal compute: every trained arm ends with the same number of training examples
 (so the same optimizer steps): an arm that trained fewer gets a top-up file of
@@ -44,8 +46,8 @@ ARMS = {
     "A": {"train": False, "label": "base model"},
     "B": {"train": True, "self_correction": False, "label": "plain training"},
     "C": {"train": True, "self_correction": True, "label": "self-correction (defaults)"},
-    "D": {"train": True, "self_correction": True, "queue": "high", "samples_factor": 2,
-          "label": "self-correction, on policy (high queue, 2x questions)"},
+    "D": {"train": True, "self_correction": True, "queue": "high", "confirm": True,
+          "label": "self-correction + confirmations, high queue"},
 }
 
 
@@ -65,13 +67,13 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 
 def config_for(arm: dict, args) -> dict:
-    samples = args.eval_samples * arm.get("samples_factor", 1)
     return {
         "model": {"name_or_path": args.model, "cache_dir": str(REPO / "data" / "models")},
         "eval_steps": args.eval_steps if arm.get("self_correction") else 10 ** 9,
-        "num_eval_samples": samples, "eval_max_tokens": args.max_tokens,
+        "num_eval_samples": args.eval_samples, "eval_max_tokens": args.max_tokens,
         "self_correction": {"enabled": bool(arm.get("self_correction")), "min_examples": args.min_examples,
-                            "generation_interval": args.eval_steps, "queue": arm.get("queue", "normal")},
+                            "generation_interval": args.eval_steps, "queue": arm.get("queue", "normal"),
+                            "confirm_right_answers": bool(arm.get("confirm"))},
         "validation": {"holdout_fraction": args.holdout},
         "training": {"batch_size": args.batch_size, "logging_steps": 5, "save_steps": 1000, "seed": 42,
                      "promotion": {"enabled": False}},  # the arms measure learning; the gate has its own tests
@@ -118,7 +120,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_title(family)
         ax.set_ylabel("held-out accuracy (%)")
     axes[0].legend(loc="upper left", fontsize=8)
-    fig.suptitle("A base · B plain · C self-correction · D on-policy self-correction (equal steps)")
+    fig.suptitle("A base · B plain · C self-correction · D + confirmations (equal steps)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -127,7 +129,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a few minutes: small data, short answers")
     p.add_argument("--model", default="smollm2-135m-instruct")
-    p.add_argument("--train", type=int, default=300, help="training examples per family")
+    p.add_argument("--train", type=int, default=200, help="training examples per family")
     p.add_argument("--test", type=int, default=50, help="held-out test items per family")
     p.add_argument("--chunks", type=int, default=4, help="task files the training data arrives in")
     p.add_argument("--holdout", type=float, default=0.1, help="validation.holdout_fraction (the pool)")

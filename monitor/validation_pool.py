@@ -11,7 +11,7 @@ import json
 import random
 from pathlib import Path
 
-from selfcorrect.correction_examples import KINDS
+from selfcorrect.correction_examples import RECORD_KINDS
 from selfcorrect.qa import QAItem, read_qa
 from training.data import Example
 from training.fsutil import atomic_write_json, atomic_write_text
@@ -19,7 +19,7 @@ from training.fsutil import atomic_write_json, atomic_write_text
 
 def is_generated(examples: list[Example]) -> bool:
     """A self-correction file written by our generator: every record carries one of its kinds."""
-    return bool(examples) and all(e.meta.get("kind") in KINDS for e in examples)
+    return bool(examples) and all(e.meta.get("kind") in RECORD_KINDS for e in examples)
 
 
 def split_holdout(examples: list[Example], *, fraction: float, seed: str,

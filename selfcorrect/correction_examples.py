@@ -5,6 +5,11 @@
 2. self-evaluation: question + previous answer + error indicators -> a plain-words
    explanation of what was wrong, derived from the codes;
 3. correction: question + previous answer + error indicators -> golden answer.
+
+With `self_correction.confirm_right_answers`, a right answer also gives one
+confirmation record: the correction prompt with no error indicators -> golden
+answer. Trained only on triples, the model never sees "no errors" feedback, and
+on a second attempt it changes right answers as readily as wrong ones.
 """
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ import re
 
 from training.config import TemplatesSection
 
-KINDS = ("initial_attempt", "self_evaluation", "correction")
+KINDS = ("initial_attempt", "self_evaluation", "correction")  # the triple of a wrong answer
+CONFIRMATION = "confirmation"  # the record of a right answer
+RECORD_KINDS = (*KINDS, CONFIRMATION)
 
 # code pattern -> sentence; {x} is the number in the code
 _EXPLANATIONS = [
@@ -68,3 +75,11 @@ def build_triple(*, question: str, golden: str, predicted: str, codes: list[str]
         {"prompt": render(t.correction, question=question, previous=predicted, codes=codes),
          "response": golden, "kind": "correction", **common},
     ]
+
+
+def build_confirmation(*, question: str, golden: str, predicted: str, step: int, source: dict,
+                       templates: TemplatesSection | None = None) -> dict:
+    """The record for one right answer: shown it with no error indicators, the model keeps the answer."""
+    t = templates or TemplatesSection()
+    return {"prompt": render(t.correction, question=question, previous=predicted, codes=[]), "response": golden,
+            "kind": CONFIRMATION, "error_codes": [], "step": step, "source": dict(source)}

@@ -23,7 +23,7 @@ from training.config import SelfCorrectionSection
 from training.faults import fault_point
 from training.fsutil import atomic_write_bytes, atomic_write_json
 
-from .correction_examples import KINDS, build_triple
+from .correction_examples import CONFIRMATION, RECORD_KINDS, build_confirmation, build_triple
 
 FILE_PREFIX = "self_correction_step"
 
@@ -74,13 +74,18 @@ class SelfCorrectionGenerator:
     # -- intake ------------------------------------------------------------------------------
 
     def process_results(self, results: list[EvalResult], *, step: int) -> int:
-        """Add the triples of the wrong answers to the buffer; returns how many records were added."""
+        """Add the triples of the wrong answers (and confirmations of the right ones, when asked) to the buffer;
+        returns how many records were added."""
         settings: SelfCorrectionSection = self.settings()
         added = 0
         for r in results:
             self.stats["total_evals"] += 1
             if r.matched:
                 self.stats["correct_first_try"] += 1
+                if settings.confirm_right_answers:
+                    self.buffer.append(build_confirmation(question=r.question, golden=r.golden, predicted=r.predicted,
+                                                          step=step, source=r.source, templates=settings.templates))
+                    added += 1
                 continue
             self.stats["needed_correction"] += 1
             triple = build_triple(question=r.question, golden=r.golden, predicted=r.predicted, codes=r.codes,
@@ -135,10 +140,11 @@ class SelfCorrectionGenerator:
         records, name = p["records"], p["name"]
         path = self.dir / name
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
-        counts = {k: sum(r["kind"] == k for r in records) for k in KINDS}
+        counts = {k: sum(r["kind"] == k for r in records) for k in RECORD_KINDS}
         meta = {"step": p["step"], "timestamp": p["timestamp"], "num_examples": len(records),
                 "breakdown": {"initial_attempts": counts["initial_attempt"], "self_evaluations": counts["self_evaluation"],
-                              "corrections": counts["correction"], "standard_qa": 0},
+                              "corrections": counts["correction"], "confirmations": counts[CONFIRMATION],
+                              "standard_qa": 0},
                 "stats": p["stats"]}
         atomic_write_bytes(path, data)
         fault_point("generator.before_metadata")

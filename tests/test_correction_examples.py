@@ -1,4 +1,4 @@
-from selfcorrect.correction_examples import KINDS, build_triple, explain
+from selfcorrect.correction_examples import KINDS, build_confirmation, build_triple, explain
 from selfcorrect.error_codes import error_codes
 from training.config import TemplatesSection
 from training.data import parse_record
@@ -40,3 +40,14 @@ def test_templates_come_from_config():
     t = TemplatesSection(correction="Q: {question}\nHints: {codes}\nTry again.")
     records, codes = triple(templates=t)
     assert records[2]["prompt"] == f"Q: What is 17 + 25?\nHints: {', '.join(codes)}\nTry again."
+
+
+def test_a_file_of_confirmations_is_generated_data_and_adds_nothing_to_the_validation_pool():
+    from monitor.validation_pool import split_holdout
+
+    q, golden = "What is 17 + 25?", "17 + 25 = 42. The answer is 42."
+    confirmations = [parse_record(build_confirmation(question=q, golden=golden, predicted=golden, step=5,
+                                                     source={"id": f"v{i}", "file": "val.jsonl"})) for i in range(20)]
+    assert split_holdout(confirmations, fraction=0.5, seed="s") == (confirmations, [])
+    task = [parse_record({"prompt": q, "response": golden}) for _ in range(20)]
+    assert len(split_holdout(task, fraction=0.5, seed="s")[1]) == 10  # a task file does give its share

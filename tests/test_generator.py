@@ -39,11 +39,27 @@ def test_evaluations_accumulate_until_the_interval_and_the_file_appears_only_wit
     assert len(path.read_text().splitlines()) == 27 and g.buffer == []
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["step"] == 500 and meta["num_examples"] == 27
-    assert meta["breakdown"] == {"initial_attempts": 9, "self_evaluations": 9, "corrections": 9, "standard_qa": 0}
+    assert meta["breakdown"] == {"initial_attempts": 9, "self_evaluations": 9, "corrections": 9, "confirmations": 0,
+                                 "standard_qa": 0}
     assert meta["stats"] == {"total_evals": 18, "correct_first_try": 9, "needed_correction": 9, "files_generated": 1,
                              "examples_generated": 27, "skipped_at_cap": 0}
     queued = listing(tmp_path / "queue" / "normal")
     assert len(queued) == 1 and queued[0].endswith("--" + path.name)
+
+
+def test_confirm_right_answers_adds_one_no_codes_record_per_right_answer(tmp_path):
+    g = generator(tmp_path, min_examples=1, generation_interval=50, confirm_right_answers=True)
+    assert g.process_results([wrong(1), right(2), right(3)], step=50) == 3 + 2
+    path = g.maybe_generate(step=50)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    confirmations = [r for r in records if r["kind"] == "confirmation"]
+    assert [r["source"]["id"] for r in confirmations] == ["v2", "v3"]
+    assert confirmations[0]["response"] == "3" and confirmations[0]["error_codes"] == []
+    assert "Your previous answer:\n3\n\nError indicators: none" in confirmations[0]["prompt"]
+    assert json.loads(path.with_suffix(".json").read_text())["breakdown"]["confirmations"] == 2
+    # off (the default): right answers add nothing
+    g = generator(tmp_path / "off", min_examples=1, generation_interval=50)
+    assert g.process_results([right(2), right(3)], step=50) == 0 and g.buffer == []
 
 
 def test_below_min_examples_at_the_boundary_waits_for_the_next_one(tmp_path):

@@ -126,6 +126,9 @@ class SelfCorrectionSection(Section):
     queue: Literal["high", "normal", "low"] = Field("normal", description="Queue priority of generated files.")
     max_pending_files: int = Field(20, gt=0, description="Stop generating while this many generated files wait.")
     measure_second_attempt: bool = Field(True, description="Re-ask wrong answers with their error codes.")
+    confirm_right_answers: bool = Field(
+        False, description="Also train each right answer on the correction prompt with no error codes, "
+        "so that a second attempt keeps right answers.")
     templates: TemplatesSection = Field(default_factory=TemplatesSection, description="Prompt templates of the records.")
 
 
