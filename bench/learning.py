@@ -127,7 +127,7 @@ def plot(results: dict, path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="a few minutes: small data, short answers")
+    p.add_argument("--quick", action="store_true", help="about 15 minutes: small data")
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--train", type=int, default=200, help="training examples per family")
     p.add_argument("--test", type=int, default=50, help="held-out test items per family")

@@ -72,14 +72,20 @@ def build_triple(*, question: str, golden: str, predicted: str, codes: list[str]
         {"prompt": question, "response": golden, "rejected": predicted, "kind": "initial_attempt", **common},
         {"prompt": render(t.self_evaluation, question=question, previous=predicted, codes=codes),
          "response": explain(codes), "kind": "self_evaluation", **common},
-        {"prompt": render(t.correction, question=question, previous=predicted, codes=codes),
-         "response": golden, "kind": "correction", **common},
+        _correction(t, question=question, golden=golden, predicted=predicted, codes=codes, kind="correction",
+                    common=common),
     ]
+
+
+def _correction(t: TemplatesSection, *, question, golden, predicted, codes, kind, common) -> dict:
+    """The correction prompt (question, previous answer, error indicators) -> the golden answer."""
+    return {"prompt": render(t.correction, question=question, previous=predicted, codes=codes),
+            "response": golden, "kind": kind, **common}
 
 
 def build_confirmation(*, question: str, golden: str, predicted: str, step: int, source: dict,
                        templates: TemplatesSection | None = None) -> dict:
     """The record for one right answer: shown it with no error indicators, the model keeps the answer."""
-    t = templates or TemplatesSection()
-    return {"prompt": render(t.correction, question=question, previous=predicted, codes=[]), "response": golden,
-            "kind": CONFIRMATION, "error_codes": [], "step": step, "source": dict(source)}
+    common = {"error_codes": [], "step": step, "source": dict(source)}
+    return _correction(templates or TemplatesSection(), question=question, golden=golden, predicted=predicted,
+                       codes=[], kind=CONFIRMATION, common=common)
