@@ -3,7 +3,8 @@
     python bench/eval_speed.py [--samples 8] [--train-steps 6]
 
 1. The same 8 validation prompts answered two ways in one run: our batched
-   greedy decoding (left padding, KV cache, finished rows leave the batch), and
+   greedy decoding (left padding, KV cache, finished rows leave the batch, LoRA
+   merged into copies of the weights), and
    one `model.generate` call per prompt (the baseline), both stopping at end of
    turn or in a loop. Prints both times, the ratio and how many answers agree.
 2. The callback's share with the default settings (eval_steps 50,

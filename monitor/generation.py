@@ -5,12 +5,20 @@ remaining answers are decoded at the cost of a smaller batch (`generate` keeps
 computing finished rows until the longest answer ends). The tokens are the same
 as `model.generate(do_sample=False)` gives (a test checks it).
 
+The LoRA adapter is merged into a copy of each weight it touches while the
+answers are generated (one matmul per layer instead of three), where memory
+allows; the original weight tensors are put back untouched, not un-merged by
+subtraction, so training continues on bit-identical weights.
+
 The model is put in eval mode for the call and given back in the mode it was
 in, with the RNG state untouched, so evaluating mid-training does not change
 the training trajectory.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import psutil
 import torch
 from transformers import DynamicCache, StoppingCriteria
 
@@ -49,6 +57,55 @@ def stop_token_ids(tokenizer, model) -> list[int]:
     eos = getattr(model.generation_config, "eos_token_id", None)
     ids.update(eos if isinstance(eos, list) else [eos])
     return sorted(i for i in ids if i is not None)
+
+
+def _mergeable_lora_layers(model) -> list:
+    """Plain LoRA layers on float nn.Linear weights, adapter active and not merged yet (DoRA, quantized
+    and disabled layers keep their own forward)."""
+    from peft.tuners.lora import Linear as LoraLinear
+
+    layers = []
+    for module in model.modules():
+        if not isinstance(module, LoraLinear) or module.disable_adapters or module.merged:
+            continue
+        base = module.get_base_layer()
+        active = [a for a in module.active_adapters if a in module.lora_A]
+        if (type(base) is torch.nn.Linear and base.weight.is_floating_point() and active
+                and not any(a in module.lora_variant or module.lora_bias[a] for a in active)):
+            layers.append((module, active))
+    return layers
+
+
+def _free_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return psutil.virtual_memory().available
+
+
+@contextmanager
+def merged_lora(model):
+    """The model with its active LoRA adapters merged into new weight tensors, when twice their size is free."""
+    layers = _mergeable_lora_layers(model)
+    size = sum(m.get_base_layer().weight.nbytes for m, _ in layers)
+    if not layers or 2 * size > _free_memory(layers[0][0].get_base_layer().weight.device):
+        yield model
+        return
+    originals = []
+    try:
+        for module, active in layers:
+            weight = module.get_base_layer().weight
+            originals.append((weight, weight.data))
+            with torch.no_grad():
+                merged = weight.data.clone()
+                for adapter in active:
+                    merged += module.get_delta_weight(adapter).to(merged.dtype)
+            weight.data = merged
+            module.merged_adapters.extend(active)  # peft's forward then calls the base layer alone
+        yield model
+    finally:
+        for (module, _), (weight, original) in zip(layers, originals):
+            weight.data = original
+            module.merged_adapters.clear()
 
 
 @torch.no_grad()
@@ -97,12 +154,14 @@ def generate_answers(model, tokenizer, conversations: list[list[dict]], *, use_t
     try:
         device = next(model.parameters()).device
         stops = stop_token_ids(tokenizer, model)
-        for start in range(0, len(conversations), batch_size):
-            texts = [render_prompt(tokenizer, c, use_template) for c in conversations[start:start + batch_size]]
-            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not use_template).to(device)
-            new = greedy_decode(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new_tokens,
-                                stops=stops)
-            answers.extend(t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True))
+        with merged_lora(model):
+            for start in range(0, len(conversations), batch_size):
+                texts = [render_prompt(tokenizer, c, use_template) for c in conversations[start:start + batch_size]]
+                batch = tokenizer(texts, return_tensors="pt", padding=True,
+                                  add_special_tokens=not use_template).to(device)
+                new = greedy_decode(model, batch["input_ids"], batch["attention_mask"],
+                                    max_new_tokens=max_new_tokens, stops=stops)
+                answers.extend(t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True))
     finally:
         tokenizer.padding_side = side
         model.train(was_training)

@@ -44,3 +44,41 @@ def test_the_shrinking_batch_gives_the_tokens_generate_gives(tmp_path):
     assert len(set(lengths)) > 1 and max(lengths) == 24  # some rows ended early, one ran to the limit
     for row, tokens in zip(expected, got):
         assert row[:len(tokens)] == tokens and all(t == tokenizer.pad_token_id for t in row[len(tokens):])
+
+
+def test_answers_with_the_adapter_merged_match_the_lora_forward_and_leave_weights_untouched(tmp_path):
+    """Evaluation merges LoRA into copies of the weights; answers must match the unmerged forward, and
+    training must get back the very same weight tensors, with the LoRA path active again."""
+    from monitor.generation import generate_answers, greedy_decode, merged_lora
+    from tests.conftest import write_config
+    from training.config import load_config
+    from training.models import attach_adapter, load_base_model, load_tokenizer, resolve_model_path
+
+    config = load_config(write_config(tmp_path))
+    path = resolve_model_path(config, tmp_path)
+    tokenizer = load_tokenizer(path, config)
+    model = attach_adapter(load_base_model(path, config, "cpu", "fp32"), config, None)
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # a fresh adapter has B = 0, which merges to nothing
+            torch.nn.init.normal_(p, std=0.5)
+    weights = {n: (p.data.data_ptr(), p.detach().clone()) for n, p in model.named_parameters()}
+    tokenizer.padding_side = "left"
+    batch = tokenizer(["What is 2 + 2?", "Count to ten, please."], return_tensors="pt", padding=True)
+    model.eval()
+    unmerged = greedy_decode(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=16, stops=[])
+    with merged_lora(model):
+        assert any(m.merged for m in model.modules() if hasattr(m, "merged_adapters"))
+        merged = greedy_decode(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=16, stops=[])
+    assert merged == unmerged
+    with model.disable_adapter():
+        without = greedy_decode(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=16, stops=[])
+    assert without != unmerged  # the adapter changes the answers, so the comparison above means something
+    for n, p in model.named_parameters():
+        ptr, value = weights[n]
+        assert p.data.data_ptr() == ptr and torch.equal(p.detach(), value), n
+    assert not any(m.merged for m in model.modules() if hasattr(m, "merged_adapters"))
+    conversation = [[{"role": "user", "content": "What is 2 + 2?"}]]
+    model.train()
+    generate_answers(model, tokenizer, conversation, use_template=True, max_new_tokens=4)
+    assert model.training and not any(m.merged for m in model.modules() if hasattr(m, "merged_adapters"))
