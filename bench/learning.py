@@ -1,6 +1,6 @@
 """Does the loop teach? Self-correction against plain training, at equal training compute.
 
-    python bench/learning.py [--quick] [--train 200] [--test 50] [--model smollm2-135m-instruct]
+    python bench/learning.py [--quick] [--train 200] [--test 50] [--seed 0] [--arms ABCD]
 
 Two task families (step-by-step multi-term sums, two-step word problems), split into
 training data, the validation pool (the daemon's own hold-out) and a separate
@@ -75,7 +75,7 @@ def config_for(arm: dict, args) -> dict:
                             "generation_interval": args.eval_steps, "queue": arm.get("queue", "normal"),
                             "confirm_right_answers": bool(arm.get("confirm"))},
         "validation": {"holdout_fraction": args.holdout},
-        "training": {"batch_size": args.batch_size, "logging_steps": 5, "save_steps": 1000, "seed": 42,
+        "training": {"batch_size": args.batch_size, "logging_steps": 5, "save_steps": 1000, "seed": 42 + args.seed,
                      "promotion": {"enabled": False}},  # the arms measure learning; the gate has its own tests
         "daemon": {"settle_seconds": 0},
     }
@@ -139,6 +139,7 @@ def main() -> None:
     p.add_argument("--min-examples", type=int, default=12)
     p.add_argument("--max-tokens", type=int, default=96, help="eval_max_tokens; the answers need about 50")
     p.add_argument("--arms", default="ABCD")
+    p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
     args = p.parse_args()
     if args.quick:
@@ -151,9 +152,9 @@ def main() -> None:
     train = []
     tests = {}
     for k, (family, make) in enumerate(FAMILIES.items()):
-        train += make(args.train, seed=100 + k)
-        tests[family] = write_jsonl(work / f"test-{family}.jsonl", make(args.test, seed=900 + k))
-    random.Random(0).shuffle(train)  # the families arrive mixed, as a user's files would
+        train += make(args.train, seed=100 + k + 10 * args.seed)
+        tests[family] = write_jsonl(work / f"test-{family}.jsonl", make(args.test, seed=900 + k + 10 * args.seed))
+    random.Random(args.seed).shuffle(train)  # the families arrive mixed, as a user's files would
     size = -(-len(train) // args.chunks)
     chunks = [train[i:i + size] for i in range(0, len(train), size)]
 
@@ -206,7 +207,7 @@ def main() -> None:
                       **{f"{f}_{k}": t[k] for f, t in r["test"].items()
                          for k in ("accuracy", "second_attempt_accuracy", "wrong_to_right", "right_to_wrong", "n")}}
                for name, r in results.items()}
-    print(json.dumps({"arms": summary, "seconds": round(time.time() - started), "work": str(work)}))
+    print(json.dumps({"arms": summary, "seed": args.seed, "seconds": round(time.time() - started), "work": str(work)}))
 
 
 if __name__ == "__main__":

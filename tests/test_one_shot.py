@@ -8,6 +8,7 @@ import time
 
 import torch
 from peft import PeftModel
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from tests.conftest import MODELS, REPO, run_train, write_config, write_jsonl
@@ -96,3 +97,25 @@ def test_a_kill_during_training_leaves_the_previous_version_current(root):
                               root / "data" / "adapters" / "current")
     again = run_train(root, write_jsonl(root / "b.jsonl", integer_sums(8, seed=8)))
     assert again.returncode == 0 and state(root)["current_adapter"] == "v0002"
+
+
+def test_a_batch_run_in_slices_takes_the_same_steps_as_the_whole_batch(tmp_path):
+    """training.micro_batch_tokens bounds memory by splitting a batch into row slices; the slices'
+    gradients must add up to the whole batch's, so the loss trajectory and the adapter are the same."""
+    data = integer_sums(24, seed=5)
+    results = {}
+    for name, budget in (("whole", 0), ("sliced", 40)):
+        root = tmp_path / name
+        root.mkdir()
+        # no LoRA dropout: slices would draw other dropout masks than the whole batch
+        write_config(root, lora={"dropout": 0.0}, training={"learning_rate": 0.01, "micro_batch_tokens": budget})
+        assert run_train(root, write_jsonl(root / "a.jsonl", data)).returncode == 0
+        log = [json.loads(l) for l in (root / "logs" / "events.jsonl").read_text().splitlines()]
+        sliced = [e["batches"] for e in log if e["event"] == "sliced"]
+        adapter = root / "data" / "adapters" / state(root)["current_adapter"] / "adapter_model.safetensors"
+        results[name] = ([e["loss"] for e in log if e["event"] == "progress"], sliced, load_file(adapter))
+    (whole, whole_sliced, a), (sliced, sliced_count, b) = results["whole"], results["sliced"]
+    assert whole_sliced == [] and sliced_count == [len(whole)]  # every batch (4 rows over 40 tokens) was split
+    assert torch.allclose(torch.tensor(whole), torch.tensor(sliced), rtol=1e-4), (whole, sliced)
+    for key in a:
+        assert torch.allclose(a[key], b[key], rtol=1e-3, atol=1e-6), key

@@ -168,6 +168,11 @@ class TrainingEngine:
             save_only_model=False,
         )
 
+    def _micro_batch_tokens(self) -> int:
+        """Slicing saves memory at little cost where memory is the host's; a GPU runs whole batches faster."""
+        budget = self.config.training.micro_batch_tokens
+        return budget if budget is not None else (0 if self.plan.device == "cuda" else 512)
+
     def train(self, prepared: Prepared, *, callbacks=()) -> FileResult:
         """Train the warm model on one prepared file and commit a new adapter version.
 
@@ -199,6 +204,7 @@ class TrainingEngine:
             processing_class=self.tokenizer,
             callbacks=[progress, *callbacks],
             extra_logs=self.trainer_logs,
+            micro_batch_tokens=self._micro_batch_tokens(),
         )
         trainer.remove_callback(PrinterCallback)
         self.gate.hold_out(prepared)
@@ -210,6 +216,11 @@ class TrainingEngine:
             output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
             steps = trainer.state.global_step
             final_loss = losses[-1] if losses else output.training_loss
+            if trainer.sliced_batches:
+                self.events.emit("sliced", f"{prepared.name}: {trainer.sliced_batches} batches were over "
+                                 f"training.micro_batch_tokens ({self._micro_batch_tokens()}) and ran "
+                                 "in row slices (same step, less memory)", file=prepared.name,
+                                 batches=trainer.sliced_batches)
             if steps < trainer.state.max_steps:  # stopped by a callback; its checkpoint resumes the file
                 self._restore_adapter(snapshot)
                 return FileResult("interrupted", None, steps, time.perf_counter() - started, final_loss,

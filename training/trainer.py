@@ -28,9 +28,34 @@ class SupervisedTrainer(Trainer):
     # compute_loss divides by the supervised tokens of the whole accumulated batch.
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, extra_logs: dict | None = None, **kwargs):
+    def __init__(self, *args, extra_logs: dict | None = None, micro_batch_tokens: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
         self.extra_logs = extra_logs if extra_logs is not None else {}
+        self.micro_batch_tokens = micro_batch_tokens
+        self.sliced_batches = 0
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """A batch over `micro_batch_tokens` goes through the model in row slices, each backward on its own.
+
+        Activation memory grows with rows x length; slicing bounds it while the optimizer step stays the
+        same: every slice's loss is divided by the supervised tokens of the whole batch, so the slices'
+        gradients add up to the batch's gradient.
+        """
+        rows, width = inputs["input_ids"].shape
+        per_slice = max(1, self.micro_batch_tokens // width) if self.micro_batch_tokens else rows
+        if per_slice >= rows:
+            return super().training_step(model, inputs, num_items_in_batch)
+        if num_items_in_batch is None:
+            num_items_in_batch = int((inputs["labels"][:, 1:] != IGNORE).sum())
+        self.sliced_batches += 1
+        loss = None
+        for start in range(0, rows, per_slice):
+            part = {k: v[start:start + per_slice] for k, v in inputs.items()}
+            used = int(part["attention_mask"].sum(dim=1).max())  # right padding: drop the slice's empty columns
+            part = {k: v[:, :used] for k, v in part.items()}
+            part_loss = super().training_step(model, part, num_items_in_batch)
+            loss = part_loss if loss is None else loss + part_loss
+        return loss
 
     def log(self, logs, start_time=None):
         """Callbacks' metrics (live evaluation) join the next log, so log history and report_to see them."""
