@@ -152,7 +152,7 @@ def main() -> None:
     print(json.dumps({"baseline_tokens_per_s": round(b["tokens_per_s"], 1), "project_tokens_per_s": round(q["tokens_per_s"], 1),
                       "ratio": round(ratio, 3), "baseline_final_loss": round(b["final_loss"], 4),
                       "project_final_loss": round(q["final_loss"], 4), "project_precision": q["precision"],
-                      "peak_rss_mb": round(max(b["peak_rss_mb"], q["peak_rss_mb"]), 1),
+                      "peak_rss_mb": round(q["peak_rss_mb"], 1), "baseline_peak_rss_mb": round(b["peak_rss_mb"], 1),
                       "examples": args.examples, "model": args.model}))
 
 
