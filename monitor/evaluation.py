@@ -43,10 +43,13 @@ class Evaluation:
 
     @property
     def second_attempt_accuracy(self) -> float | None:
-        """Accuracy after the second attempt: right first, or fixed when shown the codes."""
+        """Accuracy of the second attempt: right answers kept plus wrong ones fixed. Right answers not
+        re-asked (the live monitor probes a sample) are counted at the probed rate of keeping."""
         if not self.second and not self.right_probe and self.accuracy < 1.0:
             return None
-        return (sum(r.matched for r in self.results) + self.wrong_to_right) / self.n if self.n else 0.0
+        right = sum(r.matched for r in self.results)
+        kept = right * (1 - self.right_to_wrong / len(self.right_probe)) if self.right_probe else right
+        return (kept + self.wrong_to_right) / self.n if self.n else 0.0
 
     def summary(self) -> dict:
         return {"accuracy": round(self.accuracy, 4), "n": self.n,
