@@ -218,7 +218,7 @@ class TrainingEngine:
             final_loss = losses[-1] if losses else output.training_loss
             if trainer.sliced_batches:
                 self.events.emit("sliced", f"{prepared.name}: {trainer.sliced_batches} batches were over "
-                                 f"training.micro_batch_tokens ({self._micro_batch_tokens()}) and ran "
+                                 f"training.micro_batch_tokens ({trainer.micro_batch_tokens}) and ran "
                                  "in row slices (same step, less memory)", file=prepared.name,
                                  batches=trainer.sliced_batches)
             if steps < trainer.state.max_steps:  # stopped by a callback; its checkpoint resumes the file
