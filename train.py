@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
     from daemon.lock import RootLock
     from monitor.live_inference import attach_monitor
-    from monitor.validation_pool import hold_out
+    from monitor.validation_pool import is_generated
     from training.engine import TrainingEngine
 
     lock = RootLock(root).acquire()  # a daemon on the same root would corrupt the state
@@ -56,7 +56,7 @@ def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
             events.emit("duplicate", f"{p.name}: same content already trained into adapter {done['adapter']}; skipped")
             continue
         events.emit("claimed", f"{p.name}: {len(p.encoded)} examples", file=p.name, sha256=p.sha256)
-        hold_out(monitor.pool, p, events)
+        monitor.start_file(p, generated=is_generated(p.examples), once=False)
         result = engine.train(p, callbacks=[monitor])
         events.emit("done", f"{p.name}: {result.steps} steps in {result.seconds:.1f}s, loss {result.final_loss:.4f}, "
                     f"{result.tokens_per_s:.0f} tok/s -> adapter {result.version}"

@@ -1,6 +1,6 @@
 """Does the loop teach? Self-correction against plain training, at equal training compute.
 
-    python bench/learning.py [--quick] [--train 200] [--test 50] [--seed 0] [--arms ABCD]
+    python bench/learning.py [--quick] [--train 200] [--test 50] [--seed 0] [--arms ABCDE]
 
 Two task families (step-by-step multi-term sums, two-step word problems), split into
 training data, the validation pool (the daemon's own hold-out) and a separate
@@ -15,6 +15,10 @@ held-out test set per family. Arms, each in its own root, same seed:
      learns to change an answer only when the feedback says it is wrong; and the
      generated files go to the high queue, so each is trained right after its
      mistakes were made, on policy, between task files.
+  E  D plus practice (self_correction.practice_samples = 16): at each evaluation the
+     current adapter also answers 16 questions of the file in training, and its
+     mistakes and right answers become records too. The validation pool alone gives
+     a few dozen correction records per run; practice gives a few hundred, on policy.
 
 Equal compute: every trained arm ends with the same number of training examples
 (so the same optimizer steps): an arm that trained fewer gets a top-up file of
@@ -48,6 +52,8 @@ ARMS = {
     "C": {"train": True, "self_correction": True, "label": "self-correction (defaults)"},
     "D": {"train": True, "self_correction": True, "queue": "high", "confirm": True,
           "label": "self-correction + confirmations, high queue"},
+    "E": {"train": True, "self_correction": True, "queue": "high", "confirm": True, "practice": 16,
+          "label": "D + practice on training questions"},
 }
 
 
@@ -73,7 +79,8 @@ def config_for(arm: dict, args) -> dict:
         "num_eval_samples": args.eval_samples, "eval_max_tokens": args.max_tokens,
         "self_correction": {"enabled": bool(arm.get("self_correction")), "min_examples": args.min_examples,
                             "generation_interval": args.eval_steps, "queue": arm.get("queue", "normal"),
-                            "confirm_right_answers": bool(arm.get("confirm"))},
+                            "confirm_right_answers": bool(arm.get("confirm")),
+                            "practice_samples": arm.get("practice", 0)},
         "validation": {"holdout_fraction": args.holdout},
         "training": {"batch_size": args.batch_size, "logging_steps": 5, "save_steps": 1000, "seed": 42 + args.seed,
                      "promotion": {"enabled": False}},  # the arms measure learning; the gate has its own tests
@@ -120,7 +127,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_title(family)
         ax.set_ylabel("held-out accuracy (%)")
     axes[0].legend(loc="upper left", fontsize=8)
-    fig.suptitle("A base · B plain · C self-correction · D + confirmations (equal steps)")
+    fig.suptitle("A base · B plain · C self-correction · D + confirmations · E + practice (equal steps)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -138,7 +145,7 @@ def main() -> None:
     p.add_argument("--eval-samples", type=int, default=8)
     p.add_argument("--min-examples", type=int, default=12)
     p.add_argument("--max-tokens", type=int, default=96, help="eval_max_tokens; the answers need about 50")
-    p.add_argument("--arms", default="ABCD")
+    p.add_argument("--arms", default="ABCDE")
     p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
     args = p.parse_args()
@@ -181,8 +188,9 @@ def main() -> None:
             config["self_correction"]["enabled"] = False  # the top-up is plain task data, for every arm
             config["validation"]["holdout_fraction"] = 0
             (root / "config.json").write_text(json.dumps(config, indent=2))
-            replay = random.Random(1).sample(train, min(target - count, len(train)))
-            replay += random.Random(2).sample(train, target - count - len(replay)) if target - count > len(train) else []
+            rng, replay = random.Random(1), []
+            while len(replay) < target - count:  # each pass over the data in a new order
+                replay += rng.sample(train, min(target - count - len(replay), len(train)))
             drop(root, [replay], "top-up")
             train_py(root, "--once")
         examples, steps = trained(root)

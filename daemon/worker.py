@@ -14,7 +14,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from monitor.live_inference import attach_monitor
-from monitor.validation_pool import hold_out, is_generated
+from monitor.validation_pool import is_generated
 from training.errors import DataError
 from training.events import EventLog
 from training.fsutil import atomic_write_json
@@ -149,9 +149,7 @@ class Daemon:
                 self.events.emit("duplicate", f"{job.original_name}: same content already trained into adapter "
                                  f"{trained['adapter']} ({trained['name']}); not trained again", file=job.name)
                 return
-            hold_out(self.monitor.pool, prepared, self.events)
-            # In --once, a generated file generates nothing more, so the queue drains and the run ends.
-            self.monitor.generate_files = not (self.once and is_generated(prepared.examples))
+            self.monitor.start_file(prepared, generated=is_generated(prepared.examples), once=self.once)
             result = self.engine.train(prepared, callbacks=[StopOnShutdown(self.shutdown), self.status, self.monitor])
             if result.status == "interrupted":
                 self.queue.requeue(job)

@@ -1,11 +1,16 @@
 """LiveInferenceMonitor: every `eval_steps` global steps, answer validation questions and learn from the misses.
 
+With `self_correction.practice_samples`, it also answers a few questions of the file
+being trained (on policy, as in SCoRe): their mistakes become records too, but they
+never count in the accuracy, since the model trains on them.
+
 A TrainerCallback: it reads the state, writes its own outputs (console block,
 events, data/last_evaluation.json, the generator's files) and reaches training
 only through `control` (a log at this step). It never moves queue files.
 """
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,7 +24,7 @@ from training.fsutil import atomic_write_json
 
 from .console import evaluation_block
 from .evaluation import Evaluation, evaluate
-from .validation_pool import ValidationPool
+from .validation_pool import ValidationPool, qa_items
 
 
 class LiveInferenceMonitor(TrainerCallback):
@@ -35,7 +40,19 @@ class LiveInferenceMonitor(TrainerCallback):
         self.last_path = Path(root) / "data" / "last_evaluation.json"
         # internal state
         self.generate_files = True  # off while training a generated file in --once (so --once ends)
+        self.practice: list = []  # questions of the file in training, in a fixed shuffled order
         self.seconds_spent = 0.0
+
+    def start_file(self, prepared, *, generated: bool, once: bool) -> None:
+        """Before a file trains: its held-out questions join the pool, its own questions become the practice set."""
+        added = self.pool.add_heldout(prepared.heldout, file=prepared.name, sha256=prepared.sha256)
+        if added:
+            self.events.emit("validation", f"{prepared.name}: {added} examples held out for validation "
+                             f"(pool {len(self.pool.items)})", file=prepared.name)
+        # In --once, a generated file generates nothing more, so the queue drains and the run ends.
+        self.generate_files = not (once and generated)
+        self.practice = [] if generated else qa_items(prepared.examples, file=prepared.name, sha256=prepared.sha256)
+        random.Random(prepared.sha256).shuffle(self.practice)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         config = self.settings()
@@ -66,11 +83,25 @@ class LiveInferenceMonitor(TrainerCallback):
         if sc.enabled and self.generate_files:
             try:
                 self.generator.process_results(ev.results, step=step)
+                if sc.practice_samples and self.practice:
+                    self.generator.process_results(self._practise(model, step=step, config=config), step=step)
                 self.generator.maybe_generate(step=step)
             except OSError as e:  # disk full: keep training; the buffer on disk keeps every example
                 self.events.emit("self-correction", f"Self-Correction: could not write ({e}); examples kept, "
                                  "retrying at the next evaluation")
         return ev
+
+    def _practise(self, model, *, step: int, config) -> list:
+        """The next practice questions answered by the current adapter (first attempts only)."""
+        sc = config.self_correction
+        n = min(sc.practice_samples, len(self.practice))
+        items, self.practice = self.practice[:n], self.practice[n:] + self.practice[:n]
+        ev = evaluate(model, self.tokenizer, items, use_template=self.use_template, max_new_tokens=config.eval_max_tokens,
+                      templates=sc.templates, second_attempt=False, count_tokens=self.tokenizer)
+        right = sum(r.matched for r in ev.results)
+        self.events.emit("practice", f"step {step}: {right}/{ev.n} right on questions of the file in training "
+                         "(records only, not an accuracy)", step=step, right=right, n=ev.n)
+        return ev.results
 
 
 def attach_monitor(engine, *, root: Path, settings: Callable, events) -> LiveInferenceMonitor:

@@ -35,6 +35,16 @@ def split_holdout(examples: list[Example], *, fraction: float, seed: str,
     return [e for k, e in enumerate(examples) if k not in chosen], [e for k, e in enumerate(examples) if k in chosen]
 
 
+def qa_items(examples: list[Example], *, file: str, sha256: str) -> list[QAItem]:
+    """The QA examples (a user turn, then the answer) of a prepared file as items; ids are hash:line."""
+    items = []
+    for e in examples:
+        last = len(e.messages or []) - 1
+        if last >= 1 and e.messages[last]["role"] == "assistant" and e.messages[last - 1]["role"] == "user":
+            items.append(QAItem(f"{sha256[:12]}:{e.line}", e.messages[:last], e.messages[last]["content"], file, e.line))
+    return items
+
+
 class ValidationPool:
     """QA items persisted under data/<folder>/ (the promotion gate keeps its own set the same way)."""
 
@@ -65,11 +75,7 @@ class ValidationPool:
         return sum(self.add(read_qa(p)) for p in paths)
 
     def add_heldout(self, examples: list[Example], *, file: str, sha256: str) -> int:
-        items = []
-        for e in examples:
-            last = len(e.messages) - 1
-            items.append(QAItem(f"{sha256[:12]}:{e.line}", e.messages[:last], e.messages[last]["content"], file, e.line))
-        return self.add(items)
+        return self.add(qa_items(examples, file=file, sha256=sha256))
 
     def next_batch(self, n: int) -> list[QAItem]:
         """The next n items in rotation (fewer if the pool is smaller)."""
@@ -80,11 +86,3 @@ class ValidationPool:
         self.cursor = (self.cursor + n) % len(self.items)
         atomic_write_json(self.cursor_path, {"cursor": self.cursor})
         return batch
-
-
-def hold_out(pool: ValidationPool, prepared, events) -> None:
-    """Add a prepared file's held-out examples to the pool (idempotent: ids are hash:line)."""
-    added = pool.add_heldout(prepared.heldout, file=prepared.name, sha256=prepared.sha256)
-    if added:
-        events.emit("validation", f"{prepared.name}: {added} examples held out for validation "
-                    f"(pool {len(pool.items)})", file=prepared.name)

@@ -124,3 +124,42 @@ def test_the_loop_a_wrong_answer_becomes_a_queued_file_that_the_daemon_trains(ro
     assert queued["path"].split("--", 1)[1] in done[1]["file"]
     proc.terminate()
     proc.wait(timeout=120)
+
+
+def test_practice_answers_questions_of_the_file_in_training_and_only_feeds_the_generator(root):
+    write_config(root, eval_steps=2, eval_max_tokens=4, num_eval_samples=2, validation={"holdout_fraction": 0.25},
+                 self_correction={"min_examples": 1, "generation_interval": 2, "practice_samples": 4,
+                                  "confirm_right_answers": True, "auto_queue": False},
+                 training={"promotion": {"enabled": True, "holdout_fraction": 0.25}})
+    data = integer_sums(32, seed=8)  # 8 to the gate, 6 to the pool, 18 trained: 5 steps, evaluations at 2 and 4
+    assert run_train(root, write_jsonl(root / "a.jsonl", data)).returncode == 0
+    practice = [e for e in events(root) if e["event"] == "practice"]
+    assert [(e["step"], e["n"]) for e in practice] == [(2, 4), (4, 4)]
+    assert [e["n"] for e in evaluations(root)] == [2, 2], "practice answers never count in the accuracy"
+
+    def ids(folder):
+        return {json.loads(l)["id"] for l in (root / "data" / folder / "pool.jsonl").read_text().splitlines()}
+
+    sc = root / "data" / "self_correction"
+    records = [json.loads(l) for f in sorted(sc.glob("*.jsonl")) for l in f.read_text().splitlines()]
+    records += json.loads((sc / "buffer.json").read_text())["buffer"]
+    practised = {r["source"]["id"] for r in records} - ids("validation")
+    assert len(practised) == 8, "two evaluations, four questions each, none repeated"
+    assert not practised & ids("gate"), "the gate set stays out of self-correction"
+    for r in records:
+        if r["source"]["id"] in practised and r["kind"] in ("initial_attempt", "confirmation"):
+            line = int(r["source"]["id"].rsplit(":", 1)[1])
+            assert r["response"] == data[line - 1]["response"]
+
+
+def test_the_second_attempt_accuracy_counts_right_answers_lost():
+    from monitor.evaluation import Evaluation
+    from selfcorrect.generator import EvalResult
+
+    results = [EvalResult("q", "4", "4", True) for _ in range(4)] + [EvalResult("q", "4", "5", False) for _ in range(6)]
+    ev = Evaluation(results, [""] * 10, second={4: ("4", True), 5: ("6", False)},
+                    right_probe={0: ("4", True), 1: ("5", False), 2: ("4", True), 3: ("4", True)})
+    assert (ev.accuracy, ev.wrong_to_right, ev.right_to_wrong) == (0.4, 1, 1)
+    assert ev.second_attempt_accuracy == 0.4  # 3 kept + 1 fixed
+    sampled = Evaluation(results, [""] * 10, second={4: ("4", True)}, right_probe={0: ("4", True), 1: ("5", False)})
+    assert sampled.second_attempt_accuracy == 0.3  # half the 4 right answers kept, at the probed rate, + 1 fixed

@@ -133,6 +133,10 @@ class SelfCorrectionSection(Section):
     confirm_right_answers: bool = Field(
         False, description="Also train each right answer on the correction prompt with no error codes, "
         "so that a second attempt keeps right answers.")
+    practice_samples: int = Field(
+        0, ge=0, description="At each evaluation, also answer this many questions of the file being trained: "
+        "their mistakes (and right answers, with confirm_right_answers) become records too. On policy; "
+        "never counted in the accuracy, since the model trains on them.")
     templates: TemplatesSection = Field(default_factory=TemplatesSection, description="Prompt templates of the records.")
 
 
