@@ -1,6 +1,6 @@
 """Does the loop teach? Self-correction against plain training, at equal training compute.
 
-    python bench/learning.py [--quick] [--train 200] [--test 50] [--seed 0] [--arms ABCDE]
+    python bench/learning.py [--quick] [--train 200] [--test 50] [--seed 0] [--arms ABCDEF]
 
 Two task families (step-by-step multi-term sums, two-step word problems), split into
 training data, the validation pool (the daemon's own hold-out) and a separate
@@ -19,6 +19,9 @@ held-out test set per family. Arms, each in its own root, same seed:
      current adapter also answers 16 questions of the file in training, and its
      mistakes and right answers become records too. The validation pool alone gives
      a few dozen correction records per run; practice gives a few hundred, on policy.
+  F  E plus golden confirmations (self_correction.confirm_golden_answers): each wrong
+     answer's triple also gets the correction prompt showing the golden answer with no
+     codes -> the same answer, so "none -> keep" is trained as often as "codes -> change".
 
 Equal compute: every trained arm ends with the same number of training examples
 (so the same optimizer steps): an arm that trained fewer gets a top-up file of
@@ -54,6 +57,8 @@ ARMS = {
           "label": "self-correction + confirmations, high queue"},
     "E": {"train": True, "self_correction": True, "queue": "high", "confirm": True, "practice": 16,
           "label": "D + practice on training questions"},
+    "F": {"train": True, "self_correction": True, "queue": "high", "confirm": True, "practice": 16, "golden": True,
+          "label": "E + golden confirmations"},
 }
 
 
@@ -80,6 +85,7 @@ def config_for(arm: dict, args) -> dict:
         "self_correction": {"enabled": bool(arm.get("self_correction")), "min_examples": args.min_examples,
                             "generation_interval": args.eval_steps, "queue": arm.get("queue", "normal"),
                             "confirm_right_answers": bool(arm.get("confirm")),
+                            "confirm_golden_answers": bool(arm.get("golden")),
                             "practice_samples": arm.get("practice", 0)},
         "validation": {"holdout_fraction": args.holdout},
         "training": {"batch_size": args.batch_size, "logging_steps": 5, "save_steps": 1000, "seed": 42 + args.seed,
@@ -127,7 +133,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_title(family)
         ax.set_ylabel("held-out accuracy (%)")
     axes[0].legend(loc="upper left", fontsize=8)
-    fig.suptitle("A base · B plain · C self-correction · D + confirmations · E + practice (equal steps)")
+    fig.suptitle("A base · B plain · C self-correction · D + confirmations · E + practice · F + golden confirmations")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -145,7 +151,7 @@ def main() -> None:
     p.add_argument("--eval-samples", type=int, default=8)
     p.add_argument("--min-examples", type=int, default=12)
     p.add_argument("--max-tokens", type=int, default=96, help="eval_max_tokens; the answers need about 50")
-    p.add_argument("--arms", default="ABCDE")
+    p.add_argument("--arms", default="ABCDEF")
     p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
     args = p.parse_args()

@@ -10,6 +10,9 @@ With `self_correction.confirm_right_answers`, a right answer also gives one
 confirmation record: the correction prompt with no error indicators -> golden
 answer. Trained only on triples, the model never sees "no errors" feedback, and
 on a second attempt it changes right answers as readily as wrong ones.
+With `self_correction.confirm_golden_answers`, a wrong answer also gives a
+confirmation of its golden answer (shown as the previous answer, no indicators),
+so the model sees "none -> keep" once for every "codes -> change".
 """
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ class SelfCorrectionGenerator:
     # -- intake ------------------------------------------------------------------------------
 
     def process_results(self, results: list[EvalResult], *, step: int) -> int:
-        """Add the triples of the wrong answers (and confirmations of the right ones, when asked) to the buffer;
+        """Add the triples of the wrong answers (and confirmations, when asked) to the buffer;
         returns how many records were added."""
         settings: SelfCorrectionSection = self.settings()
         added = 0
@@ -90,6 +90,9 @@ class SelfCorrectionGenerator:
             self.stats["needed_correction"] += 1
             triple = build_triple(question=r.question, golden=r.golden, predicted=r.predicted, codes=r.codes,
                                   step=step, source=r.source, templates=settings.templates)
+            if settings.confirm_golden_answers:
+                triple.append(build_confirmation(question=r.question, golden=r.golden, predicted=r.golden,
+                                                 step=step, source=r.source, templates=settings.templates))
             self.buffer.extend(triple)
             added += len(triple)
         self._save()

@@ -62,6 +62,15 @@ def test_confirm_right_answers_adds_one_no_codes_record_per_right_answer(tmp_pat
     assert g.process_results([right(2), right(3)], step=50) == 0 and g.buffer == []
 
 
+def test_confirm_golden_answers_adds_a_keep_record_to_each_wrong_answers_triple(tmp_path):
+    g = generator(tmp_path, min_examples=1, generation_interval=50, confirm_golden_answers=True)
+    assert g.process_results([wrong(1), right(2)], step=50) == 3 + 1
+    confirmation = g.buffer[-1]
+    assert confirmation["kind"] == "confirmation" and confirmation["source"]["id"] == "v1"
+    assert "Your previous answer:\n2\n\nError indicators: none" in confirmation["prompt"]  # the golden answer
+    assert confirmation["response"] == "2" and confirmation["error_codes"] == []
+
+
 def test_below_min_examples_at_the_boundary_waits_for_the_next_one(tmp_path):
     g = generator(tmp_path, min_examples=10)
     g.process_results([wrong(1)], step=500)

@@ -133,6 +133,10 @@ class SelfCorrectionSection(Section):
     confirm_right_answers: bool = Field(
         False, description="Also train each right answer on the correction prompt with no error codes, "
         "so that a second attempt keeps right answers.")
+    confirm_golden_answers: bool = Field(
+        False, description="With each wrong answer's triple, also one confirmation of its golden answer (the "
+        "correction prompt showing the golden answer with no error codes -> the same answer), so 'none' means keep "
+        "as often as codes mean change.")
     practice_samples: int = Field(
         0, ge=0, description="At each evaluation, also answer this many questions of the file being trained: "
         "their mistakes (and right answers, with confirm_right_answers) become records too. On policy; "
