@@ -22,6 +22,7 @@ held-out test set per family. Arms, each in its own root, same seed:
   F  E plus golden confirmations (self_correction.confirm_golden_answers): each wrong
      answer's triple also gets the correction prompt showing the golden answer with no
      codes -> the same answer, so "none -> keep" is trained as often as "codes -> change".
+  G  F with practice_samples = 32: twice the on-policy records, keep and change alike.
 
 Equal compute: every trained arm ends with the same number of training examples
 (so the same optimizer steps): an arm that trained fewer gets a top-up file of
@@ -59,6 +60,8 @@ ARMS = {
           "label": "D + practice on training questions"},
     "F": {"train": True, "self_correction": True, "queue": "high", "confirm": True, "practice": 16, "golden": True,
           "label": "E + golden confirmations"},
+    "G": {"train": True, "self_correction": True, "queue": "high", "confirm": True, "practice": 32, "golden": True,
+          "label": "F with twice the practice"},
 }
 
 
@@ -151,7 +154,7 @@ def main() -> None:
     p.add_argument("--eval-samples", type=int, default=8)
     p.add_argument("--min-examples", type=int, default=12)
     p.add_argument("--max-tokens", type=int, default=96, help="eval_max_tokens; the answers need about 50")
-    p.add_argument("--arms", default="ABCD", help="any of ABCDEF; the default four take under an hour here, and BE or BF about 32 minutes")
+    p.add_argument("--arms", default="ABCD", help="any of ABCDEFG; the default four take under an hour here, and BE or BF about 32 minutes")
     p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
     args = p.parse_args()
