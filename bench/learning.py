@@ -154,7 +154,8 @@ def main() -> None:
     p.add_argument("--eval-samples", type=int, default=8)
     p.add_argument("--min-examples", type=int, default=12)
     p.add_argument("--max-tokens", type=int, default=96, help="eval_max_tokens; the answers need about 50")
-    p.add_argument("--arms", default="ABCD", help="any of ABCDEFG; the default four take under an hour here, and BE or BF about 32 minutes")
+    p.add_argument("--arms", default="ABCD", help="any of ABCDEFG; the default four take under an hour here, "
+                   "BE or BF about 32 minutes, BG about 43")
     p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
     args = p.parse_args()
