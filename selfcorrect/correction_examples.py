@@ -4,7 +4,8 @@
    "rejected" for preference training; it is never a training target);
 2. self-evaluation: question + previous answer + error indicators -> a plain-words
    explanation of what was wrong, derived from the codes;
-3. correction: question + previous answer + error indicators -> golden answer.
+3. correction: question + previous answer + error indicators -> golden answer (the wrong answer
+   rides along as "rejected" here too: `training.unlikelihood_weight` pushes down its first wrong token).
 
 With `self_correction.confirm_right_answers`, a right answer also gives one
 confirmation record: the correction prompt with no error indicators -> golden
@@ -37,6 +38,7 @@ _EXPLANATIONS = [
     (r"MISSING_NUMBERS", "it gave no numbers, but the answer needs them"),
     (r"NUMERIC_ERROR_MISSING_(\d+)_VALUES", "{x} of the values the answer needs were missing or wrong"),
     (r"NUMERIC_ERROR_EXTRA_(\d+)_VALUES", "it contained {x} value(s) that do not belong in the answer"),
+    (r"FIRST_WRONG_VALUE_(-?[\d.]+)", "the first value that went wrong was {x}"),
     (r"STRUCTURE_SHOULD_BE_LIST", "it should have been a list"),
     (r"STRUCTURE_SHOULD_BE_PROSE", "it should have been prose, not a list"),
     (r"MISSING_CODE_BLOCK", "it lacked the code block the answer needs"),
@@ -81,9 +83,11 @@ def build_triple(*, question: str, golden: str, predicted: str, codes: list[str]
 
 
 def _correction(t: TemplatesSection, *, question, golden, predicted, codes, kind, common) -> dict:
-    """The correction prompt (question, previous answer, error indicators) -> the golden answer."""
-    return {"prompt": render(t.correction, question=question, previous=predicted, codes=codes),
-            "response": golden, "kind": kind, **common}
+    """The correction prompt (question, previous answer, error indicators) -> the golden answer; a wrong
+    previous answer rides along as "rejected" (repeating it is the mistake the correction must avoid)."""
+    record = {"prompt": render(t.correction, question=question, previous=predicted, codes=codes),
+              "response": golden, "kind": kind, **common}
+    return {**record, "rejected": predicted} if codes else record
 
 
 def build_confirmation(*, question: str, golden: str, predicted: str, step: int, source: dict,

@@ -36,6 +36,7 @@ RULES = [
     ("MISSING_NUMBERS", "the expected answer has numbers and the prediction has none", "expected '42', got 'I do not know'"),
     ("NUMERIC_ERROR_MISSING_X_VALUES", "X = numbers of the expected answer absent from the prediction (counted with repeats), when the prediction has numbers", "expected '3 + 4 = 7', got '3 + 4 = 8' -> MISSING_1"),
     ("NUMERIC_ERROR_EXTRA_X_VALUES", "X = numbers in the prediction found neither in the expected answer nor in the question", "expected '7', got '8' -> EXTRA_1"),
+    ("FIRST_WRONG_VALUE_X", "X = the first number of the prediction where its numbers part from the expected answer's (aligned in order), numbers of the question passed over; names what to fix, not the fix", "expected '3 + 4 = 7. 7 + 5 = 12', got '3 + 4 = 8. 8 + 5 = 13' -> FIRST_WRONG_VALUE_8"),
     ("STRUCTURE_SHOULD_BE_LIST", "expected answer has 2+ list lines (-, *, 1.) and the prediction has none", "expected '- a\\n- b', got 'a and b'"),
     ("STRUCTURE_SHOULD_BE_PROSE", "prediction has 2+ list lines and the expected answer has none", "expected 'a and b', got '- a\\n- b'"),
     ("MISSING_CODE_BLOCK", "expected answer has a ``` code block and the prediction has none", "expected '```py ...```', got 'use print'"),
@@ -111,7 +112,24 @@ def _numeric_codes(question: str, expected: str, predicted: str) -> list[str]:
     extra = sum(n for value, n in got.items() if value not in allowed)
     if extra:
         codes.append(f"NUMERIC_ERROR_EXTRA_{extra}_VALUES")
+    first_wrong = _first_wrong_value(question, expected, predicted)
+    if first_wrong is not None:
+        codes.append(f"FIRST_WRONG_VALUE_{int(first_wrong) if first_wrong.is_integer() else first_wrong}")
     return codes
+
+
+def _first_wrong_value(question: str, expected: str, predicted: str) -> float | None:
+    """Where a chain of numbers went wrong: the first predicted number in a stretch that departs from
+    the expected sequence. A wrong step makes every later number wrong too, so only the first one says
+    where to look. Numbers of the question are passed over: restating the question is not an error."""
+    want, got = numbers(expected), numbers(predicted)
+    given = set(numbers(question))
+    for tag, _, _, j1, j2 in difflib.SequenceMatcher(None, want, got, autojunk=False).get_opcodes():
+        if tag != "equal":
+            wrong = next((value for value in got[j1:j2] if value not in given), None)
+            if wrong is not None:
+                return wrong
+    return None
 
 
 def _structure_codes(expected: str, predicted: str) -> list[str]:
@@ -149,6 +167,6 @@ def error_codes(question: str, expected: str, predicted: str, *, tokenizer=None,
 
 def code_family(code: str) -> str:
     """'LENGTH_SHORT_BY_5_TOKENS' -> 'LENGTH_SHORT_BY_X_TOKENS', for counting codes by kind."""
-    return re.sub(r"_\d+(?=_|%|$)", "_X", code)
+    return re.sub(r"_-?\d+(?:\.\d+)?(?=_|%|$)", "_X", code)
 
 

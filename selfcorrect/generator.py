@@ -90,6 +90,7 @@ class SelfCorrectionGenerator:
             self.stats["needed_correction"] += 1
             triple = build_triple(question=r.question, golden=r.golden, predicted=r.predicted, codes=r.codes,
                                   step=step, source=r.source, templates=settings.templates)
+            triple += [triple[-1]] * (settings.correction_repeats - 1)  # the correction is the triple's last
             if settings.confirm_golden_answers:
                 triple.append(build_confirmation(question=r.question, golden=r.golden, predicted=r.golden,
                                                  step=step, source=r.source, templates=settings.templates))

@@ -26,14 +26,18 @@ def test_three_records_in_the_spec_order_with_their_fields():
 
 def test_no_record_trains_on_the_wrong_answer():
     records, _ = triple()
-    assert all(r["response"] != "17 + 25 = 41." and "41" not in r["response"] for r in records)
+    assert all(r["response"] != "17 + 25 = 41." for r in records)
     assert records[0]["response"] == records[2]["response"] == "17 + 25 = 42. The answer is 42."
+    # the self-evaluation may name the wrong value, as a diagnosis, never as an answer
+    assert records[1]["response"].startswith("Looking at the error indicators, my previous answer was wrong")
+    assert "the first value that went wrong was 41" in records[1]["response"]
 
 
 def test_the_self_evaluation_explains_the_codes_in_plain_words():
     text = explain(["LENGTH_SHORT_BY_5_TOKENS", "MISSING_NUMBERS", "SIMILARITY_12%"])
     assert "too short, by about 5 tokens" in text and "no numbers" in text and "12%" in text
     assert "_" not in text.replace("SIMILARITY", "")
+    assert "the first value that went wrong was -2.5" in explain(["FIRST_WRONG_VALUE_-2.5"])
 
 
 def test_templates_come_from_config():

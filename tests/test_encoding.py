@@ -63,3 +63,33 @@ def test_the_collator_pads_right_and_masks_padding(tok):
     assert batch["attention_mask"][0].tolist() == [1] * n + [0] * (len(b.input_ids) - n)
     assert (batch["labels"][0, n:] == IGNORE).all()
     assert collator.supervised_tokens == a.trainable + b.trainable
+
+
+def test_a_rejected_answer_marks_the_token_where_it_departs(tok):
+    ex = chat(("user", "What is 57 + 47?"), ("assistant", "57 + 47 = 104. The answer is 104."))
+    ex.meta = {"rejected": "57 + 47 = 94. The answer is 94."}
+    e = encode(tok, ex, use_template=True, max_length=512, unlikelihood=True)
+    position, token = e.unlikely
+    rejected = encode(tok, chat(("user", "What is 57 + 47?"), ("assistant", ex.meta["rejected"])),
+                      use_template=True, max_length=512)
+    assert e.input_ids[:position] == rejected.input_ids[:position]  # the shared part is never pushed down
+    assert token == rejected.input_ids[position] != e.input_ids[position] and e.labels[position] != IGNORE
+    assert tok.decode(e.input_ids[:position]).endswith("57 + 47 = ")
+    # off, no rejected answer, or a rejected answer that never departs: nothing to push down
+    assert encode(tok, ex, use_template=True, max_length=512).unlikely is None
+    ex.meta = {"rejected": ex.response}
+    assert encode(tok, ex, use_template=True, max_length=512, unlikelihood=True).unlikely is None
+    ex.meta = {}
+    assert encode(tok, ex, use_template=True, max_length=512, unlikelihood=True).unlikely is None
+
+
+def test_the_collator_carries_the_tokens_to_push_down_only_when_there_are_some(tok):
+    ex = chat(("user", "What is 2 + 3?"), ("assistant", "5"))
+    ex.meta = {"rejected": "6"}
+    a = encode(tok, ex, use_template=True, max_length=512, unlikelihood=True)
+    b = encode(tok, chat(("user", "a longer question"), ("assistant", "b")), use_template=True, max_length=512)
+    rows = [{"input_ids": x.input_ids, "labels": x.labels, "unlikely": x.unlikely} for x in (a, b)]
+    batch = PaddingCollator(tok.pad_token_id)(rows)
+    position, token = a.unlikely
+    assert batch["unlikely"][0, position] == token and (batch["unlikely"] != IGNORE).sum() == 1
+    assert "unlikely" not in PaddingCollator(tok.pad_token_id)(rows[1:])

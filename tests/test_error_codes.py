@@ -19,6 +19,7 @@ FIRES = [
     ("MISSING_NUMBERS", "q", "42", "I do not know"),
     ("NUMERIC_ERROR_MISSING_X_VALUES", "q", "3 + 4 = 7", "3 + 4 = 8"),
     ("NUMERIC_ERROR_EXTRA_X_VALUES", "q", "7", "8"),
+    ("FIRST_WRONG_VALUE_X", "q", "3 + 4 = 7. 7 + 5 = 12", "3 + 4 = 8. 8 + 5 = 13"),
     ("STRUCTURE_SHOULD_BE_LIST", "q", "- apples\n- pears", "apples and bananas"),
     ("STRUCTURE_SHOULD_BE_PROSE", "q", "apples and pears", "- apples\n- bananas"),
     ("MISSING_CODE_BLOCK", "q", "```python\nprint(1)\n```", "use the print function"),
@@ -39,6 +40,7 @@ QUIET = [
     ("MISSING_NUMBERS", "q", "42", "41"),
     ("NUMERIC_ERROR_MISSING_X_VALUES", "q", "42", "no idea"),
     ("NUMERIC_ERROR_EXTRA_X_VALUES", "What is 3 + 4?", "7", "the sum of 3 and 4 is unknown"),
+    ("FIRST_WRONG_VALUE_X", "What is 3 + 4?", "7", "I would add 3 and 4"),  # only the question's numbers
     ("STRUCTURE_SHOULD_BE_LIST", "q", "apples and pears", "apples and bananas"),
     ("STRUCTURE_SHOULD_BE_PROSE", "q", "- apples\n- pears", "- apples\n- bananas"),
     ("MISSING_CODE_BLOCK", "q", "print one", "```python\nprint(2)\n```"),
@@ -85,6 +87,19 @@ def test_x_is_the_integer_difference_in_words_or_tokens():
 def test_numeric_counts_are_exact():
     codes = error_codes("What is 10 + 20 + 30?", "10 + 20 + 30 = 60", "10 + 20 + 30 = 50 or 70")
     assert "NUMERIC_ERROR_MISSING_1_VALUES" in codes and "NUMERIC_ERROR_EXTRA_2_VALUES" in codes
+
+
+def test_the_first_wrong_value_is_where_a_chain_of_numbers_went_wrong():
+    question, expected = "What is 12 + 34 + 5?", "12 + 34 = 46. 46 + 5 = 51. The answer is 51."
+    first_step_wrong = "12 + 34 = 47. 47 + 5 = 52. The answer is 52."
+    last_step_wrong = "12 + 34 = 46. 46 + 5 = 50. The answer is 50."
+    assert [c for c in error_codes(question, expected, first_step_wrong) if c.startswith("FIRST_WRONG")] \
+        == ["FIRST_WRONG_VALUE_47"]
+    assert "FIRST_WRONG_VALUE_50" in error_codes(question, expected, last_step_wrong)
+    misplaced = "12 + 34 = 46. 46 + 5 = 46. The answer is 46."  # a right number in the wrong place
+    assert "FIRST_WRONG_VALUE_46" in error_codes(question, expected, misplaced)
+    assert "FIRST_WRONG_VALUE_-2.5" in error_codes("q", "The answer is 2.5.", "The answer is -2.5.")
+    assert code_family("FIRST_WRONG_VALUE_-2.5") == code_family("FIRST_WRONG_VALUE_47") == "FIRST_WRONG_VALUE_X"
 
 
 def test_codes_are_deterministic():

@@ -71,6 +71,15 @@ def test_confirm_golden_answers_adds_a_keep_record_to_each_wrong_answers_triple(
     assert confirmation["response"] == "2" and confirmation["error_codes"] == []
 
 
+def test_correction_repeats_writes_each_correction_record_that_many_times(tmp_path):
+    g = generator(tmp_path, min_examples=1, generation_interval=50, correction_repeats=3)
+    assert g.process_results([wrong(1), right(2)], step=50) == 3 + 2
+    path = g.maybe_generate(step=50)
+    kinds = [json.loads(line)["kind"] for line in path.read_text().splitlines()]
+    assert kinds == ["initial_attempt", "self_evaluation", "correction", "correction", "correction"]
+    assert json.loads(path.with_suffix(".json").read_text())["breakdown"]["corrections"] == 3
+
+
 def test_below_min_examples_at_the_boundary_waits_for_the_next_one(tmp_path):
     g = generator(tmp_path, min_examples=10)
     g.process_results([wrong(1)], step=500)

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+from selfcorrect.error_codes import RULES
 from tests.conftest import REPO, write_config, write_jsonl
 
 
@@ -58,4 +59,4 @@ def test_demo_and_rules_print():
     demo = cli("demo")
     assert demo.returncode == 0 and "MISMATCH" in demo.stdout and "self_evaluation" in demo.stdout
     rules = cli("rules")
-    assert rules.stdout.count("\n| `") == 17
+    assert rules.stdout.count("\n| `") == len(RULES) and "FIRST_WRONG_VALUE_X" in rules.stdout

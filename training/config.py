@@ -72,6 +72,10 @@ class TrainingSection(Section):
                                 "into row slices whose gradients add up to the same step. Bounds activation "
                                 "memory; 0: never split; null: 512 on CPU and MPS, never on CUDA.")
     max_seq_length: int = Field(1024, gt=8, description="Tokens per example; longer examples are cut at the end.")
+    unlikelihood_weight: float = Field(
+        0.0, ge=0, description="Records with a 'rejected' answer (self-correction keeps the model's wrong one) also "
+        "push down the rejected answer's first token that departs from the response: -log(1 - p), unlikelihood "
+        "training (Welleck et al., 2019), times this weight, counted like one supervised token. 0: off.")
     epochs_per_file: float = Field(1.0, gt=0, description="Passes over each training file.")
     save_steps: int = Field(50, gt=0, description="Mid-file checkpoint every N optimizer steps (for crash resume).")
     logging_steps: int = Field(10, gt=0, description="Log loss every N optimizer steps.")
@@ -137,6 +141,9 @@ class SelfCorrectionSection(Section):
         False, description="With each wrong answer's triple, also one confirmation of its golden answer (the "
         "correction prompt showing the golden answer with no error codes -> the same answer), so 'none' means keep "
         "as often as codes mean change.")
+    correction_repeats: int = Field(
+        1, ge=1, description="Write each wrong answer's correction record this many times: weighs 'codes -> "
+        "change' against the keeps of the confirmations.")
     practice_samples: int = Field(
         0, ge=0, description="At each evaluation, also answer this many questions of the file being trained: "
         "their mistakes (and right answers, with confirm_right_answers) become records too. On policy; "

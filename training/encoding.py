@@ -19,6 +19,7 @@ IGNORE = -100
 class Encoded:
     input_ids: list[int]
     labels: list[int]
+    unlikely: tuple[int, int] | None = None  # (position, token): where a rejected answer departs, and its token
 
     @property
     def trainable(self) -> int:
@@ -68,7 +69,7 @@ def _spans(tokenizer, example: Example, use_template: bool) -> tuple[str, list[t
     return text, spans
 
 
-def encode(tokenizer, example: Example, *, use_template: bool, max_length: int) -> Encoded:
+def encode(tokenizer, example: Example, *, use_template: bool, max_length: int, unlikelihood: bool = False) -> Encoded:
     text, spans = _spans(tokenizer, example, use_template)
     enc = tokenizer(text, add_special_tokens=not use_template, return_offsets_mapping=True, truncation=False)
     ids, offsets = enc["input_ids"][:max_length], enc["offset_mapping"][:max_length]
@@ -76,15 +77,33 @@ def encode(tokenizer, example: Example, *, use_template: bool, max_length: int) 
     for k, (start, end) in enumerate(offsets):
         if end > start and any(s <= start < e for s, e in spans):
             labels[k] = ids[k]
-    return Encoded(ids, labels)
+    unlikely = _departure(tokenizer, example, ids, labels, use_template) if unlikelihood else None
+    return Encoded(ids, labels, unlikely)
 
 
-def encode_file(tokenizer, examples: list[Example], *, path, use_template: bool, max_length: int) -> list[Encoded]:
+def _departure(tokenizer, example: Example, ids: list[int], labels: list[int], use_template: bool):
+    """Where the record's `rejected` answer (in place of its last answer) first departs from it, in tokens.
+
+    Only that token is pushed down: the tokens before it are shared by both answers, and the ones after
+    follow from it."""
+    rejected = example.meta.get("rejected")
+    if not isinstance(rejected, str) or not rejected.strip() or example.messages is None:
+        return None
+    last = max(i for i, m in enumerate(example.messages) if m["role"] == "assistant")
+    messages = [*example.messages[:last], {"role": "assistant", "content": rejected}, *example.messages[last + 1:]]
+    text, _ = _spans(tokenizer, Example(example.line, messages=messages), use_template)
+    other = tokenizer(text, add_special_tokens=not use_template)["input_ids"]
+    k = next((k for k, (a, b) in enumerate(zip(ids, other)) if a != b), None)
+    return (k, other[k]) if k is not None and labels[k] != IGNORE else None
+
+
+def encode_file(tokenizer, examples: list[Example], *, path, use_template: bool, max_length: int,
+                unlikelihood: bool = False) -> list[Encoded]:
     """Encode every example; refuse the file if any example would train nothing or everything wrongly."""
     out, problems = [], []
     for ex in examples:
         try:
-            e = encode(tokenizer, ex, use_template=use_template, max_length=max_length)
+            e = encode(tokenizer, ex, use_template=use_template, max_length=max_length, unlikelihood=unlikelihood)
         except ValueError as err:
             problems.append((ex.line, str(err)))
             continue
@@ -102,7 +121,8 @@ def encode_file(tokenizer, examples: list[Example], *, path, use_template: bool,
 
 
 class PaddingCollator:
-    """Pads a batch to its longest example (right side), labels padded with IGNORE.
+    """Pads a batch to its longest example (right side), labels padded with IGNORE; with rejected
+    answers, an `unlikely` tensor of the same shape holds each row's token to push down.
 
     It also counts supervised tokens, so progress can report tokens/s.
     """
@@ -124,4 +144,11 @@ class PaddingCollator:
             labels[row, :n] = torch.tensor(f["labels"])
             mask[row, :n] = 1
         self.supervised_tokens += int((labels[:, 1:] != IGNORE).sum())
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if any(f.get("unlikely") for f in features):  # rejected answers: the token to push down, per row
+            batch["unlikely"] = torch.full((len(features), width), IGNORE, dtype=torch.long)
+            for row, f in enumerate(features):
+                if f.get("unlikely"):
+                    position, token = f["unlikely"]
+                    batch["unlikely"][row, position] = token
+        return batch

@@ -64,7 +64,7 @@ class FileResult:
 
 class _Rows(torch.utils.data.Dataset):
     def __init__(self, encoded: list[Encoded]):
-        self.rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded]
+        self.rows = [{"input_ids": e.input_ids, "labels": e.labels, "unlikely": e.unlikely} for e in encoded]
 
     def __len__(self):
         return len(self.rows)
@@ -134,7 +134,8 @@ class TrainingEngine:
                                    seed=f"{sha256}:gate", limit=promotion.max_items_per_file)
         train, heldout = split_holdout(rest, fraction=self.config.validation.holdout_fraction, seed=sha256)
         encoded = encode_file(self.tokenizer, train, path=path, use_template=self.use_template,
-                              max_length=self.config.training.max_seq_length)
+                              max_length=self.config.training.max_seq_length,
+                              unlikelihood=self.config.training.unlikelihood_weight > 0)
         return Prepared(path, name or path.name, sha256, train, encoded, heldout, gate)
 
     # -- train --------------------------------------------------------------------------------
@@ -205,6 +206,7 @@ class TrainingEngine:
             callbacks=[progress, *callbacks],
             extra_logs=self.trainer_logs,
             micro_batch_tokens=self._micro_batch_tokens(),
+            unlikelihood_weight=self.config.training.unlikelihood_weight,
         )
         trainer.remove_callback(PrinterCallback)
         self.gate.hold_out(prepared)

@@ -28,10 +28,12 @@ class SupervisedTrainer(Trainer):
     # compute_loss divides by the supervised tokens of the whole accumulated batch.
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, extra_logs: dict | None = None, micro_batch_tokens: int = 0, **kwargs):
+    def __init__(self, *args, extra_logs: dict | None = None, micro_batch_tokens: int = 0,
+                 unlikelihood_weight: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.extra_logs = extra_logs if extra_logs is not None else {}
         self.micro_batch_tokens = micro_batch_tokens
+        self.unlikelihood_weight = unlikelihood_weight
         self.sliced_batches = 0
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -65,12 +67,13 @@ class SupervisedTrainer(Trainer):
         super().log(logs, start_time)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """Cross-entropy over the response tokens only.
+        """Cross-entropy over the response tokens only, plus the unlikelihood of rejected answers' tokens.
 
         The vocabulary projection is the costliest layer of a small model
         (49k x 576 for SmolLM2); running it only where a label exists skips the
         prompt and padding positions, which are most of a short QA batch.
         """
+        unlikely = inputs.pop("unlikely", None)
         causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
         decoder, head = causal_lm.get_decoder(), causal_lm.get_output_embeddings()
         if return_outputs or decoder is None or head is None:
@@ -81,6 +84,11 @@ class SupervisedTrainer(Trainer):
         keep = targets != IGNORE
         logits = head(hidden[:, :-1][keep]).float()
         loss = F.cross_entropy(logits, targets[keep], reduction="sum")
+        if unlikely is not None and self.unlikelihood_weight:
+            # -log(1 - p(rejected token)) where the model's wrong answer departed from the right one
+            down = unlikely[:, 1:] != IGNORE
+            p = F.softmax(head(hidden[:, :-1][down]).float(), dim=-1).gather(1, unlikely[:, 1:][down][:, None])
+            loss = loss - self.unlikelihood_weight * torch.log1p(-p.clamp(max=1 - 1e-6)).sum()
         count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
         return loss / torch.clamp(torch.as_tensor(count, device=loss.device), min=1)
 
