@@ -23,6 +23,11 @@ held-out test set per family. Arms, each in its own root, same seed:
      answer's triple also gets the correction prompt showing the golden answer with no
      codes -> the same answer, so "none -> keep" is trained as often as "codes -> change".
   G  F with practice_samples = 32: twice the on-policy records, keep and change alike.
+  H  G with self_correction.correction_repeats = 3: each wrong answer's correction record
+     is written three times, so "codes -> change" weighs more against the keeps.
+  I  G with training.unlikelihood_weight = 5: where the model's wrong answer departed from the
+     golden one, its token is pushed down (the initial attempt and the correction records carry
+     the wrong answer as "rejected"), so repeating a flagged value is trained against.
 
 Equal compute: every trained arm ends with the same number of training examples
 (so the same optimizer steps): an arm that trained fewer gets a top-up file of
@@ -62,6 +67,10 @@ ARMS = {
           "label": "E + golden confirmations"},
     "G": {"train": True, "self_correction": True, "queue": "high", "confirm": True, "practice": 32, "golden": True,
           "label": "F with twice the practice"},
+    "H": {"train": True, "self_correction": True, "queue": "high", "confirm": True, "practice": 32, "golden": True,
+          "repeats": 3, "label": "G with each correction record thrice"},
+    "I": {"train": True, "self_correction": True, "queue": "high", "confirm": True, "practice": 32, "golden": True,
+          "unlikelihood": 5.0, "label": "G + unlikelihood of the rejected answers"},
 }
 
 
@@ -89,9 +98,11 @@ def config_for(arm: dict, args) -> dict:
                             "generation_interval": args.eval_steps, "queue": arm.get("queue", "normal"),
                             "confirm_right_answers": bool(arm.get("confirm")),
                             "confirm_golden_answers": bool(arm.get("golden")),
-                            "practice_samples": arm.get("practice", 0)},
+                            "practice_samples": arm.get("practice", 0),
+                            "correction_repeats": arm.get("repeats", 1)},
         "validation": {"holdout_fraction": args.holdout},
         "training": {"batch_size": args.batch_size, "logging_steps": 5, "save_steps": 1000, "seed": 42 + args.seed,
+                     "unlikelihood_weight": arm.get("unlikelihood", 0.0),
                      "promotion": {"enabled": False}},  # the arms measure learning; the gate has its own tests
         "daemon": {"settle_seconds": 0},
     }
@@ -136,7 +147,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_title(family)
         ax.set_ylabel("held-out accuracy (%)")
     axes[0].legend(loc="upper left", fontsize=8)
-    fig.suptitle("A base · B plain · C self-correction · D + confirmations · E + practice · F + golden confirmations")
+    fig.suptitle(" · ".join(f"{name} {ARMS[name]['label']}" for name in results), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -154,7 +165,7 @@ def main() -> None:
     p.add_argument("--eval-samples", type=int, default=8)
     p.add_argument("--min-examples", type=int, default=12)
     p.add_argument("--max-tokens", type=int, default=96, help="eval_max_tokens; the answers need about 50")
-    p.add_argument("--arms", default="ABCD", help="any of ABCDEFG; the default four take under an hour here, "
+    p.add_argument("--arms", default="ABCD", help="any of ABCDEFGHI; the default four take under an hour here, "
                    "BE or BF about 32 minutes, BG about 43")
     p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
