@@ -100,7 +100,8 @@ def _content_codes(question: str, expected: str, predicted: str) -> list[str]:
 
 
 def _numeric_codes(question: str, expected: str, predicted: str) -> list[str]:
-    want, got = Counter(numbers(expected)), Counter(numbers(predicted))
+    in_expected, in_predicted, in_question = numbers(expected), numbers(predicted), numbers(question)
+    want, got = Counter(in_expected), Counter(in_predicted)
     codes = []
     if want and not got:
         codes.append("MISSING_NUMBERS")
@@ -108,22 +109,20 @@ def _numeric_codes(question: str, expected: str, predicted: str) -> list[str]:
         missing = sum((want - got).values())
         if missing:
             codes.append(f"NUMERIC_ERROR_MISSING_{missing}_VALUES")
-    allowed = set(want) | set(numbers(question))
+    allowed = set(want) | set(in_question)
     extra = sum(n for value, n in got.items() if value not in allowed)
     if extra:
         codes.append(f"NUMERIC_ERROR_EXTRA_{extra}_VALUES")
-    first_wrong = _first_wrong_value(question, expected, predicted)
+    first_wrong = _first_wrong_value(in_expected, in_predicted, set(in_question))
     if first_wrong is not None:
         codes.append(f"FIRST_WRONG_VALUE_{int(first_wrong) if first_wrong.is_integer() else first_wrong}")
     return codes
 
 
-def _first_wrong_value(question: str, expected: str, predicted: str) -> float | None:
+def _first_wrong_value(want: list[float], got: list[float], given: set[float]) -> float | None:
     """Where a chain of numbers went wrong: the first predicted number in a stretch that departs from
     the expected sequence. A wrong step makes every later number wrong too, so only the first one says
-    where to look. Numbers of the question are passed over: restating the question is not an error."""
-    want, got = numbers(expected), numbers(predicted)
-    given = set(numbers(question))
+    where to look. Numbers of the question (`given`) are passed over: restating it is not an error."""
     for tag, _, _, j1, j2 in difflib.SequenceMatcher(None, want, got, autojunk=False).get_opcodes():
         if tag != "equal":
             wrong = next((value for value in got[j1:j2] if value not in given), None)
