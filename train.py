@@ -77,6 +77,7 @@ def evaluate_file(path: Path, config, root: Path, *, adapter: str, limit: int | 
     sc = config.self_correction
     ev = evaluate(model, tokenizer, items, use_template=use_template, max_new_tokens=config.eval_max_tokens,
                   templates=sc.templates, second_attempt=sc.measure_second_attempt, count_tokens=tokenizer,
+                  first_wrong_value=sc.first_wrong_value,
                   right_probe=len(items))  # offline, so every right answer is re-asked: right->wrong is a rate
     evaluation_table(ev, title=f"{path.name} with adapter {label}")
     print(json.dumps({**ev.summary(), "adapter": label}))

@@ -41,7 +41,8 @@ def main() -> None:
     model, tokenizer, use_template, label = load_for_inference(config, args.root, args.adapter)
     templates = config.self_correction.templates
     ev = evaluate(model, tokenizer, items, use_template=use_template, max_new_tokens=config.eval_max_tokens,
-                  templates=templates, second_attempt=False, count_tokens=tokenizer)
+                  templates=templates, second_attempt=False, count_tokens=tokenizer,
+                  first_wrong_value=config.self_correction.first_wrong_value)
     golden_ranks, wrong_ranks = [], []
     for item, r in zip(items, ev.results):
         if r.matched:

@@ -23,9 +23,11 @@ held-out test set per family. Arms, each in its own root, same seed:
      answer's triple also gets the correction prompt showing the golden answer with no
      codes -> the same answer, so "none -> keep" is trained as often as "codes -> change".
   G  F with practice_samples = 32: twice the on-policy records, keep and change alike.
-  H  G with self_correction.correction_repeats = 3: each wrong answer's correction record
+  J  G with self_correction.first_wrong_value: the error codes also name the first number
+     where the answer went wrong (FIRST_WRONG_VALUE_X).
+  H  J with self_correction.correction_repeats = 3: each wrong answer's correction record
      is written three times, so "codes -> change" weighs more against the keeps.
-  I  G with training.unlikelihood_weight = 5: where the model's wrong answer departed from the
+  I  J with training.unlikelihood_weight = 5: where the model's wrong answer departed from the
      golden one, its token is pushed down (the initial attempt and the correction records carry
      the wrong answer as "rejected"), so repeating a flagged value is trained against.
 
@@ -68,9 +70,11 @@ ARMS = {
     "G": {"train": True, "self_correction": True, "queue": "high", "confirm": True, "practice": 32, "golden": True,
           "label": "F with twice the practice"},
     "H": {"train": True, "self_correction": True, "queue": "high", "confirm": True, "practice": 32, "golden": True,
-          "repeats": 3, "label": "G with each correction record thrice"},
+          "first_wrong": True, "repeats": 3, "label": "J with each correction record thrice"},
     "I": {"train": True, "self_correction": True, "queue": "high", "confirm": True, "practice": 32, "golden": True,
-          "unlikelihood": 5.0, "label": "G + unlikelihood of the rejected answers"},
+          "first_wrong": True, "unlikelihood": 5.0, "label": "J + unlikelihood of the rejected answers"},
+    "J": {"train": True, "self_correction": True, "queue": "high", "confirm": True, "practice": 32, "golden": True,
+          "first_wrong": True, "label": "G + the FIRST_WRONG_VALUE_X code"},
 }
 
 
@@ -99,6 +103,7 @@ def config_for(arm: dict, args) -> dict:
                             "confirm_right_answers": bool(arm.get("confirm")),
                             "confirm_golden_answers": bool(arm.get("golden")),
                             "practice_samples": arm.get("practice", 0),
+                            "first_wrong_value": bool(arm.get("first_wrong")),
                             "correction_repeats": arm.get("repeats", 1)},
         "validation": {"holdout_fraction": args.holdout},
         "training": {"batch_size": args.batch_size, "logging_steps": 5, "save_steps": 1000, "seed": 42 + args.seed,
@@ -165,8 +170,8 @@ def main() -> None:
     p.add_argument("--eval-samples", type=int, default=8)
     p.add_argument("--min-examples", type=int, default=12)
     p.add_argument("--max-tokens", type=int, default=96, help="eval_max_tokens; the answers need about 50")
-    p.add_argument("--arms", default="ABCD", help="any of ABCDEFGHI; the default four take under an hour here, "
-                   "BE or BF about 32 minutes, BG about 43")
+    p.add_argument("--arms", default="ABCD", help="any of ABCDEFGHIJ; the default four take under an hour here, "
+                   "BE or BF about 32 minutes, BG 24 to 43")
     p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
     args = p.parse_args()

@@ -60,14 +60,16 @@ class Evaluation:
 
 
 def evaluate(model, tokenizer, items: list[QAItem], *, use_template: bool, max_new_tokens: int, templates,
-             second_attempt: bool = True, right_probe: int = 2, batch_size: int = 16, count_tokens=None) -> Evaluation:
+             second_attempt: bool = True, right_probe: int = 2, batch_size: int = 16, count_tokens=None,
+             first_wrong_value: bool = False) -> Evaluation:
     """One batched generation for the first attempts, one for the second; greedy, so deterministic."""
     answers = generate_answers(model, tokenizer, [i.conversation for i in items], use_template=use_template,
                                max_new_tokens=max_new_tokens, batch_size=batch_size)
     results, reasons = [], []
     for item, answer in zip(items, answers):
         match = match_answer(item.golden, answer)
-        codes = error_codes(item.question, item.golden, answer, tokenizer=count_tokens, matched=match.matched)
+        codes = error_codes(item.question, item.golden, answer, tokenizer=count_tokens, matched=match.matched,
+                            first_wrong_value=first_wrong_value)
         results.append(EvalResult(item.question, item.golden, answer, match.matched, codes,
                                   {"id": item.id, "file": item.file}))
         reasons.append(match.reason)

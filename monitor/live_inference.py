@@ -69,7 +69,8 @@ class LiveInferenceMonitor(TrainerCallback):
         sc = config.self_correction
         items = self.pool.next_batch(config.num_eval_samples)
         ev = evaluate(model, self.tokenizer, items, use_template=self.use_template, max_new_tokens=config.eval_max_tokens,
-                      templates=sc.templates, second_attempt=sc.measure_second_attempt, count_tokens=self.tokenizer)
+                      templates=sc.templates, second_attempt=sc.measure_second_attempt, count_tokens=self.tokenizer,
+                      first_wrong_value=sc.first_wrong_value)
         summary = ev.summary()
         codes = Counter(code_family(c) for r in ev.results for c in r.codes)
         self.events.block(evaluation_block(ev, step=step, total=total))
@@ -97,7 +98,8 @@ class LiveInferenceMonitor(TrainerCallback):
         n = min(sc.practice_samples, len(self.practice))
         items, self.practice = self.practice[:n], self.practice[n:] + self.practice[:n]
         ev = evaluate(model, self.tokenizer, items, use_template=self.use_template, max_new_tokens=config.eval_max_tokens,
-                      templates=sc.templates, second_attempt=False, count_tokens=self.tokenizer)
+                      templates=sc.templates, second_attempt=False, count_tokens=self.tokenizer,
+                      first_wrong_value=sc.first_wrong_value)
         right = sum(r.matched for r in ev.results)
         self.events.emit("practice", f"step {step}: {right}/{ev.n} right on questions of the file in training "
                          "(records only, not an accuracy)", step=step, right=right, n=ev.n)

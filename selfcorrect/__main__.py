@@ -33,7 +33,8 @@ DEMO = [
 
 def cmd_codes(args) -> int:
     match = match_answer(args.expected, args.predicted)
-    print(json.dumps(error_codes(args.question, args.expected, args.predicted, matched=match.matched)))
+    print(json.dumps(error_codes(args.question, args.expected, args.predicted, matched=match.matched,
+                                 first_wrong_value=args.first_wrong_value)))
     print(f"matched: {'yes' if match.matched else 'no'} ({match.reason})")
     return 0
 
@@ -80,7 +81,7 @@ def line_up(items, answers, answers_path) -> list[tuple]:
 def cmd_build(args) -> int:
     from training.config import load_config, locate
 
-    templates = load_config(locate(args.config, None)[0]).self_correction.templates
+    sc = load_config(locate(args.config, None)[0]).self_correction
     pairs = line_up(read_qa(args.input), read_answers(args.initial_answers), args.initial_answers)
     records, wrong = [], 0
     for item, predicted in pairs:
@@ -88,9 +89,9 @@ def cmd_build(args) -> int:
         if match.matched:
             continue
         wrong += 1
-        codes = error_codes(item.question, item.golden, predicted, matched=False)
+        codes = error_codes(item.question, item.golden, predicted, matched=False, first_wrong_value=sc.first_wrong_value)
         records += build_triple(question=item.question, golden=item.golden, predicted=predicted, codes=codes,
-                                step=args.step, source={"id": item.id, "file": item.file}, templates=templates)
+                                step=args.step, source={"id": item.id, "file": item.file}, templates=sc.templates)
     atomic_write_text(args.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     print(f"{len(pairs)} answers, {wrong} wrong -> {len(records)} records in {args.output}")
     return 0
@@ -149,6 +150,7 @@ def main(argv=None) -> int:
     c.add_argument("--expected", required=True)
     c.add_argument("--predicted", required=True)
     c.add_argument("--question", default="")
+    c.add_argument("--first-wrong-value", action="store_true", help="also FIRST_WRONG_VALUE_X (opt-in, as in config)")
     b = sub.add_parser("build", help="correction triples from a QA file and answers")
     b.add_argument("--input", type=Path, required=True)
     b.add_argument("--initial-answers", type=Path, required=True)

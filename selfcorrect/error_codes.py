@@ -36,7 +36,7 @@ RULES = [
     ("MISSING_NUMBERS", "the expected answer has numbers and the prediction has none", "expected '42', got 'I do not know'"),
     ("NUMERIC_ERROR_MISSING_X_VALUES", "X = numbers of the expected answer absent from the prediction (counted with repeats), when the prediction has numbers", "expected '3 + 4 = 7', got '3 + 4 = 8' -> MISSING_1"),
     ("NUMERIC_ERROR_EXTRA_X_VALUES", "X = numbers in the prediction found neither in the expected answer nor in the question", "expected '7', got '8' -> EXTRA_1"),
-    ("FIRST_WRONG_VALUE_X", "X = the first number of the prediction where its numbers part from the expected answer's (aligned in order), numbers of the question passed over; names what to fix, not the fix", "expected '3 + 4 = 7. 7 + 5 = 12', got '3 + 4 = 8. 8 + 5 = 13' -> FIRST_WRONG_VALUE_8"),
+    ("FIRST_WRONG_VALUE_X", "only with self_correction.first_wrong_value; X = the first number of the prediction where its numbers part from the expected answer's (aligned in order), numbers of the question passed over; names what to fix, not the fix", "expected '3 + 4 = 7. 7 + 5 = 12', got '3 + 4 = 8. 8 + 5 = 13' -> FIRST_WRONG_VALUE_8"),
     ("STRUCTURE_SHOULD_BE_LIST", "expected answer has 2+ list lines (-, *, 1.) and the prediction has none", "expected '- a\\n- b', got 'a and b'"),
     ("STRUCTURE_SHOULD_BE_PROSE", "prediction has 2+ list lines and the expected answer has none", "expected 'a and b', got '- a\\n- b'"),
     ("MISSING_CODE_BLOCK", "expected answer has a ``` code block and the prediction has none", "expected '```py ...```', got 'use print'"),
@@ -99,7 +99,7 @@ def _content_codes(question: str, expected: str, predicted: str) -> list[str]:
     return codes
 
 
-def _numeric_codes(question: str, expected: str, predicted: str) -> list[str]:
+def _numeric_codes(question: str, expected: str, predicted: str, first_wrong_value: bool) -> list[str]:
     in_expected, in_predicted, in_question = numbers(expected), numbers(predicted), numbers(question)
     want, got = Counter(in_expected), Counter(in_predicted)
     codes = []
@@ -113,7 +113,7 @@ def _numeric_codes(question: str, expected: str, predicted: str) -> list[str]:
     extra = sum(n for value, n in got.items() if value not in allowed)
     if extra:
         codes.append(f"NUMERIC_ERROR_EXTRA_{extra}_VALUES")
-    first_wrong = _first_wrong_value(in_expected, in_predicted, set(in_question))
+    first_wrong = _first_wrong_value(in_expected, in_predicted, set(in_question)) if first_wrong_value else None
     if first_wrong is not None:
         codes.append(f"FIRST_WRONG_VALUE_{int(first_wrong) if first_wrong.is_integer() else first_wrong}")
     return codes
@@ -153,14 +153,16 @@ def _concept_codes(expected: str, predicted: str) -> list[str]:
     return []
 
 
-def error_codes(question: str, expected: str, predicted: str, *, tokenizer=None, matched: bool | None = None) -> list[str]:
-    """The codes for a prediction; [] when it matches the expected answer."""
+def error_codes(question: str, expected: str, predicted: str, *, tokenizer=None, matched: bool | None = None,
+                first_wrong_value: bool = False) -> list[str]:
+    """The codes for a prediction; [] when it matches the expected answer. FIRST_WRONG_VALUE_X is opt-in
+    (`first_wrong_value`): measured, it did not help a second attempt and cost first-attempt accuracy."""
     if matched is None:
         matched = match_answer(expected, predicted).matched
     if matched:
         return []
     return (_length_codes(expected, predicted, tokenizer) + _content_codes(question, expected, predicted)
-            + _numeric_codes(question, expected, predicted) + _structure_codes(expected, predicted)
+            + _numeric_codes(question, expected, predicted, first_wrong_value) + _structure_codes(expected, predicted)
             + _concept_codes(expected, predicted))
 
 

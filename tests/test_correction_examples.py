@@ -6,7 +6,7 @@ from training.data import parse_record
 
 def triple(**kw):
     q, golden, predicted = "What is 17 + 25?", "17 + 25 = 42. The answer is 42.", "17 + 25 = 41."
-    codes = error_codes(q, golden, predicted)
+    codes = error_codes(q, golden, predicted, first_wrong_value=True)
     return build_triple(question=q, golden=golden, predicted=predicted, codes=codes, step=150,
                         source={"id": "v7", "file": "val.jsonl"}, **kw), codes
 

@@ -61,12 +61,12 @@ def test_every_documented_code_is_tested_both_ways():
 
 @pytest.mark.parametrize("family, question, expected, predicted", FIRES, ids=[f[0] for f in FIRES])
 def test_code_fires(family, question, expected, predicted):
-    assert family in families(error_codes(question, expected, predicted))
+    assert family in families(error_codes(question, expected, predicted, first_wrong_value=True))
 
 
 @pytest.mark.parametrize("family, question, expected, predicted", QUIET, ids=[f[0] for f in QUIET])
 def test_code_stays_quiet(family, question, expected, predicted):
-    codes = error_codes(question, expected, predicted)
+    codes = error_codes(question, expected, predicted, first_wrong_value=True)
     assert codes, "the answer is wrong, so some code must fire"
     assert family not in families(codes)
 
@@ -93,13 +93,21 @@ def test_the_first_wrong_value_is_where_a_chain_of_numbers_went_wrong():
     question, expected = "What is 12 + 34 + 5?", "12 + 34 = 46. 46 + 5 = 51. The answer is 51."
     first_step_wrong = "12 + 34 = 47. 47 + 5 = 52. The answer is 52."
     last_step_wrong = "12 + 34 = 46. 46 + 5 = 50. The answer is 50."
-    assert [c for c in error_codes(question, expected, first_step_wrong) if c.startswith("FIRST_WRONG")] \
-        == ["FIRST_WRONG_VALUE_47"]
-    assert "FIRST_WRONG_VALUE_50" in error_codes(question, expected, last_step_wrong)
+    assert [c for c in error_codes(question, expected, first_step_wrong, first_wrong_value=True)
+            if c.startswith("FIRST_WRONG")] == ["FIRST_WRONG_VALUE_47"]
+    assert "FIRST_WRONG_VALUE_50" in error_codes(question, expected, last_step_wrong, first_wrong_value=True)
     misplaced = "12 + 34 = 46. 46 + 5 = 46. The answer is 46."  # a right number in the wrong place
-    assert "FIRST_WRONG_VALUE_46" in error_codes(question, expected, misplaced)
-    assert "FIRST_WRONG_VALUE_-2.5" in error_codes("q", "The answer is 2.5.", "The answer is -2.5.")
+    assert "FIRST_WRONG_VALUE_46" in error_codes(question, expected, misplaced, first_wrong_value=True)
+    assert "FIRST_WRONG_VALUE_-2.5" in error_codes("q", "The answer is 2.5.", "The answer is -2.5.", first_wrong_value=True)
     assert code_family("FIRST_WRONG_VALUE_-2.5") == code_family("FIRST_WRONG_VALUE_47") == "FIRST_WRONG_VALUE_X"
+
+
+def test_the_first_wrong_value_is_opt_in():
+    question, expected, predicted = "What is 12 + 34?", "12 + 34 = 46.", "12 + 34 = 47."
+    off = error_codes(question, expected, predicted)
+    on = error_codes(question, expected, predicted, first_wrong_value=True)
+    assert not any(c.startswith("FIRST_WRONG") for c in off)
+    assert [c for c in on if c not in off] == ["FIRST_WRONG_VALUE_47"]
 
 
 def test_codes_are_deterministic():

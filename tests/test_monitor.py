@@ -163,3 +163,23 @@ def test_the_second_attempt_accuracy_counts_right_answers_lost():
     assert ev.second_attempt_accuracy == 0.4  # 3 kept + 1 fixed
     sampled = Evaluation(results, [""] * 10, second={4: ("4", True)}, right_probe={0: ("4", True), 1: ("5", False)})
     assert sampled.second_attempt_accuracy == 0.3  # half the 4 right answers kept, at the probed rate, + 1 fixed
+
+
+def test_first_wrong_value_in_config_reaches_the_live_monitors_codes(root):
+    """A model taught to answer 4, asked questions whose answer is 5: the evaluation names 4 as the first wrong
+    value, because config.json switched the code on (it is off by default)."""
+    def liked(answer, first):
+        return [{"prompt": f"Question {first + i}: which number do you like?", "response": str(answer)}
+                for i in range(64)]
+
+    val = write_jsonl(root / "val.jsonl", liked(5, first=1000)[:4])
+    write_config(root, eval_steps=16, num_eval_samples=4, eval_max_tokens=4,
+                 validation={"files": [str(val)], "holdout_fraction": 0},
+                 self_correction={"first_wrong_value": True, "min_examples": 1, "generation_interval": 16},
+                 training={"batch_size": 8, "learning_rate": 0.01, "epochs_per_file": 2})
+    assert run_train(root, write_jsonl(root / "a.jsonl", liked(4, first=0))).returncode == 0
+    last = evaluations(root)[-1]
+    assert last["step"] == 16 and last["accuracy"] == 0 and last["codes"].get("FIRST_WRONG_VALUE_X") == 4
+    buffer = (root / "data" / "self_correction").rglob("*.json*")
+    records = [json.loads(l) for p in buffer if p.suffix == ".jsonl" for l in p.read_text().splitlines()]
+    assert records and all("FIRST_WRONG_VALUE_4" in r["error_codes"] for r in records)

@@ -18,6 +18,9 @@ def test_codes_prints_a_json_list_and_the_decision():
     assert "NUMERIC_ERROR_MISSING_1_VALUES" in codes and "matched: no (final answer 41 != expected 42)" in out.stdout
     right = cli("codes", "--expected", "42", "--predicted", "The answer is 42")
     assert json.loads(right.stdout.splitlines()[0]) == [] and "matched: yes" in right.stdout
+    flagged = cli("codes", "--expected", "The answer is 42.", "--predicted", "41", "--question", "What is 40 + 2?",
+                  "--first-wrong-value")
+    assert json.loads(flagged.stdout.splitlines()[0]) == codes + ["FIRST_WRONG_VALUE_41"]
 
 
 def test_build_makes_triples_for_wrong_answers_only(tmp_path):

@@ -134,6 +134,9 @@ class SelfCorrectionSection(Section):
     queue: Literal["high", "normal", "low"] = Field("normal", description="Queue priority of generated files.")
     max_pending_files: int = Field(20, gt=0, description="Stop generating while this many generated files wait.")
     measure_second_attempt: bool = Field(True, description="Re-ask wrong answers with their error codes.")
+    first_wrong_value: bool = Field(
+        False, description="Add the error code FIRST_WRONG_VALUE_X (the first number where the answer went wrong). "
+        "Off: measured, it did not help the second attempt and cost first-attempt accuracy.")
     confirm_right_answers: bool = Field(
         False, description="Also train each right answer on the correction prompt with no error codes, "
         "so that a second attempt keeps right answers.")
