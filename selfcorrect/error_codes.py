@@ -156,7 +156,7 @@ def _concept_codes(expected: str, predicted: str) -> list[str]:
 def error_codes(question: str, expected: str, predicted: str, *, tokenizer=None, matched: bool | None = None,
                 first_wrong_value: bool = False) -> list[str]:
     """The codes for a prediction; [] when it matches the expected answer. FIRST_WRONG_VALUE_X is opt-in
-    (`first_wrong_value`): measured, it did not help a second attempt and cost first-attempt accuracy."""
+    (`first_wrong_value`): measured, it did not help the second attempt, and first attempts on sums were lower."""
     if matched is None:
         matched = match_answer(expected, predicted).matched
     if matched:
