@@ -31,6 +31,15 @@ held-out test set per family. Arms, each in its own root, same seed:
      golden one, its token is pushed down (the initial attempt and the correction records carry
      the wrong answer as "rejected"), so repeating a flagged value is trained against.
 
+One more round, from B's final adapter (a paired design: both arms share B's history, so their
+difference is the round's data alone, not another path through training):
+
+  R  B, then one round of its own mistakes: B's adapter answers every training question
+     (`python -m selfcorrect initial-answers`), and its wrong answers become triples
+     (`python -m selfcorrect build`), trained as one file: fresh on-policy regeneration.
+  P  B, then one round of plain replay: as many task examples, replayed from the training data.
+     P and R train the same number of examples, so the same optimizer steps.
+
 Equal compute: every trained arm ends with the same number of training examples
 (so the same optimizer steps): an arm that trained fewer gets a top-up file of
 task examples replayed from its training data. Then `train.py --eval` answers each
@@ -45,6 +54,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,6 +85,8 @@ ARMS = {
           "first_wrong": True, "unlikelihood": 5.0, "label": "J + unlikelihood of the rejected answers"},
     "J": {"train": True, "self_correction": True, "queue": "high", "confirm": True, "practice": 32, "golden": True,
           "first_wrong": True, "label": "G + the FIRST_WRONG_VALUE_X code"},
+    "R": {"train": True, "from": "B", "label": "B + a round of its own mistakes"},
+    "P": {"train": True, "from": "B", "label": "B + a round of plain replay"},
 }
 
 
@@ -157,6 +169,52 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def replay(train: list[dict], n: int) -> list[dict]:
+    """n task examples from the training data, each pass over it in a new order."""
+    rng, out = random.Random(1), []
+    while len(out) < n:
+        out += rng.sample(train, min(n - len(out), len(train)))
+    return out
+
+
+def given_files_only(root: Path) -> None:
+    """From here on the arm trains only what it is given: no live self-correction, no validation hold-out."""
+    config = json.loads((root / "config.json").read_text())
+    config["self_correction"]["enabled"] = False
+    config["validation"]["holdout_fraction"] = 0
+    (root / "config.json").write_text(json.dumps(config, indent=2))
+
+
+def selfcorrect_cli(root: Path, *args: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "selfcorrect", *args, "--config", str(root / "config.json")],
+                         capture_output=True, text=True, cwd=REPO)
+    if out.returncode:
+        sys.exit(f"selfcorrect {args[0]} in {root} failed:\n{out.stderr[-3000:]}")
+
+
+def one_more_round(work: Path, names: str, train: list[dict], results: dict) -> None:
+    """Arms R and P: copies of B's root, each trained one more file (R's mistakes first, to size P's)."""
+    questions = write_jsonl(work / "train-questions.jsonl", train)
+    size = 0
+    for name in sorted(names, key="RP".index):
+        root, t0 = work / name, time.time()
+        shutil.copytree(Path(results["B"]["root"]), root, symlinks=True)  # adapters/current is a link
+        given_files_only(root)
+        if name == "R":
+            selfcorrect_cli(root, "initial-answers", "--input", str(questions), "--output", str(root / "answers.jsonl"),
+                            "--root", str(root), "--batch-size", "16")
+            selfcorrect_cli(root, "build", "--input", str(questions), "--initial-answers", str(root / "answers.jsonl"),
+                            "--output", str(root / "inbox" / "round-mistakes.jsonl"))
+            size = sum(1 for _ in (root / "inbox" / "round-mistakes.jsonl").open())
+        else:
+            drop(root, [replay(train, size)], "round-replay")
+        train_py(root, "--once")
+        examples, steps = trained(root)
+        results[name] = {"label": ARMS[name]["label"], "root": str(root), "examples_trained": examples, "steps": steps,
+                         "round_examples": size, "train_seconds": results["B"]["train_seconds"] + time.time() - t0}
+        print(f"{name} ({ARMS[name]['label']}): {size} examples more than B, {time.time() - t0:.0f}s", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="about 15 minutes: small data")
@@ -170,11 +228,13 @@ def main() -> None:
     p.add_argument("--eval-samples", type=int, default=8)
     p.add_argument("--min-examples", type=int, default=12)
     p.add_argument("--max-tokens", type=int, default=96, help="eval_max_tokens; the answers need about 50")
-    p.add_argument("--arms", default="ABCD", help="any of ABCDEFGHIJ; the default four take under an hour here, "
-                   "BE or BF about 32 minutes, BG 24 to 43")
+    p.add_argument("--arms", default="ABCD", help="any of ABCDEFGHIJ, and P and R (with B); the default four take "
+                   "under an hour here, BE or BF about 32 minutes, BG 24 to 43")
     p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
     args = p.parse_args()
+    if set(args.arms) & set("PR") and "B" not in args.arms:
+        p.error("--arms: P and R continue from B's adapter; add B (e.g. --arms BPR)")
     if args.quick:
         args.train, args.test, args.chunks, args.eval_steps, args.min_examples = 24, 8, 2, 2, 3
     work = args.work or Path(tempfile.mkdtemp(prefix="learning-"))
@@ -192,7 +252,7 @@ def main() -> None:
     chunks = [train[i:i + size] for i in range(0, len(train), size)]
 
     results = {}
-    for name in args.arms:
+    for name in [n for n in args.arms if "from" not in ARMS[n]]:
         arm = ARMS[name]
         root = work / name
         (root / "inbox").mkdir(parents=True, exist_ok=True)
@@ -210,18 +270,14 @@ def main() -> None:
     for name, count in counts.items():
         root, t0 = Path(results[name]["root"]), time.time()
         if count < target:
-            config = json.loads((root / "config.json").read_text())
-            config["self_correction"]["enabled"] = False  # the top-up is plain task data, for every arm
-            config["validation"]["holdout_fraction"] = 0
-            (root / "config.json").write_text(json.dumps(config, indent=2))
-            rng, replay = random.Random(1), []
-            while len(replay) < target - count:  # each pass over the data in a new order
-                replay += rng.sample(train, min(target - count - len(replay), len(train)))
-            drop(root, [replay], "top-up")
+            given_files_only(root)  # the top-up is plain task data, for every arm
+            drop(root, [replay(train, target - count)], "top-up")
             train_py(root, "--once")
         examples, steps = trained(root)
         results[name].update(examples_trained=examples, steps=steps, top_up=target - count,
                              train_seconds=results[name]["train_seconds"] + time.time() - t0)
+    if set(args.arms) & set("PR"):
+        one_more_round(work, "".join(n for n in args.arms if n in "PR"), train, results)
 
     for name, r in results.items():
         root = Path(r["root"])
