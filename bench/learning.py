@@ -90,12 +90,17 @@ ARMS = {
 }
 
 
-def train_py(root: Path, *args: str) -> str:
-    out = subprocess.run([sys.executable, str(REPO / "train.py"), "--config", str(root / "config.json"), *args],
-                         capture_output=True, text=True)
+def run(root: Path, program: list[str], *args: str) -> str:
+    """A command of the product on an arm's root (its config.json); stops the bench if it fails."""
+    out = subprocess.run([sys.executable, *program, *args, "--config", str(root / "config.json")],
+                         capture_output=True, text=True, cwd=REPO)
     if out.returncode:
-        sys.exit(f"train.py {' '.join(args)} in {root} failed:\n{out.stderr[-3000:]}")
+        sys.exit(f"{' '.join([*program, *args])} in {root} failed:\n{out.stderr[-3000:]}")
     return out.stdout
+
+
+def train_py(root: Path, *args: str) -> str:
+    return run(root, [str(REPO / "train.py")], *args)
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -185,13 +190,6 @@ def given_files_only(root: Path) -> None:
     (root / "config.json").write_text(json.dumps(config, indent=2))
 
 
-def selfcorrect_cli(root: Path, *args: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "selfcorrect", *args, "--config", str(root / "config.json")],
-                         capture_output=True, text=True, cwd=REPO)
-    if out.returncode:
-        sys.exit(f"selfcorrect {args[0]} in {root} failed:\n{out.stderr[-3000:]}")
-
-
 def one_more_round(work: Path, names: str, train: list[dict], results: dict) -> None:
     """Arms R and P: copies of B's root, each trained one more file (R's mistakes first, to size P's)."""
     questions = write_jsonl(work / "train-questions.jsonl", train)
@@ -201,10 +199,11 @@ def one_more_round(work: Path, names: str, train: list[dict], results: dict) -> 
         shutil.copytree(Path(results["B"]["root"]), root, symlinks=True)  # adapters/current is a link
         given_files_only(root)
         if name == "R":
-            selfcorrect_cli(root, "initial-answers", "--input", str(questions), "--output", str(root / "answers.jsonl"),
-                            "--root", str(root), "--batch-size", "16")
-            selfcorrect_cli(root, "build", "--input", str(questions), "--initial-answers", str(root / "answers.jsonl"),
-                            "--output", str(root / "inbox" / "round-mistakes.jsonl"))
+            answers = root / "answers.jsonl"
+            run(root, ["-m", "selfcorrect"], "initial-answers", "--input", str(questions), "--output", str(answers),
+                "--root", str(root), "--batch-size", "16")
+            run(root, ["-m", "selfcorrect"], "build", "--input", str(questions), "--initial-answers", str(answers),
+                "--output", str(root / "inbox" / "round-mistakes.jsonl"))
             size = sum(1 for _ in (root / "inbox" / "round-mistakes.jsonl").open())
         else:
             drop(root, [replay(train, size)], "round-replay")
@@ -233,11 +232,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
     args = p.parse_args()
-    if set(args.arms) & set("PR") and "B" not in args.arms:
-        p.error("--arms: P and R continue from B's adapter; add B (e.g. --arms BPR)")
+    if set(args.arms) & set("PR") and not {"B", "R"} <= set(args.arms):
+        p.error("--arms: P and R continue from B's adapter, and P is sized by R's file; use B and R (e.g. --arms BPR)")
     if args.quick:
         args.train, args.test, args.chunks, args.eval_steps, args.min_examples = 24, 8, 2, 2, 3
-    work = args.work or Path(tempfile.mkdtemp(prefix="learning-"))
+    work = (args.work or Path(tempfile.mkdtemp(prefix="learning-"))).resolve()  # commands run from the repo
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
