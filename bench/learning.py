@@ -39,6 +39,9 @@ difference is the round's data alone, not another path through training):
      (`python -m selfcorrect build`), trained as one file: fresh on-policy regeneration.
   P  B, then one round of plain replay: as many task examples, replayed from the training data.
      P and R train the same number of examples, so the same optimizer steps.
+  S  R with confirmations (confirm_right_answers and confirm_golden_answers, in its config for `build`):
+     B's right answers and the golden answers of its wrong ones, shown with no error codes -> kept,
+     so the second attempt learns to keep as well as to change. Its round is larger than R's.
 
 Equal compute: every trained arm ends with the same number of training examples
 (so the same optimizer steps): an arm that trained fewer gets a top-up file of
@@ -87,6 +90,7 @@ ARMS = {
           "first_wrong": True, "label": "G + the FIRST_WRONG_VALUE_X code"},
     "R": {"train": True, "from": "B", "label": "B + a round of its own mistakes"},
     "P": {"train": True, "from": "B", "label": "B + a round of plain replay"},
+    "S": {"train": True, "from": "B", "confirm": True, "golden": True, "label": "R with confirmations"},
 }
 
 
@@ -182,35 +186,43 @@ def replay(train: list[dict], n: int) -> list[dict]:
     return out
 
 
-def given_files_only(root: Path) -> None:
-    """From here on the arm trains only what it is given: no live self-correction, no validation hold-out."""
+def given_files_only(root: Path, **self_correction) -> None:
+    """From here on the arm trains only what it is given: no live self-correction, no validation hold-out.
+    `self_correction` settings still shape the records `python -m selfcorrect build` writes."""
     config = json.loads((root / "config.json").read_text())
-    config["self_correction"]["enabled"] = False
+    config["self_correction"].update(self_correction, enabled=False)
     config["validation"]["holdout_fraction"] = 0
     (root / "config.json").write_text(json.dumps(config, indent=2))
 
 
 def one_more_round(work: Path, names: str, train: list[dict], results: dict) -> None:
-    """Arms R and P: copies of B's root, each trained one more file (R's mistakes first, to size P's)."""
+    """Arms R, S and P: copies of B's root, each trained one more file (R's first, to size P's)."""
     questions = write_jsonl(work / "train-questions.jsonl", train)
-    size = 0
-    for name in sorted(names, key="RP".index):
+    b_root, answers, t0 = Path(results["B"]["root"]), work / "B-answers.jsonl", time.time()
+    if set(names) & set("RS"):  # B's answers to every training question, once for R and S
+        run(b_root, ["-m", "selfcorrect"], "initial-answers", "--input", str(questions), "--output", str(answers),
+            "--root", str(b_root), "--batch-size", "16")
+    answer_seconds, r_size = time.time() - t0, 0
+    for name in sorted(names, key="RSP".index):
         root, t0 = work / name, time.time()
-        shutil.copytree(Path(results["B"]["root"]), root, symlinks=True)  # adapters/current is a link
-        given_files_only(root)
-        if name == "R":
-            answers = root / "answers.jsonl"
-            run(root, ["-m", "selfcorrect"], "initial-answers", "--input", str(questions), "--output", str(answers),
-                "--root", str(root), "--batch-size", "16")
+        shutil.copytree(b_root, root, symlinks=True)  # adapters/current is a link
+        arm = ARMS[name]
+        given_files_only(root, confirm_right_answers=bool(arm.get("confirm")),
+                         confirm_golden_answers=bool(arm.get("golden")))
+        if name in "RS":
+            round_file = root / "inbox" / "round-mistakes.jsonl"
             run(root, ["-m", "selfcorrect"], "build", "--input", str(questions), "--initial-answers", str(answers),
-                "--output", str(root / "inbox" / "round-mistakes.jsonl"))
-            size = sum(1 for _ in (root / "inbox" / "round-mistakes.jsonl").open())
+                "--output", str(round_file))
+            size = sum(1 for _ in round_file.open())
+            r_size = size if name == "R" else r_size
         else:
+            size = r_size
             drop(root, [replay(train, size)], "round-replay")
         train_py(root, "--once")
         examples, steps = trained(root)
         results[name] = {"label": ARMS[name]["label"], "root": str(root), "examples_trained": examples, "steps": steps,
-                         "round_examples": size, "train_seconds": results["B"]["train_seconds"] + time.time() - t0}
+                         "round_examples": size, "train_seconds": results["B"]["train_seconds"] + time.time() - t0
+                         + (answer_seconds if name in "RS" else 0)}
         print(f"{name} ({ARMS[name]['label']}): {size} examples more than B, {time.time() - t0:.0f}s", flush=True)
 
 
@@ -227,13 +239,15 @@ def main() -> None:
     p.add_argument("--eval-samples", type=int, default=8)
     p.add_argument("--min-examples", type=int, default=12)
     p.add_argument("--max-tokens", type=int, default=96, help="eval_max_tokens; the answers need about 50")
-    p.add_argument("--arms", default="ABCD", help="any of ABCDEFGHIJ, and P and R (with B); the default four take "
+    p.add_argument("--arms", default="ABCD", help="any of ABCDEFGHIJ, and P, R, S (with B); the default four take "
                    "under an hour here, BE or BF about 32 minutes, BG 24 to 43")
     p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
     args = p.parse_args()
-    if set(args.arms) & set("PR") and not {"B", "R"} <= set(args.arms):
-        p.error("--arms: P and R continue from B's adapter, and P is sized by R's file; use B and R (e.g. --arms BPR)")
+    if set(args.arms) & set("PRS") and "B" not in args.arms:
+        p.error("--arms: P, R and S continue from B's adapter; add B (e.g. --arms BPR)")
+    if "P" in args.arms and "R" not in args.arms:
+        p.error("--arms: P is sized by R's file; add R (e.g. --arms BPR)")
     if args.quick:
         args.train, args.test, args.chunks, args.eval_steps, args.min_examples = 24, 8, 2, 2, 3
     work = (args.work or Path(tempfile.mkdtemp(prefix="learning-"))).resolve()  # commands run from the repo
@@ -275,8 +289,8 @@ def main() -> None:
         examples, steps = trained(root)
         results[name].update(examples_trained=examples, steps=steps, top_up=target - count,
                              train_seconds=results[name]["train_seconds"] + time.time() - t0)
-    if set(args.arms) & set("PR"):
-        one_more_round(work, "".join(n for n in args.arms if n in "PR"), train, results)
+    if set(args.arms) & set("PRS"):
+        one_more_round(work, "".join(n for n in args.arms if n in "PRS"), train, results)
 
     for name, r in results.items():
         root = Path(r["root"])

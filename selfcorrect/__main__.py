@@ -1,7 +1,7 @@
 """python -m selfcorrect {codes,build,initial-answers,demo,rules}: the self-correction steps by hand.
 
     codes            error codes for one answer (and whether it matched)
-    build            correction triples from a QA file and the model's answers to it
+    build            the daemon's records (triples, confirmations) from a QA file and the model's answers
     initial-answers  the model's answers to a QA file (batched)
     demo             codes, decision and records for a few built-in examples
     rules            the error-code table, as Markdown
@@ -17,7 +17,7 @@ from pathlib import Path
 from training.errors import DataError, ProjectError
 from training.fsutil import atomic_write_text
 
-from .correction_examples import build_triple
+from .correction_examples import build_triple, records_for_answer
 from .error_codes import RULES, error_codes
 from .matching import match_answer
 from .qa import read_qa
@@ -86,12 +86,12 @@ def cmd_build(args) -> int:
     records, wrong = [], 0
     for item, predicted in pairs:
         match = match_answer(item.golden, predicted)
-        if match.matched:
-            continue
-        wrong += 1
-        codes = error_codes(item.question, item.golden, predicted, matched=False, first_wrong_value=sc.first_wrong_value)
-        records += build_triple(question=item.question, golden=item.golden, predicted=predicted, codes=codes,
-                                step=args.step, source={"id": item.id, "file": item.file}, templates=sc.templates)
+        wrong += not match.matched
+        codes = [] if match.matched else error_codes(item.question, item.golden, predicted, matched=False,
+                                                     first_wrong_value=sc.first_wrong_value)
+        records += records_for_answer(question=item.question, golden=item.golden, predicted=predicted,
+                                      matched=match.matched, codes=codes, step=args.step,
+                                      source={"id": item.id, "file": item.file}, settings=sc)
     atomic_write_text(args.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     print(f"{len(pairs)} answers, {wrong} wrong -> {len(records)} records in {args.output}")
     return 0
@@ -151,12 +151,12 @@ def main(argv=None) -> int:
     c.add_argument("--predicted", required=True)
     c.add_argument("--question", default="")
     c.add_argument("--first-wrong-value", action="store_true", help="also FIRST_WRONG_VALUE_X (opt-in, as in config)")
-    b = sub.add_parser("build", help="correction triples from a QA file and answers")
+    b = sub.add_parser("build", help="training records from a QA file and answers, as self_correction asks")
     b.add_argument("--input", type=Path, required=True)
     b.add_argument("--initial-answers", type=Path, required=True)
     b.add_argument("--output", type=Path, required=True)
     b.add_argument("--step", type=int, default=0, help="global step recorded in each record")
-    b.add_argument("--config", type=Path, default=None, help="config.json whose templates to use")
+    b.add_argument("--config", type=Path, default=None, help="config.json whose self_correction settings to use")
     i = sub.add_parser("initial-answers", help="the model's answers to a QA file")
     i.add_argument("--input", type=Path, required=True)
     i.add_argument("--output", type=Path, required=True)

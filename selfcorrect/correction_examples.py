@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from training.config import TemplatesSection
+from training.config import SelfCorrectionSection, TemplatesSection
 
 KINDS = ("initial_attempt", "self_evaluation", "correction")  # the triple of a wrong answer
 CONFIRMATION = "confirmation"  # the record of a right answer
@@ -96,3 +96,21 @@ def build_confirmation(*, question: str, golden: str, predicted: str, step: int,
     common = {"error_codes": [], "step": step, "source": dict(source)}
     return _correction(templates or TemplatesSection(), question=question, golden=golden, predicted=predicted,
                        codes=[], kind=CONFIRMATION, common=common)
+
+
+def records_for_answer(*, question: str, golden: str, predicted: str, matched: bool, codes: list[str], step: int,
+                       source: dict, settings: SelfCorrectionSection) -> list[dict]:
+    """The training records of one judged answer, as `self_correction` asks: a wrong answer's triple (its
+    correction `correction_repeats` times, plus a golden confirmation with `confirm_golden_answers`); a right
+    answer's confirmation with `confirm_right_answers`, else nothing."""
+    t = settings.templates
+    if matched:
+        return [build_confirmation(question=question, golden=golden, predicted=predicted, step=step, source=source,
+                                   templates=t)] if settings.confirm_right_answers else []
+    records = build_triple(question=question, golden=golden, predicted=predicted, codes=codes, step=step,
+                           source=source, templates=t)
+    records += [records[-1]] * (settings.correction_repeats - 1)  # the correction is the triple's last
+    if settings.confirm_golden_answers:
+        records.append(build_confirmation(question=question, golden=golden, predicted=golden, step=step,
+                                          source=source, templates=t))
+    return records

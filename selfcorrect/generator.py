@@ -23,7 +23,7 @@ from training.config import SelfCorrectionSection
 from training.faults import fault_point
 from training.fsutil import atomic_write_bytes, atomic_write_json
 
-from .correction_examples import CONFIRMATION, RECORD_KINDS, build_confirmation, build_triple
+from .correction_examples import CONFIRMATION, RECORD_KINDS, records_for_answer
 
 FILE_PREFIX = "self_correction_step"
 
@@ -80,22 +80,12 @@ class SelfCorrectionGenerator:
         added = 0
         for r in results:
             self.stats["total_evals"] += 1
-            if r.matched:
-                self.stats["correct_first_try"] += 1
-                if settings.confirm_right_answers:
-                    self.buffer.append(build_confirmation(question=r.question, golden=r.golden, predicted=r.predicted,
-                                                          step=step, source=r.source, templates=settings.templates))
-                    added += 1
-                continue
-            self.stats["needed_correction"] += 1
-            triple = build_triple(question=r.question, golden=r.golden, predicted=r.predicted, codes=r.codes,
-                                  step=step, source=r.source, templates=settings.templates)
-            triple += [triple[-1]] * (settings.correction_repeats - 1)  # the correction is the triple's last
-            if settings.confirm_golden_answers:
-                triple.append(build_confirmation(question=r.question, golden=r.golden, predicted=r.golden,
-                                                 step=step, source=r.source, templates=settings.templates))
-            self.buffer.extend(triple)
-            added += len(triple)
+            self.stats["correct_first_try" if r.matched else "needed_correction"] += 1
+            records = records_for_answer(question=r.question, golden=r.golden, predicted=r.predicted,
+                                         matched=r.matched, codes=r.codes, step=step, source=r.source,
+                                         settings=settings)
+            self.buffer.extend(records)
+            added += len(records)
         self._save()
         return added
 

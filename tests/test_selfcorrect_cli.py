@@ -34,6 +34,28 @@ def test_build_makes_triples_for_wrong_answers_only(tmp_path):
     assert records[0]["source"] == {"id": "b", "file": "qa.jsonl"} and records[0]["step"] == 7
 
 
+def test_build_writes_the_records_the_config_asks_for(tmp_path):
+    """Confirmations and repeated corrections, as the daemon writes them: a round built by hand trains the same."""
+    config = write_config(tmp_path, self_correction={"confirm_right_answers": True, "confirm_golden_answers": True,
+                                                     "correction_repeats": 2, "first_wrong_value": True})
+    qa = write_jsonl(tmp_path / "qa.jsonl", [{"id": "a", "prompt": "What is 1 + 1?", "response": "2"},
+                                             {"id": "b", "prompt": "What is 2 + 2?", "response": "2 + 2 = 4."}])
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"id": "b", "predicted": "2 + 2 = 5."},
+                                                       {"id": "a", "predicted": "2"}])
+    out = cli("build", "--input", qa, "--initial-answers", answers, "--output", tmp_path / "t.jsonl",
+              "--config", config)
+    assert out.returncode == 0, out.stderr
+    assert "2 answers, 1 wrong -> 6 records" in out.stdout
+    records = [json.loads(l) for l in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["source"]["id"]) for r in records] == [
+        ("initial_attempt", "b"), ("self_evaluation", "b"), ("correction", "b"), ("correction", "b"),
+        ("confirmation", "b"), ("confirmation", "a")]
+    assert "FIRST_WRONG_VALUE_5" in records[0]["error_codes"]
+    assert "Your previous answer:\n2 + 2 = 4.\n\nError indicators: none" in records[4]["prompt"]  # the golden one
+    assert "Your previous answer:\n2\n\nError indicators: none" in records[5]["prompt"]  # its own right answer
+    assert records[5]["response"] == "2" and "rejected" not in records[5]
+
+
 def test_build_names_the_line_of_an_answer_that_does_not_line_up(tmp_path):
     qa = write_jsonl(tmp_path / "qa.jsonl", [{"id": "a", "prompt": "p", "response": "r"}])
     answers = write_jsonl(tmp_path / "answers.jsonl", [{"id": "a", "predicted": "x"}, {"id": "zzz", "predicted": "y"}])
