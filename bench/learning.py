@@ -226,6 +226,27 @@ def one_more_round(work: Path, names: str, train: list[dict], results: dict) -> 
         print(f"{name} ({ARMS[name]['label']}): {size} examples more than B, {time.time() - t0:.0f}s", flush=True)
 
 
+def settings(config: dict) -> dict:
+    """What a config trains with: all of it but where the models are cached (another clone's run is the same)."""
+    return {**config, "model": {k: v for k, v in config["model"].items() if k != "cache_dir"}}
+
+
+def earlier_b(earlier: Path, work: Path, chunks: list[list[dict]], args) -> dict:
+    """Arm B of an earlier run (--b-from), copied in: the same config and task files, or the bench stops."""
+    src, root = earlier.resolve() / "B", work / "B"
+    if not (src / "data" / "state.json").exists():
+        sys.exit(f"--b-from {earlier}: no trained arm B in {src}")
+    done = sorted((src / "queue" / "done").glob("*--task-*.jsonl"), key=lambda f: f.name.split("--")[1])
+    files = [[json.loads(l) for l in f.read_text().splitlines()] for f in done]
+    state = json.loads((src / "data" / "state.json").read_text())
+    if files != chunks or len(state["files_trained"]) != len(chunks) \
+            or settings(json.loads((src / "config.json").read_text())) != settings(config_for(ARMS["B"], args)):
+        sys.exit(f"--b-from {earlier}: its B trained other files or settings; use the same --seed, --train, "
+                 "--chunks, --model and training flags as that run, and one where B was not topped up")
+    shutil.copytree(src, root, symlinks=True)
+    return {"label": ARMS["B"]["label"], "root": str(root), "train_seconds": sum(f["seconds"] for f in state["files_trained"])}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="about 15 minutes: small data")
@@ -243,9 +264,14 @@ def main() -> None:
                    "under an hour here, BE or BF about 32 minutes, BG 24 to 43")
     p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
+    p.add_argument("--b-from", type=Path, default=None, metavar="WORK",
+                   help="reuse arm B of an earlier run (its work folder; same seed and flags) instead of training it "
+                   "again: R, S and P continue from it")
     args = p.parse_args()
     if set(args.arms) & set("PRS") and "B" not in args.arms:
         p.error("--arms: P, R and S continue from B's adapter; add B (e.g. --arms BPR)")
+    if args.b_from and "B" not in args.arms:
+        p.error("--b-from reuses arm B; add B to --arms")
     if "P" in args.arms and "R" not in args.arms:
         p.error("--arms: P is sized by R's file; add R (e.g. --arms BPR)")
     if args.quick:
@@ -267,6 +293,10 @@ def main() -> None:
     results = {}
     for name in [n for n in args.arms if "from" not in ARMS[n]]:
         arm = ARMS[name]
+        if name == "B" and args.b_from:
+            results[name] = earlier_b(args.b_from, work, chunks, args)
+            print(f"B ({arm['label']}): from {args.b_from}", flush=True)
+            continue
         root = work / name
         (root / "inbox").mkdir(parents=True, exist_ok=True)
         (root / "config.json").write_text(json.dumps(config_for(arm, args), indent=2))
