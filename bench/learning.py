@@ -1,6 +1,6 @@
 """Does the loop teach? Self-correction against plain training, at equal training compute.
 
-    python bench/learning.py [--quick] [--train 200] [--test 50] [--seed 0] [--arms ABCD]
+    python bench/learning.py [--quick] [--train 200] [--test 50] [--seed 0] [--arms ABCD] [--b-from WORK]
 
 Two task families (step-by-step multi-term sums, two-step word problems), split into
 training data, the validation pool (the daemon's own hold-out) and a separate
