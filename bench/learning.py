@@ -38,7 +38,8 @@ difference is the round's data alone, not another path through training):
      (`python -m selfcorrect initial-answers`), and its wrong answers become triples
      (`python -m selfcorrect build`), trained as one file: fresh on-policy regeneration.
   P  B, then one round of plain replay: as many task examples, replayed from the training data.
-     P and R train the same number of examples, so the same optimizer steps.
+     P and R train the same number of examples, so the same optimizer steps (or P and S, when S runs
+     without R; or --replay N examples, to pair P with a round measured in an earlier run).
   S  R with confirmations (confirm_right_answers and confirm_golden_answers, in its config for `build`):
      B's right answers and the golden answers of its wrong ones, shown with no error codes -> kept,
      so the second attempt learns to keep as well as to change. Its round is larger than R's.
@@ -195,14 +196,14 @@ def given_files_only(root: Path, **self_correction) -> None:
     (root / "config.json").write_text(json.dumps(config, indent=2))
 
 
-def one_more_round(work: Path, names: str, train: list[dict], results: dict) -> None:
-    """Arms R, S and P: copies of B's root, each trained one more file (R's first, to size P's)."""
+def one_more_round(work: Path, names: str, train: list[dict], results: dict, replay_size: int | None) -> None:
+    """Arms R, S and P: copies of B's root, each trained one more file (R's or S's first, to size P's)."""
     questions = write_jsonl(work / "train-questions.jsonl", train)
     b_root, answers, t0 = Path(results["B"]["root"]), work / "B-answers.jsonl", time.time()
     if set(names) & set("RS"):  # B's answers to every training question, once for R and S
         run(b_root, ["-m", "selfcorrect"], "initial-answers", "--input", str(questions), "--output", str(answers),
             "--root", str(b_root), "--batch-size", "16")
-    answer_seconds, r_size = time.time() - t0, 0
+    answer_seconds, p_size = time.time() - t0, replay_size
     for name in sorted(names, key="RSP".index):
         root, t0 = work / name, time.time()
         shutil.copytree(b_root, root, symlinks=True)  # adapters/current is a link
@@ -214,9 +215,9 @@ def one_more_round(work: Path, names: str, train: list[dict], results: dict) -> 
             run(root, ["-m", "selfcorrect"], "build", "--input", str(questions), "--initial-answers", str(answers),
                 "--output", str(round_file))
             size = sum(1 for _ in round_file.open())
-            r_size = size if name == "R" else r_size
+            p_size = p_size or size  # R's size when R runs (it goes first), else S's
         else:
-            size = r_size
+            size = p_size
             drop(root, [replay(train, size)], "round-replay")
         train_py(root, "--once")
         examples, steps = trained(root)
@@ -264,6 +265,8 @@ def main() -> None:
                    "under an hour here, BE or BF about 32 minutes, BG 24 to 43")
     p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
+    p.add_argument("--replay", type=int, default=None, metavar="N",
+                   help="P's round size (default: as many examples as R's round, or S's when R is not run)")
     p.add_argument("--b-from", type=Path, default=None, metavar="WORK",
                    help="reuse arm B of an earlier run (its work folder; same seed and flags) instead of training it "
                    "again: R, S and P continue from it")
@@ -272,8 +275,8 @@ def main() -> None:
         p.error("--arms: P, R and S continue from B's adapter; add B (e.g. --arms BPR)")
     if args.b_from and "B" not in args.arms:
         p.error("--b-from reuses arm B; add B to --arms")
-    if "P" in args.arms and "R" not in args.arms:
-        p.error("--arms: P is sized by R's file; add R (e.g. --arms BPR)")
+    if "P" in args.arms and not (set(args.arms) & set("RS") or args.replay):
+        p.error("--arms: P is sized by R's file (or S's); add R (e.g. --arms BPR), or give --replay N")
     if args.quick:
         args.train, args.test, args.chunks, args.eval_steps, args.min_examples = 24, 8, 2, 2, 3
     work = (args.work or Path(tempfile.mkdtemp(prefix="learning-"))).resolve()  # commands run from the repo
@@ -320,7 +323,7 @@ def main() -> None:
         results[name].update(examples_trained=examples, steps=steps, top_up=target - count,
                              train_seconds=results[name]["train_seconds"] + time.time() - t0)
     if set(args.arms) & set("PRS"):
-        one_more_round(work, "".join(n for n in args.arms if n in "PRS"), train, results)
+        one_more_round(work, "".join(n for n in args.arms if n in "PRS"), train, results, args.replay)
 
     for name, r in results.items():
         root = Path(r["root"])
