@@ -245,7 +245,8 @@ def earlier_b(earlier: Path, work: Path, chunks: list[list[dict]], args) -> dict
         sys.exit(f"--b-from {earlier}: its B trained other files or settings; use the same --seed, --train, "
                  "--chunks, --model and training flags as that run, and one where B was not topped up")
     shutil.copytree(src, root, symlinks=True)
-    return {"label": ARMS["B"]["label"], "root": str(root), "train_seconds": sum(f["seconds"] for f in state["files_trained"])}
+    return {"label": ARMS["B"]["label"], "root": str(root),
+            "train_seconds": sum(f["seconds"] for f in state["files_trained"])}
 
 
 def main() -> None:
