@@ -76,6 +76,12 @@ class TrainingSection(Section):
         0.0, ge=0, description="Records with a 'rejected' answer (self-correction keeps the model's wrong one) also "
         "push down the rejected answer's first token that departs from the response: -log(1 - p), unlikelihood "
         "training (Welleck et al., 2019), times this weight, counted like one supervised token. 0: off.")
+    preference_weight: float = Field(
+        0.0, ge=0, description="Records with a 'rejected' answer also train by preference: the DPO loss (Rafailov "
+        "et al., 2023) of the response over the rejected answer, against the adapter the file started from, counted "
+        "like this many supervised tokens per pair; the response keeps its cross-entropy too (as in RPO). 0: off.")
+    preference_beta: float = Field(
+        0.1, gt=0, description="DPO's beta: how far the preference may move the adapter from where the file started.")
     epochs_per_file: float = Field(1.0, gt=0, description="Passes over each training file.")
     save_steps: int = Field(50, gt=0, description="Mid-file checkpoint every N optimizer steps (for crash resume).")
     logging_steps: int = Field(10, gt=0, description="Log loss every N optimizer steps.")

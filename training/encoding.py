@@ -20,6 +20,9 @@ class Encoded:
     input_ids: list[int]
     labels: list[int]
     unlikely: tuple[int, int] | None = None  # (position, token): where a rejected answer departs, and its token
+    rejected_ids: list[int] | None = None  # the same record with its rejected answer, for preference training
+    rejected_labels: list[int] | None = None
+    reference: tuple[float, float] | None = None  # log p(response), log p(rejected) under the file's start adapter
 
     @property
     def trainable(self) -> int:
@@ -69,7 +72,25 @@ def _spans(tokenizer, example: Example, use_template: bool) -> tuple[str, list[t
     return text, spans
 
 
-def encode(tokenizer, example: Example, *, use_template: bool, max_length: int, unlikelihood: bool = False) -> Encoded:
+def encode(tokenizer, example: Example, *, use_template: bool, max_length: int, unlikelihood: bool = False,
+           preference: bool = False) -> Encoded:
+    """Token ids and labels; with `unlikelihood`, where a rejected answer departs; with `preference`, the
+    record encoded once more with its rejected answer (records without one train as usual)."""
+    ids, labels = _ids_and_labels(tokenizer, example, use_template, max_length)
+    rejected = _with_rejected(example) if unlikelihood or preference else None
+    if rejected is None:
+        return Encoded(ids, labels)
+    other, other_labels = _ids_and_labels(tokenizer, rejected, use_template, max_length)
+    k = next((k for k, (a, b) in enumerate(zip(ids, other)) if a != b), None)
+    # Only the departing token is pushed down: the tokens before it are shared by both answers, and the ones
+    # after follow from it.
+    unlikely = (k, other[k]) if unlikelihood and k is not None and labels[k] != IGNORE else None
+    if preference and k is not None:
+        return Encoded(ids, labels, unlikely, other, other_labels)
+    return Encoded(ids, labels, unlikely)
+
+
+def _ids_and_labels(tokenizer, example: Example, use_template: bool, max_length: int) -> tuple[list[int], list[int]]:
     text, spans = _spans(tokenizer, example, use_template)
     enc = tokenizer(text, add_special_tokens=not use_template, return_offsets_mapping=True, truncation=False)
     ids, offsets = enc["input_ids"][:max_length], enc["offset_mapping"][:max_length]
@@ -77,33 +98,27 @@ def encode(tokenizer, example: Example, *, use_template: bool, max_length: int, 
     for k, (start, end) in enumerate(offsets):
         if end > start and any(s <= start < e for s, e in spans):
             labels[k] = ids[k]
-    unlikely = _departure(tokenizer, example, ids, labels, use_template) if unlikelihood else None
-    return Encoded(ids, labels, unlikely)
+    return ids, labels
 
 
-def _departure(tokenizer, example: Example, ids: list[int], labels: list[int], use_template: bool):
-    """Where the record's `rejected` answer (in place of its last answer) first departs from it, in tokens.
-
-    Only that token is pushed down: the tokens before it are shared by both answers, and the ones after
-    follow from it."""
+def _with_rejected(example: Example) -> Example | None:
+    """The record with its `rejected` answer in place of its last answer; None when it has none."""
     rejected = example.meta.get("rejected")
     if not isinstance(rejected, str) or not rejected.strip() or example.messages is None:
         return None
     last = max(i for i, m in enumerate(example.messages) if m["role"] == "assistant")
     messages = [*example.messages[:last], {"role": "assistant", "content": rejected}, *example.messages[last + 1:]]
-    text, _ = _spans(tokenizer, Example(example.line, messages=messages), use_template)
-    other = tokenizer(text, add_special_tokens=not use_template)["input_ids"]
-    k = next((k for k, (a, b) in enumerate(zip(ids, other)) if a != b), None)
-    return (k, other[k]) if k is not None and labels[k] != IGNORE else None
+    return Example(example.line, messages=messages)
 
 
 def encode_file(tokenizer, examples: list[Example], *, path, use_template: bool, max_length: int,
-                unlikelihood: bool = False) -> list[Encoded]:
+                unlikelihood: bool = False, preference: bool = False) -> list[Encoded]:
     """Encode every example; refuse the file if any example would train nothing or everything wrongly."""
     out, problems = [], []
     for ex in examples:
         try:
-            e = encode(tokenizer, ex, use_template=use_template, max_length=max_length, unlikelihood=unlikelihood)
+            e = encode(tokenizer, ex, use_template=use_template, max_length=max_length, unlikelihood=unlikelihood,
+                       preference=preference)
         except ValueError as err:
             problems.append((ex.line, str(err)))
             continue
@@ -122,7 +137,9 @@ def encode_file(tokenizer, examples: list[Example], *, path, use_template: bool,
 
 class PaddingCollator:
     """Pads a batch to its longest example (right side), labels padded with IGNORE; with rejected
-    answers, an `unlikely` tensor of the same shape holds each row's token to push down.
+    answers, an `unlikely` tensor of the same shape holds each row's token to push down; for preference
+    training, `rejected_*` tensors hold each row's rejected answer (all padding in rows without one) and
+    `reference` the two log-probabilities under the file's start adapter.
 
     It also counts supervised tokens, so progress can report tokens/s.
     """
@@ -134,15 +151,9 @@ class PaddingCollator:
     def __call__(self, features: list[dict]) -> dict:
         import torch
 
-        width = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(features), width), IGNORE, dtype=torch.long)
-        mask = torch.zeros((len(features), width), dtype=torch.long)
-        for row, f in enumerate(features):
-            n = len(f["input_ids"])
-            ids[row, :n] = torch.tensor(f["input_ids"])
-            labels[row, :n] = torch.tensor(f["labels"])
-            mask[row, :n] = 1
+        pairs = [f for f in features if f.get("rejected_ids")]
+        width = max(len(ids) for f in features for ids in (f["input_ids"], f.get("rejected_ids") or []))
+        ids, labels, mask = pad_rows([(f["input_ids"], f["labels"]) for f in features], width, self.pad_id)
         self.supervised_tokens += int((labels[:, 1:] != IGNORE).sum())
         batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
         if any(f.get("unlikely") for f in features):  # rejected answers: the token to push down, per row
@@ -151,4 +162,24 @@ class PaddingCollator:
                 if f.get("unlikely"):
                     position, token = f["unlikely"]
                     batch["unlikely"][row, position] = token
+        if pairs:  # preference training: each row's rejected answer (padding where it has none), same width
+            rejected = [(f.get("rejected_ids") or [], f.get("rejected_labels") or []) for f in features]
+            batch["rejected_input_ids"], batch["rejected_labels"], batch["rejected_attention_mask"] = \
+                pad_rows(rejected, width, self.pad_id)
+            batch["reference"] = torch.tensor([f.get("reference") or (0.0, 0.0) for f in features])
         return batch
+
+
+def pad_rows(rows: list[tuple[list[int], list[int]]], width: int, pad_id: int):
+    """(ids, labels) rows -> input_ids, labels, attention_mask tensors, right-padded to `width`."""
+    import torch
+
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, (row_ids, row_labels) in enumerate(rows):
+        if row_ids:
+            ids[row, :len(row_ids)] = torch.tensor(row_ids)
+            labels[row, :len(row_ids)] = torch.tensor(row_labels)
+            mask[row, :len(row_ids)] = 1
+    return ids, labels, mask

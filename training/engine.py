@@ -30,7 +30,7 @@ from .models import (attach_adapter, copy_tokenizer_files, load_base_model, load
 from .progress import ProgressCallback
 from .promotion import PromotionGate, Verdict
 from .state import TrainingState
-from .trainer import SupervisedTrainer, latest_checkpoint
+from .trainer import SupervisedTrainer, add_reference_logps, latest_checkpoint
 
 
 @dataclass
@@ -64,7 +64,8 @@ class FileResult:
 
 class _Rows(torch.utils.data.Dataset):
     def __init__(self, encoded: list[Encoded]):
-        self.rows = [{"input_ids": e.input_ids, "labels": e.labels, "unlikely": e.unlikely} for e in encoded]
+        self.rows = [{"input_ids": e.input_ids, "labels": e.labels, "unlikely": e.unlikely, "rejected_ids": e.rejected_ids,
+                      "rejected_labels": e.rejected_labels, "reference": e.reference} for e in encoded]
 
     def __len__(self):
         return len(self.rows)
@@ -135,7 +136,8 @@ class TrainingEngine:
         train, heldout = split_holdout(rest, fraction=self.config.validation.holdout_fraction, seed=sha256)
         encoded = encode_file(self.tokenizer, train, path=path, use_template=self.use_template,
                               max_length=self.config.training.max_seq_length,
-                              unlikelihood=self.config.training.unlikelihood_weight > 0)
+                              unlikelihood=self.config.training.unlikelihood_weight > 0,
+                              preference=self.config.training.preference_weight > 0)
         return Prepared(path, name or path.name, sha256, train, encoded, heldout, gate)
 
     # -- train --------------------------------------------------------------------------------
@@ -197,6 +199,11 @@ class TrainingEngine:
                              f"{tps:.0f} tok/s", file=prepared.name, global_step=self.state.global_step + step, loss=loss)
 
         progress = ProgressCallback(title=prepared.name, collator=collator, console=self.console, on_log=log_line)
+        t = self.config.training
+        if t.preference_weight and add_reference_logps(self.model, prepared.encoded, self.tokenizer.pad_token_id,
+                                                        precision=self.plan.precision):
+            self.events.emit("reference", f"{prepared.name}: reference log-probabilities of the preference pairs "
+                             f"from adapter {self.state.current_adapter or '(new)'}", file=prepared.name)
         trainer = SupervisedTrainer(
             model=self.model,
             args=self._arguments(ckpt_dir),
@@ -206,7 +213,9 @@ class TrainingEngine:
             callbacks=[progress, *callbacks],
             extra_logs=self.trainer_logs,
             micro_batch_tokens=self._micro_batch_tokens(),
-            unlikelihood_weight=self.config.training.unlikelihood_weight,
+            unlikelihood_weight=t.unlikelihood_weight,
+            preference_weight=t.preference_weight,
+            preference_beta=t.preference_beta,
         )
         trainer.remove_callback(PrinterCallback)
         self.gate.hold_out(prepared)

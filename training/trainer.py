@@ -24,16 +24,65 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+PREFERENCE_KEYS = ("rejected_input_ids", "rejected_labels", "rejected_attention_mask", "reference")
+
+
+def response_logps(decoder, head, batch: dict):
+    """The decoder's hidden states, and log p of each supervised token with the row it belongs to."""
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE
+    logits = head(hidden[:, :-1][keep]).float()
+    return hidden, -F.cross_entropy(logits, targets[keep], reduction="none"), keep.nonzero()[:, 0]
+
+
+def per_row(token_values: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.zeros(n, dtype=token_values.dtype, device=token_values.device).index_add_(0, rows, token_values)
+
+
+@torch.no_grad()
+def add_reference_logps(model, encoded: list, pad_id: int, *, precision: str, batch_size: int = 16) -> int:
+    """Log p of each pair's response and rejected answer under the model as it is now (the file's start
+    adapter), the reference of the preference loss; computed once per file, as TRL's precompute_ref_log_probs.
+    Returns the number of pairs."""
+    from .encoding import pad_rows
+
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder, head = causal_lm.get_decoder(), causal_lm.get_output_embeddings()
+    device = next(model.parameters()).device
+    pairs = [e for e in encoded if e.rejected_ids]
+    was_training = model.training
+    model.eval()  # no dropout: the reference is the adapter itself
+    try:
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start:start + batch_size]
+            sums = []
+            for side in ([(e.input_ids, e.labels) for e in chunk], [(e.rejected_ids, e.rejected_labels) for e in chunk]):
+                ids, labels, mask = pad_rows(side, max(len(i) for i, _ in side), pad_id)
+                batch = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+                with torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16,
+                                    enabled=precision in ("bf16", "fp16")):
+                    _, token_logps, rows = response_logps(decoder, head, batch)
+                sums.append(per_row(token_logps, rows, len(chunk)).tolist())
+            for e, chosen, worse in zip(chunk, *sums):
+                e.reference = (chosen, worse)
+    finally:
+        model.train(was_training)
+    return len(pairs)
+
+
 class SupervisedTrainer(Trainer):
     # compute_loss divides by the supervised tokens of the whole accumulated batch.
     loss_is_scaled_for_ga = True
 
     def __init__(self, *args, extra_logs: dict | None = None, micro_batch_tokens: int = 0,
-                 unlikelihood_weight: float = 0.0, **kwargs):
+                 unlikelihood_weight: float = 0.0, preference_weight: float = 0.0, preference_beta: float = 0.1,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.extra_logs = extra_logs if extra_logs is not None else {}
         self.micro_batch_tokens = micro_batch_tokens
         self.unlikelihood_weight = unlikelihood_weight
+        self.preference_weight, self.preference_beta = preference_weight, preference_beta
         self.sliced_batches = 0
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -53,8 +102,9 @@ class SupervisedTrainer(Trainer):
         loss = None
         for start in range(0, rows, per_slice):
             part = {k: v[start:start + per_slice] for k, v in inputs.items()}
-            used = int(part["attention_mask"].sum(dim=1).max())  # right padding: drop the slice's empty columns
-            part = {k: v[:, :used] for k, v in part.items()}
+            # right padding: drop the slice's empty columns (rejected answers share the batch's width)
+            used = max(int(part[k].sum(dim=1).max()) for k in ("attention_mask", "rejected_attention_mask") if k in part)
+            part = {k: v if k == "reference" else v[:, :used] for k, v in part.items()}
             part_loss = super().training_step(model, part, num_items_in_batch)
             loss = part_loss if loss is None else loss + part_loss
         return loss
@@ -67,30 +117,43 @@ class SupervisedTrainer(Trainer):
         super().log(logs, start_time)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """Cross-entropy over the response tokens only, plus the unlikelihood of rejected answers' tokens.
+        """Cross-entropy over the response tokens only, plus the unlikelihood of rejected answers' tokens and
+        the preference loss of rejected answers.
 
         The vocabulary projection is the costliest layer of a small model
         (49k x 576 for SmolLM2); running it only where a label exists skips the
         prompt and padding positions, which are most of a short QA batch.
         """
         unlikely = inputs.pop("unlikely", None)
+        rejected = {k: inputs.pop(k) for k in PREFERENCE_KEYS if k in inputs}
         causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
         decoder, head = causal_lm.get_decoder(), causal_lm.get_output_embeddings()
         if return_outputs or decoder is None or head is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        labels = inputs["labels"]
-        hidden = decoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
-        targets = labels[:, 1:]
-        keep = targets != IGNORE
-        logits = head(hidden[:, :-1][keep]).float()
-        loss = F.cross_entropy(logits, targets[keep], reduction="sum")
+        hidden, token_logps, rows = response_logps(decoder, head, inputs)
+        loss = -token_logps.sum()
         if unlikely is not None and self.unlikelihood_weight:
             # -log(1 - p(rejected token)) where the model's wrong answer departed from the right one
             down = unlikely[:, 1:] != IGNORE
             p = F.softmax(head(hidden[:, :-1][down]).float(), dim=-1).gather(1, unlikely[:, 1:][down][:, None])
             loss = loss - self.unlikelihood_weight * torch.log1p(-p.clamp(max=1 - 1e-6)).sum()
-        count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+        if rejected and self.preference_weight and rejected["rejected_attention_mask"].any():
+            chosen = per_row(token_logps, rows, len(inputs["input_ids"]))
+            loss = loss + self.preference_weight * self._preference_loss(decoder, head, rejected, chosen).sum()
+        count = num_items_in_batch if num_items_in_batch is not None else (inputs["labels"][:, 1:] != IGNORE).sum()
         return loss / torch.clamp(torch.as_tensor(count, device=loss.device), min=1)
+
+    def _preference_loss(self, decoder, head, rejected: dict, chosen: torch.Tensor) -> torch.Tensor:
+        """DPO (Rafailov et al., 2023), per row that has a rejected answer: -log sigmoid(beta x how much more the
+        response gained over the rejected answer since the file's start adapter). The shared start of both
+        answers cancels out, so the push falls where the wrong answer departed and after."""
+        pairs = rejected["rejected_attention_mask"].any(dim=1)
+        batch = {k[len("rejected_"):]: v[pairs] for k, v in rejected.items() if k.startswith("rejected_")}
+        _, token_logps, rows = response_logps(decoder, head, batch)
+        worse = per_row(token_logps, rows, int(pairs.sum()))
+        reference = rejected["reference"][pairs].to(worse)
+        margin = (chosen[pairs] - reference[:, 0]) - (worse - reference[:, 1])
+        return -F.logsigmoid(self.preference_beta * margin)
 
     def _get_output_dir(self, trial):
         return getattr(self, "_staging_dir", None) or super()._get_output_dir(trial)
