@@ -43,6 +43,11 @@ difference is the round's data alone, not another path through training):
   S  R with confirmations (confirm_right_answers and confirm_golden_answers, in its config for `build`):
      B's right answers and the golden answers of its wrong ones, shown with no error codes -> kept,
      so the second attempt learns to keep as well as to change. Its round is larger than R's.
+  U  S with training.unlikelihood_weight = 5 for the round: the model's own wrong token, where its answer
+     departed from the golden one, is pushed down (arm I did this in the live loop, without the pairing).
+  O  S with training.preference_weight = 40 for the round: each record with a rejected answer (a wrong answer's
+     initial attempt and correction) also trains by DPO against B's adapter, beta 0.1, with the response's
+     cross-entropy kept (as in RPO: the pair counts like 40 supervised tokens, about one answer's worth).
 
 Equal compute: every trained arm ends with the same number of training examples
 (so the same optimizer steps): an arm that trained fewer gets a top-up file of
@@ -92,7 +97,13 @@ ARMS = {
     "R": {"train": True, "from": "B", "label": "B + a round of its own mistakes"},
     "P": {"train": True, "from": "B", "label": "B + a round of plain replay"},
     "S": {"train": True, "from": "B", "confirm": True, "golden": True, "label": "R with confirmations"},
+    "U": {"train": True, "from": "B", "confirm": True, "golden": True, "unlikelihood": 5.0,
+          "label": "S + unlikelihood of the rejected answers"},
+    "O": {"train": True, "from": "B", "confirm": True, "golden": True, "preference": 40.0,
+          "label": "S + preference training (DPO) on the rejected answers"},
 }
+MISTAKE_ROUNDS = "RSUO"  # the arms whose round is built from B's answers to the training questions, in run order
+ROUND_ARMS = MISTAKE_ROUNDS + "P"  # P, sized by the first of them that runs
 
 
 def run(root: Path, program: list[str], *args: str) -> str:
@@ -197,25 +208,34 @@ def given_files_only(root: Path, **self_correction) -> None:
 
 
 def one_more_round(work: Path, names: str, train: list[dict], results: dict, replay_size: int | None) -> None:
-    """Arms R, S and P: copies of B's root, each trained one more file (R's or S's first, to size P's)."""
+    """Arms R, S, U, O and P: copies of B's root, each trained one more file (a round of mistakes first, to size
+    P's)."""
     questions = write_jsonl(work / "train-questions.jsonl", train)
-    b_root, answers, t0 = Path(results["B"]["root"]), work / "B-answers.jsonl", time.time()
-    if set(names) & set("RS"):  # B's answers to every training question, once for R and S
+    b_root, answers, timing = Path(results["B"]["root"]), work / "B-answers.jsonl", work / "B-answers.seconds"
+    if set(names) & set(MISTAKE_ROUNDS) and not answers.exists():  # B's answers to every training question, once
+        t0 = time.time()
         run(b_root, ["-m", "selfcorrect"], "initial-answers", "--input", str(questions), "--output", str(answers),
             "--root", str(b_root), "--batch-size", "16")
-    answer_seconds, p_size = time.time() - t0, replay_size
-    for name in sorted(names, key="RSP".index):
+        timing.write_text(f"{time.time() - t0:.1f}\n")
+    answer_seconds, p_size = float(timing.read_text()) if timing.exists() else 0.0, replay_size
+    if set(names) & set(MISTAKE_ROUNDS) and not timing.exists():
+        print("B's answers come from --b-from's run, which did not record their time: not counted", flush=True)
+    for name in sorted(names, key=ROUND_ARMS.index):
         root, t0 = work / name, time.time()
         shutil.copytree(b_root, root, symlinks=True)  # adapters/current is a link
         arm = ARMS[name]
         given_files_only(root, confirm_right_answers=bool(arm.get("confirm")),
                          confirm_golden_answers=bool(arm.get("golden")))
-        if name in "RS":
+        config = json.loads((root / "config.json").read_text())  # B's training settings, with the round's own
+        config["training"].update(unlikelihood_weight=arm.get("unlikelihood", 0.0),
+                                  preference_weight=arm.get("preference", 0.0))
+        (root / "config.json").write_text(json.dumps(config, indent=2))
+        if name in MISTAKE_ROUNDS:
             round_file = root / "inbox" / "round-mistakes.jsonl"
             run(root, ["-m", "selfcorrect"], "build", "--input", str(questions), "--initial-answers", str(answers),
                 "--output", str(round_file))
             size = sum(1 for _ in round_file.open())
-            p_size = p_size or size  # R's size when R runs (it goes first), else S's
+            p_size = p_size or size  # the first round's size (R's when R runs)
         else:
             size = p_size
             drop(root, [replay(train, size)], "round-replay")
@@ -223,7 +243,7 @@ def one_more_round(work: Path, names: str, train: list[dict], results: dict, rep
         examples, steps = trained(root)
         results[name] = {"label": ARMS[name]["label"], "root": str(root), "examples_trained": examples, "steps": steps,
                          "round_examples": size, "train_seconds": results["B"]["train_seconds"] + time.time() - t0
-                         + (answer_seconds if name in "RS" else 0)}
+                         + (answer_seconds if name in MISTAKE_ROUNDS else 0)}
         print(f"{name} ({ARMS[name]['label']}): {size} examples more than B, {time.time() - t0:.0f}s", flush=True)
 
 
@@ -234,7 +254,8 @@ def settings(config: dict) -> dict:
 
 def earlier_b(earlier: Path, work: Path, chunks: list[list[dict]], args) -> dict:
     """Arm B of an earlier run (--b-from), copied in: the same config and task files, or the bench stops."""
-    src, root = earlier.resolve() / "B", work / "B"
+    earlier = earlier.resolve()
+    src, root = earlier / "B", work / "B"
     if not (src / "data" / "state.json").exists():
         sys.exit(f"--b-from {earlier}: no trained arm B in {src}")
     done = sorted((src / "queue" / "done").glob("*--task-*.jsonl"), key=lambda f: f.name.split("--")[1])
@@ -245,6 +266,14 @@ def earlier_b(earlier: Path, work: Path, chunks: list[list[dict]], args) -> dict
         sys.exit(f"--b-from {earlier}: its B trained other files or settings; use the same --seed, --train, "
                  "--chunks, --model and training flags as that run, and one where B was not topped up")
     shutil.copytree(src, root, symlinks=True)
+    # B's answers to the training questions, if that run made them: greedy, so the same (measured: `cmp` equal).
+    # Their time comes along where that run recorded it.
+    questions = earlier / "train-questions.jsonl"
+    if (earlier / "B-answers.jsonl").exists() and questions.exists() \
+            and questions.read_text() == "".join(json.dumps(r) + "\n" for chunk in chunks for r in chunk):
+        for f in (earlier / "B-answers.jsonl", earlier / "B-answers.seconds"):
+            if f.exists():
+                shutil.copy2(f, work / f.name)
     return {"label": ARMS["B"]["label"], "root": str(root),
             "train_seconds": sum(f["seconds"] for f in state["files_trained"])}
 
@@ -262,7 +291,7 @@ def main() -> None:
     p.add_argument("--eval-samples", type=int, default=8)
     p.add_argument("--min-examples", type=int, default=12)
     p.add_argument("--max-tokens", type=int, default=96, help="eval_max_tokens; the answers need about 50")
-    p.add_argument("--arms", default="ABCD", help="any of ABCDEFGHIJ, and P, R, S (with B); the default four take "
+    p.add_argument("--arms", default="ABCD", help="any of ABCDEFGHIJ, and P, R, S, U, O (with B); the default four take "
                    "under an hour here, BE or BF about 32 minutes, BG 24 to 43")
     p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
@@ -270,13 +299,13 @@ def main() -> None:
                    help="P's round size (default: as many examples as R's round, or S's when R is not run)")
     p.add_argument("--b-from", type=Path, default=None, metavar="WORK",
                    help="reuse arm B of an earlier run (its work folder; same seed and flags) instead of training it "
-                   "again: R, S and P continue from it")
+                   "again: the rounds (P, R, S, U, O) continue from it")
     args = p.parse_args()
-    if set(args.arms) & set("PRS") and "B" not in args.arms:
-        p.error("--arms: P, R and S continue from B's adapter; add B (e.g. --arms BPR)")
+    if set(args.arms) & set(ROUND_ARMS) and "B" not in args.arms:
+        p.error("--arms: P, R, S, U and O continue from B's adapter; add B (e.g. --arms BPR)")
     if args.b_from and "B" not in args.arms:
         p.error("--b-from reuses arm B; add B to --arms")
-    if "P" in args.arms and not (set(args.arms) & set("RS") or args.replay):
+    if "P" in args.arms and not (set(args.arms) & set(MISTAKE_ROUNDS) or args.replay):
         p.error("--arms: P is sized by R's file (or S's); add R (e.g. --arms BPR), or give --replay N")
     if args.quick:
         args.train, args.test, args.chunks, args.eval_steps, args.min_examples = 24, 8, 2, 2, 3
@@ -323,8 +352,8 @@ def main() -> None:
         examples, steps = trained(root)
         results[name].update(examples_trained=examples, steps=steps, top_up=target - count,
                              train_seconds=results[name]["train_seconds"] + time.time() - t0)
-    if set(args.arms) & set("PRS"):
-        one_more_round(work, "".join(n for n in args.arms if n in "PRS"), train, results, args.replay)
+    if set(args.arms) & set(ROUND_ARMS):
+        one_more_round(work, "".join(n for n in args.arms if n in ROUND_ARMS), train, results, args.replay)
 
     for name, r in results.items():
         root = Path(r["root"])
