@@ -93,6 +93,7 @@ class SupervisedTrainer(Trainer):
         gradients add up to the batch's gradient.
         """
         rows, width = inputs["input_ids"].shape
+        width *= 2 if "rejected_input_ids" in inputs else 1  # a preference pair's rejected answer runs in the slice too
         per_slice = max(1, self.micro_batch_tokens // width) if self.micro_batch_tokens else rows
         if per_slice >= rows:
             return super().training_step(model, inputs, num_items_in_batch)
