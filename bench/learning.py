@@ -291,12 +291,12 @@ def main() -> None:
     p.add_argument("--eval-samples", type=int, default=8)
     p.add_argument("--min-examples", type=int, default=12)
     p.add_argument("--max-tokens", type=int, default=96, help="eval_max_tokens; the answers need about 50")
-    p.add_argument("--arms", default="ABCD", help="any of ABCDEFGHIJ, and P, R, S, U, O (with B); the default four take "
-                   "under an hour here, BE or BF about 32 minutes, BG 24 to 43")
+    p.add_argument("--arms", default="ABCD", help="any of ABCDEFGHIJ, and P, R, S, U, O (with B); the default four "
+                   "take under an hour here, BE or BF about 32 minutes, BG 24 to 43")
     p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--replay", type=int, default=None, metavar="N",
-                   help="P's round size (default: as many examples as R's round, or S's when R is not run)")
+                   help="P's round size (default: as many examples as the first round of mistakes, of R, S, U, O)")
     p.add_argument("--b-from", type=Path, default=None, metavar="WORK",
                    help="reuse arm B of an earlier run (its work folder; same seed and flags) instead of training it "
                    "again: the rounds (P, R, S, U, O) continue from it")
@@ -306,7 +306,7 @@ def main() -> None:
     if args.b_from and "B" not in args.arms:
         p.error("--b-from reuses arm B; add B to --arms")
     if "P" in args.arms and not (set(args.arms) & set(MISTAKE_ROUNDS) or args.replay):
-        p.error("--arms: P is sized by R's file (or S's); add R (e.g. --arms BPR), or give --replay N")
+        p.error("--arms: P is sized by a round of mistakes (R, S, U or O); add one (e.g. --arms BPR), or give --replay N")
     if args.quick:
         args.train, args.test, args.chunks, args.eval_steps, args.min_examples = 24, 8, 2, 2, 3
     work = (args.work or Path(tempfile.mkdtemp(prefix="learning-"))).resolve()  # commands run from the repo
