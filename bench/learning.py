@@ -198,11 +198,13 @@ def replay(train: list[dict], n: int) -> list[dict]:
     return out
 
 
-def given_files_only(root: Path, **self_correction) -> None:
+def given_files_only(root: Path, training: dict | None = None, **self_correction) -> None:
     """From here on the arm trains only what it is given: no live self-correction, no validation hold-out.
-    `self_correction` settings still shape the records `python -m selfcorrect build` writes."""
+    `self_correction` settings still shape the records `python -m selfcorrect build` writes; `training`
+    settings replace the arm's own."""
     config = json.loads((root / "config.json").read_text())
     config["self_correction"].update(self_correction, enabled=False)
+    config["training"].update(training or {})
     config["validation"]["holdout_fraction"] = 0
     (root / "config.json").write_text(json.dumps(config, indent=2))
 
@@ -224,12 +226,9 @@ def one_more_round(work: Path, names: str, train: list[dict], results: dict, rep
         root, t0 = work / name, time.time()
         shutil.copytree(b_root, root, symlinks=True)  # adapters/current is a link
         arm = ARMS[name]
-        given_files_only(root, confirm_right_answers=bool(arm.get("confirm")),
-                         confirm_golden_answers=bool(arm.get("golden")))
-        config = json.loads((root / "config.json").read_text())  # B's training settings, with the round's own
-        config["training"].update(unlikelihood_weight=arm.get("unlikelihood", 0.0),
-                                  preference_weight=arm.get("preference", 0.0))
-        (root / "config.json").write_text(json.dumps(config, indent=2))
+        given_files_only(root, training={"unlikelihood_weight": arm.get("unlikelihood", 0.0),
+                                         "preference_weight": arm.get("preference", 0.0)},
+                         confirm_right_answers=bool(arm.get("confirm")), confirm_golden_answers=bool(arm.get("golden")))
         if name in MISTAKE_ROUNDS:
             round_file = root / "inbox" / "round-mistakes.jsonl"
             run(root, ["-m", "selfcorrect"], "build", "--input", str(questions), "--initial-answers", str(answers),

@@ -151,7 +151,6 @@ class PaddingCollator:
     def __call__(self, features: list[dict]) -> dict:
         import torch
 
-        pairs = [f for f in features if f.get("rejected_ids")]
         width = max(len(ids) for f in features for ids in (f["input_ids"], f.get("rejected_ids") or []))
         ids, labels, mask = pad_rows([(f["input_ids"], f["labels"]) for f in features], width, self.pad_id)
         self.supervised_tokens += int((labels[:, 1:] != IGNORE).sum())
@@ -162,7 +161,7 @@ class PaddingCollator:
                 if f.get("unlikely"):
                     position, token = f["unlikely"]
                     batch["unlikely"][row, position] = token
-        if pairs:  # preference training: each row's rejected answer (padding where it has none), same width
+        if any(f.get("rejected_ids") for f in features):  # preference training: each row's rejected answer (padding where it has none), same width
             rejected = [(f.get("rejected_ids") or [], f.get("rejected_labels") or []) for f in features]
             batch["rejected_input_ids"], batch["rejected_labels"], batch["rejected_attention_mask"] = \
                 pad_rows(rejected, width, self.pad_id)

@@ -27,6 +27,12 @@ def latest_checkpoint(folder: Path) -> Path | None:
 PREFERENCE_KEYS = ("rejected_input_ids", "rejected_labels", "rejected_attention_mask", "reference")
 
 
+def decoder_and_head(model):
+    """The causal LM's decoder stack and vocabulary projection, under a peft wrapper or not (None if absent)."""
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return causal_lm.get_decoder(), causal_lm.get_output_embeddings()
+
+
 def response_logps(decoder, head, batch: dict):
     """The decoder's hidden states, and log p of each supervised token with the row it belongs to."""
     hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
@@ -47,8 +53,7 @@ def add_reference_logps(model, encoded: list, pad_id: int, *, precision: str, ba
     Returns the number of pairs."""
     from .encoding import pad_rows
 
-    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    decoder, head = causal_lm.get_decoder(), causal_lm.get_output_embeddings()
+    decoder, head = decoder_and_head(model)
     device = next(model.parameters()).device
     pairs = [e for e in encoded if e.rejected_ids]
     was_training = model.training
@@ -127,8 +132,7 @@ class SupervisedTrainer(Trainer):
         """
         unlikely = inputs.pop("unlikely", None)
         rejected = {k: inputs.pop(k) for k in PREFERENCE_KEYS if k in inputs}
-        causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-        decoder, head = causal_lm.get_decoder(), causal_lm.get_output_embeddings()
+        decoder, head = decoder_and_head(model)
         if return_outputs or decoder is None or head is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         hidden, token_logps, rows = response_logps(decoder, head, inputs)
