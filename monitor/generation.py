@@ -113,7 +113,7 @@ def greedy_decode(model, input_ids, attention_mask, *, max_new_tokens: int, stop
     """The new tokens of each (left-padded) row, greedy; a row ends at a stop token, in a loop, or at the limit."""
     n = input_ids.shape[0]
     answers: list[list[int]] = [[] for _ in range(n)]
-    rows = torch.arange(n)  # which answer each row of the shrinking batch belongs to
+    rows = torch.arange(n, device=input_ids.device)  # which answer each row of the shrinking batch belongs to
     stop = torch.tensor(stops, device=input_ids.device)
     cache = DynamicCache()
     positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
