@@ -1,7 +1,8 @@
 """The three training records made from one wrong answer, in the spec's order.
 
 1. initial attempt: question -> golden answer (the wrong answer rides along as
-   "rejected" for preference training; it is never a training target);
+   "rejected" for preference training, unless `self_correction.reject_initial_attempts`
+   is off; it is never a training target);
 2. self-evaluation: question + previous answer + error indicators -> a plain-words
    explanation of what was wrong, derived from the codes;
 3. correction: question + previous answer + error indicators -> golden answer (the wrong answer
@@ -69,12 +70,16 @@ def render(template: str, *, question: str, previous: str, codes: list[str]) -> 
 
 
 def build_triple(*, question: str, golden: str, predicted: str, codes: list[str], step: int, source: dict,
-                 templates: TemplatesSection | None = None) -> list[dict]:
-    """The three records for one wrong answer."""
+                 templates: TemplatesSection | None = None, reject_initial: bool = True) -> list[dict]:
+    """The three records for one wrong answer; with `reject_initial` off, the initial attempt carries no
+    "rejected" (only the correction then pushes the wrong answer down)."""
     t = templates or TemplatesSection()
     common = {"error_codes": list(codes), "step": step, "source": dict(source)}
+    initial = {"prompt": question, "response": golden, "rejected": predicted, "kind": "initial_attempt", **common}
+    if not reject_initial:
+        del initial["rejected"]
     return [
-        {"prompt": question, "response": golden, "rejected": predicted, "kind": "initial_attempt", **common},
+        initial,
         {"prompt": render(t.self_evaluation, question=question, previous=predicted, codes=codes),
          "response": explain(codes), "kind": "self_evaluation", **common},
         _correction(t, question=question, golden=golden, predicted=predicted, codes=codes, kind="correction",
@@ -108,7 +113,7 @@ def records_for_answer(*, question: str, golden: str, predicted: str, matched: b
         return [build_confirmation(question=question, golden=golden, predicted=predicted, step=step, source=source,
                                    templates=t)] if settings.confirm_right_answers else []
     records = build_triple(question=question, golden=golden, predicted=predicted, codes=codes, step=step,
-                           source=source, templates=t)
+                           source=source, templates=t, reject_initial=settings.reject_initial_attempts)
     records += [records[-1]] * (settings.correction_repeats - 1)  # the correction is the triple's last
     if settings.confirm_golden_answers:
         records.append(build_confirmation(question=question, golden=golden, predicted=golden, step=step,

@@ -55,3 +55,21 @@ def test_a_file_of_confirmations_is_generated_data_and_adds_nothing_to_the_valid
     assert split_holdout(confirmations, fraction=0.5, seed="s") == (confirmations, [])
     task = [parse_record({"prompt": q, "response": golden}) for _ in range(20)]
     assert len(split_holdout(task, fraction=0.5, seed="s")[1]) == 10  # a task file does give its share
+
+
+def test_reject_initial_attempts_off_leaves_the_wrong_answer_on_the_correction_only():
+    from selfcorrect.correction_examples import records_for_answer
+    from training.config import SelfCorrectionSection
+
+    q, golden, predicted = "What is 17 + 25?", "17 + 25 = 42. The answer is 42.", "17 + 25 = 41."
+    codes = error_codes(q, golden, predicted)
+
+    def rejected_by_kind(**settings):
+        records = records_for_answer(question=q, golden=golden, predicted=predicted, matched=False, codes=codes,
+                                     step=3, source={}, settings=SelfCorrectionSection(**settings))
+        return [(r["kind"], r.get("rejected")) for r in records]
+
+    assert rejected_by_kind(confirm_golden_answers=True) == [
+        ("initial_attempt", predicted), ("self_evaluation", None), ("correction", predicted), ("confirmation", None)]
+    assert rejected_by_kind(confirm_golden_answers=True, reject_initial_attempts=False) == [
+        ("initial_attempt", None), ("self_evaluation", None), ("correction", predicted), ("confirmation", None)]

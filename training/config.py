@@ -153,6 +153,10 @@ class SelfCorrectionSection(Section):
     correction_repeats: int = Field(
         1, ge=1, description="Write each wrong answer's correction record this many times: weighs 'codes -> "
         "change' against the keeps of the confirmations.")
+    reject_initial_attempts: bool = Field(
+        True, description="A wrong answer's initial-attempt record carries the wrong answer as 'rejected', as its "
+        "correction record does, so training.unlikelihood_weight and preference_weight push it down on the bare "
+        "question too. Off: only the correction records carry it, and first attempts train by cross-entropy alone.")
     practice_samples: int = Field(
         0, ge=0, description="At each evaluation, also answer this many questions of the file being trained: "
         "their mistakes (and right answers, with confirm_right_answers) become records too. On policy; "
