@@ -50,6 +50,8 @@ difference is the round's data alone, not another path through training):
      cross-entropy kept (as in RPO: the pair counts like 40 supervised tokens, about one answer's worth).
   Q  O with self_correction.reject_initial_attempts off: only the correction records carry the wrong answer,
      so DPO teaches "told the codes, do not repeat it" and leaves the first attempt to cross-entropy.
+  V  Q with self_correction.reject_golden_confirmations: each golden confirmation (the golden answer shown with
+     no codes -> kept) carries the wrong answer as rejected too, so DPO teaches "keep" as it teaches "change".
 
 Equal compute: every trained arm ends with the same number of training examples
 (so the same optimizer steps): an arm that trained fewer gets a top-up file of
@@ -105,8 +107,10 @@ ARMS = {
           "label": "S + preference training (DPO) on the rejected answers"},
     "Q": {"train": True, "from": "B", "confirm": True, "golden": True, "preference": 40.0, "reject_initial": False,
           "label": "O with the rejected answers on the correction records only"},
+    "V": {"train": True, "from": "B", "confirm": True, "golden": True, "preference": 40.0, "reject_initial": False,
+          "reject_golden": True, "label": "Q + the rejected answers on the golden confirmations"},
 }
-MISTAKE_ROUNDS = "RSUOQ"  # the arms whose round is built from B's answers to the training questions, in run order
+MISTAKE_ROUNDS = "RSUOQV"  # the arms whose round is built from B's answers to the training questions, in run order
 ROUND_ARMS = MISTAKE_ROUNDS + "P"  # P, sized by the first of them that runs
 
 
@@ -214,7 +218,7 @@ def given_files_only(root: Path, training: dict | None = None, **self_correction
 
 
 def one_more_round(work: Path, names: str, train: list[dict], results: dict, replay_size: int | None) -> None:
-    """Arms R, S, U, O, Q and P: copies of B's root, each trained one more file (a round of mistakes first, to size
+    """Arms R, S, U, O, Q, V and P: copies of B's root, each trained one more file (a round of mistakes first, to size
     P's)."""
     questions = write_jsonl(work / "train-questions.jsonl", train)
     b_root, answers, timing = Path(results["B"]["root"]), work / "B-answers.jsonl", work / "B-answers.seconds"
@@ -233,7 +237,8 @@ def one_more_round(work: Path, names: str, train: list[dict], results: dict, rep
         given_files_only(root, training={"unlikelihood_weight": arm.get("unlikelihood", 0.0),
                                          "preference_weight": arm.get("preference", 0.0)},
                          confirm_right_answers=bool(arm.get("confirm")), confirm_golden_answers=bool(arm.get("golden")),
-                         reject_initial_attempts=arm.get("reject_initial", True))
+                         reject_initial_attempts=arm.get("reject_initial", True),
+                         reject_golden_confirmations=bool(arm.get("reject_golden")))
         if name in MISTAKE_ROUNDS:
             round_file = root / "inbox" / "round-mistakes.jsonl"
             run(root, ["-m", "selfcorrect"], "build", "--input", str(questions), "--initial-answers", str(answers),
@@ -295,15 +300,15 @@ def main() -> None:
     p.add_argument("--eval-samples", type=int, default=8)
     p.add_argument("--min-examples", type=int, default=12)
     p.add_argument("--max-tokens", type=int, default=96, help="eval_max_tokens; the answers need about 50")
-    p.add_argument("--arms", default="ABCD", help="any of ABCDEFGHIJ, and P, R, S, U, O, Q (with B); the default four "
+    p.add_argument("--arms", default="ABCD", help="any of ABCDEFGHIJ, and P, R, S, U, O, Q, V (with B); the default four "
                    "take under an hour here, BE or BF about 32 minutes, BG 24 to 43")
     p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--replay", type=int, default=None, metavar="N",
-                   help="P's round size (default: as many examples as the first round of mistakes, of R, S, U, O, Q)")
+                   help="P's round size (default: as many examples as the first round of mistakes, of R, S, U, O, Q, V)")
     p.add_argument("--b-from", type=Path, default=None, metavar="WORK",
                    help="reuse arm B of an earlier run (its work folder; same seed and flags) instead of training it "
-                   "again: the rounds (P, R, S, U, O, Q) continue from it")
+                   "again: the rounds (P, R, S, U, O, Q, V) continue from it")
     args = p.parse_args()
     if set(args.arms) & set(ROUND_ARMS) and "B" not in args.arms:
         p.error("--arms: P, R, S, U and O continue from B's adapter; add B (e.g. --arms BPR)")

@@ -14,7 +14,9 @@ answer. Trained only on triples, the model never sees "no errors" feedback, and
 on a second attempt it changes right answers as readily as wrong ones.
 With `self_correction.confirm_golden_answers`, a wrong answer also gives a
 confirmation of its golden answer (shown as the previous answer, no indicators),
-so the model sees "none -> keep" once for every "codes -> change".
+so the model sees "none -> keep" once for every "codes -> change"; with
+`self_correction.reject_golden_confirmations`, that confirmation carries the wrong
+answer as "rejected" too (keep the golden answer rather than go back to the wrong one).
 """
 from __future__ import annotations
 
@@ -116,6 +118,7 @@ def records_for_answer(*, question: str, golden: str, predicted: str, matched: b
                            source=source, templates=t, reject_initial=settings.reject_initial_attempts)
     records += [records[-1]] * (settings.correction_repeats - 1)  # the correction is the triple's last
     if settings.confirm_golden_answers:
-        records.append(build_confirmation(question=question, golden=golden, predicted=golden, step=step,
-                                          source=source, templates=t))
+        keep = build_confirmation(question=question, golden=golden, predicted=golden, step=step, source=source,
+                                  templates=t)
+        records.append({**keep, "rejected": predicted} if settings.reject_golden_confirmations else keep)
     return records

@@ -57,7 +57,7 @@ def test_a_file_of_confirmations_is_generated_data_and_adds_nothing_to_the_valid
     assert len(split_holdout(task, fraction=0.5, seed="s")[1]) == 10  # a task file does give its share
 
 
-def test_reject_initial_attempts_off_leaves_the_wrong_answer_on_the_correction_only():
+def test_which_records_carry_the_wrong_answer_as_rejected():
     from selfcorrect.correction_examples import records_for_answer
     from training.config import SelfCorrectionSection
 
@@ -73,3 +73,6 @@ def test_reject_initial_attempts_off_leaves_the_wrong_answer_on_the_correction_o
         ("initial_attempt", predicted), ("self_evaluation", None), ("correction", predicted), ("confirmation", None)]
     assert rejected_by_kind(confirm_golden_answers=True, reject_initial_attempts=False) == [
         ("initial_attempt", None), ("self_evaluation", None), ("correction", predicted), ("confirmation", None)]
+    assert rejected_by_kind(confirm_golden_answers=True, reject_initial_attempts=False,
+                            reject_golden_confirmations=True) == [
+        ("initial_attempt", None), ("self_evaluation", None), ("correction", predicted), ("confirmation", predicted)]

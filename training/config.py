@@ -157,6 +157,10 @@ class SelfCorrectionSection(Section):
         True, description="A wrong answer's initial-attempt record carries the wrong answer as 'rejected', as its "
         "correction record does, so training.unlikelihood_weight and preference_weight push it down on the bare "
         "question too. Off: only the correction records carry it, and first attempts train by cross-entropy alone.")
+    reject_golden_confirmations: bool = Field(
+        False, description="With confirm_golden_answers, each golden confirmation also carries the wrong answer as "
+        "'rejected': shown the golden answer with no error codes, keep it rather than write the wrong one again. "
+        "Preference training then pushes 'keep' as it pushes 'change'.")
     practice_samples: int = Field(
         0, ge=0, description="At each evaluation, also answer this many questions of the file being trained: "
         "their mistakes (and right answers, with confirm_right_answers) become records too. On policy; "
