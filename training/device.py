@@ -44,9 +44,9 @@ def plan_device(requested: str = "auto") -> DevicePlan:
         # fp16 autocast on MPS is unreliable for training with AdamW; fp32 is the safe default.
         return DevicePlan("mps", "fp32" if requested == "auto" else requested, "Apple MPS device")
     fast = cpu_has_fast_bf16()
-    auto = "bf16" if fast else "fp32"
-    why = "CPU with AVX-512 BF16/AMX: bf16 autocast" if fast else "CPU without native bf16 (no AVX-512 BF16/AMX): fp32"
-    precision = auto if requested == "auto" else requested
+    why = "CPU with native bf16 (AVX-512 BF16/AMX)" if fast else "CPU without native bf16 (no AVX-512 BF16/AMX)"
+    precision = ("bf16" if fast else "fp32") if requested == "auto" else requested
     if precision == "fp16":
-        precision, why = "fp32", why + "; fp16 is not supported on CPU, using fp32"
-    return DevicePlan("cpu", precision, why)
+        precision, why = "fp32", why + "; fp16 is not supported on CPU"
+    chosen = "; fp32" if precision == "fp32" else "; bf16 autocast" + ("" if fast else ", emulated and about 100x slower")
+    return DevicePlan("cpu", precision, why + chosen)

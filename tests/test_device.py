@@ -1,0 +1,18 @@
+"""training.device: the precision asked for, and what the CPU (CI has no GPU) makes of it, said in the log line."""
+import torch
+
+from training.device import cpu_has_fast_bf16, plan_device
+
+
+def test_the_cpu_plan_follows_the_processor_and_says_why():
+    assert not torch.cuda.is_available()  # the branches below are the CPU's
+    fast = cpu_has_fast_bf16()
+    auto = plan_device("auto")
+    assert auto.device == "cpu" and auto.precision == ("bf16" if fast else "fp32")
+    assert ("with native bf16" if fast else "without native bf16") in auto.reason
+    assert auto.reason.endswith("; bf16 autocast" if fast else "; fp32")
+    fp16 = plan_device("fp16")  # autocast fp16 is a GPU mode: refused, said, fp32 instead
+    assert fp16.precision == "fp32" and "fp16 is not supported on CPU" in fp16.reason
+    forced = plan_device("bf16")
+    assert forced.precision == "bf16" and ("emulated" in forced.reason) == (not fast)
+    assert plan_device("fp32").precision == "fp32"
