@@ -218,7 +218,7 @@ def given_files_only(root: Path, training: dict | None = None, **self_correction
 
 
 def one_more_round(work: Path, names: str, train: list[dict], results: dict, replay_size: int | None) -> None:
-    """Arms R, S, U, O, Q, V and P: copies of B's root, each trained one more file (a round of mistakes first, to size
+    """The round arms (ROUND_ARMS): copies of B's root, each trained one more file (a round of mistakes first, to size
     P's)."""
     questions = write_jsonl(work / "train-questions.jsonl", train)
     b_root, answers, timing = Path(results["B"]["root"]), work / "B-answers.jsonl", work / "B-answers.seconds"
@@ -300,22 +300,23 @@ def main() -> None:
     p.add_argument("--eval-samples", type=int, default=8)
     p.add_argument("--min-examples", type=int, default=12)
     p.add_argument("--max-tokens", type=int, default=96, help="eval_max_tokens; the answers need about 50")
-    p.add_argument("--arms", default="ABCD", help="any of ABCDEFGHIJ, and P, R, S, U, O, Q, V (with B); the default four "
+    p.add_argument("--arms", default="ABCD", help=f"any of ABCDEFGHIJ, and {', '.join(ROUND_ARMS)} (with B); the default four "
                    "take under an hour here, BE or BF about 32 minutes, BG 24 to 43")
     p.add_argument("--seed", type=int, default=0, help="another seed: other data, test items and training order")
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--replay", type=int, default=None, metavar="N",
-                   help="P's round size (default: as many examples as the first round of mistakes, of R, S, U, O, Q, V)")
+                   help=f"P's round size (default: as many examples as the first round of mistakes, of {', '.join(MISTAKE_ROUNDS)})")
     p.add_argument("--b-from", type=Path, default=None, metavar="WORK",
                    help="reuse arm B of an earlier run (its work folder; same seed and flags) instead of training it "
-                   "again: the rounds (P, R, S, U, O, Q, V) continue from it")
+                   f"again: the rounds ({', '.join(ROUND_ARMS)}) continue from it")
     args = p.parse_args()
     if set(args.arms) & set(ROUND_ARMS) and "B" not in args.arms:
-        p.error("--arms: P, R, S, U and O continue from B's adapter; add B (e.g. --arms BPR)")
+        p.error(f"--arms: {', '.join(ROUND_ARMS)} continue from B's adapter; add B (e.g. --arms BPR)")
     if args.b_from and "B" not in args.arms:
         p.error("--b-from reuses arm B; add B to --arms")
     if "P" in args.arms and not (set(args.arms) & set(MISTAKE_ROUNDS) or args.replay):
-        p.error("--arms: P is sized by a round of mistakes (R, S, U or O); add one (e.g. --arms BPR), or give --replay N")
+        p.error(f"--arms: P is sized by a round of mistakes ({', '.join(MISTAKE_ROUNDS)}); add one (e.g. --arms BPR), "
+                "or give --replay N")
     if args.quick:
         args.train, args.test, args.chunks, args.eval_steps, args.min_examples = 24, 8, 2, 2, 3
     work = (args.work or Path(tempfile.mkdtemp(prefix="learning-"))).resolve()  # commands run from the repo
