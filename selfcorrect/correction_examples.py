@@ -72,16 +72,12 @@ def render(template: str, *, question: str, previous: str, codes: list[str]) -> 
 
 
 def build_triple(*, question: str, golden: str, predicted: str, codes: list[str], step: int, source: dict,
-                 templates: TemplatesSection | None = None, reject_initial: bool = True) -> list[dict]:
-    """The three records for one wrong answer; with `reject_initial` off, the initial attempt carries no
-    "rejected" (only the correction then pushes the wrong answer down)."""
+                 templates: TemplatesSection | None = None) -> list[dict]:
+    """The three records for one wrong answer."""
     t = templates or TemplatesSection()
     common = {"error_codes": list(codes), "step": step, "source": dict(source)}
-    initial = {"prompt": question, "response": golden, "rejected": predicted, "kind": "initial_attempt", **common}
-    if not reject_initial:
-        del initial["rejected"]
     return [
-        initial,
+        {"prompt": question, "response": golden, "rejected": predicted, "kind": "initial_attempt", **common},
         {"prompt": render(t.self_evaluation, question=question, previous=predicted, codes=codes),
          "response": explain(codes), "kind": "self_evaluation", **common},
         _correction(t, question=question, golden=golden, predicted=predicted, codes=codes, kind="correction",
@@ -115,7 +111,9 @@ def records_for_answer(*, question: str, golden: str, predicted: str, matched: b
         return [build_confirmation(question=question, golden=golden, predicted=predicted, step=step, source=source,
                                    templates=t)] if settings.confirm_right_answers else []
     records = build_triple(question=question, golden=golden, predicted=predicted, codes=codes, step=step,
-                           source=source, templates=t, reject_initial=settings.reject_initial_attempts)
+                           source=source, templates=t)
+    if not settings.reject_initial_attempts:
+        del records[0]["rejected"]  # the initial attempt is the triple's first
     records += [records[-1]] * (settings.correction_repeats - 1)  # the correction is the triple's last
     if settings.confirm_golden_answers:
         keep = build_confirmation(question=question, golden=golden, predicted=golden, step=step, source=source,

@@ -1,11 +1,13 @@
 """training.device: the precision asked for, and what the CPU (CI has no GPU) makes of it, said in the log line."""
+import pytest
 import torch
 
 from training.device import cpu_has_fast_bf16, plan_device
 
 
+@pytest.mark.skipif(torch.cuda.is_available() or torch.backends.mps.is_available(),
+                    reason="the CPU branch runs only where no GPU is found (tests/gpu/ checks the CUDA one)")
 def test_the_cpu_plan_follows_the_processor_and_says_why():
-    assert not torch.cuda.is_available()  # the branches below are the CPU's
     fast = cpu_has_fast_bf16()
     auto = plan_device("auto")
     assert auto.device == "cpu" and auto.precision == ("bf16" if fast else "fp32")

@@ -161,7 +161,8 @@ class PaddingCollator:
                 if f.get("unlikely"):
                     position, token = f["unlikely"]
                     batch["unlikely"][row, position] = token
-        if any(f.get("rejected_ids") for f in features):  # preference training: each row's rejected answer (padding where it has none), same width
+        # preference training: each row's rejected answer (padding where it has none), same width
+        if any(f.get("rejected_ids") for f in features):
             rejected = [(f.get("rejected_ids") or [], f.get("rejected_labels") or []) for f in features]
             batch["rejected_input_ids"], batch["rejected_labels"], batch["rejected_attention_mask"] = \
                 pad_rows(rejected, width, self.pad_id)
