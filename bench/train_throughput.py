@@ -1,6 +1,6 @@
 """Training throughput: the project's path against a plain fp32 Trainer, same model, data and steps.
 
-    python bench/train_throughput.py [--examples 320] [--model smollm2-135m-instruct]
+    python bench/train_throughput.py [--examples 320] [--model smollm2-135m-instruct] [--set lora.dropout=0 ...]
 
 Each arm runs in its own subprocess (so peak RSS is per arm) on the same
 generated prompt/response pairs. Prints supervised tokens/s for each, the ratio,
@@ -118,6 +118,8 @@ def main() -> None:
     p.add_argument("--examples", type=int, default=320)
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=JSON",
+                   help="a config setting of the project arm only, e.g. training.precision=\"fp32\" or lora.dropout=0")
     p.add_argument("--child", choices=["project", "baseline"], help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--config-json", help=argparse.SUPPRESS)
@@ -130,6 +132,14 @@ def main() -> None:
               "validation": {"holdout_fraction": 0},
               "training": {"batch_size": 8, "logging_steps": 5, "seed": args.seed, "save_steps": 10_000,
                            "promotion": {"enabled": False}}}
+    project_config = json.loads(json.dumps(config))
+    for setting in args.set:
+        key, _, value = setting.partition("=")
+        *sections, name = key.split(".")
+        node = project_config
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = json.loads(value)
     data_path = Path(tempfile.mkdtemp(prefix="bench-data-")) / "train.jsonl"
     data_path.write_text("".join(json.dumps(r) + "\n" for r in make_data(args.examples, args.seed)))
     data_path.with_name("heldout.jsonl").write_text(
@@ -137,7 +147,8 @@ def main() -> None:
     results = {}
     for arm in ("baseline", "project"):
         out = subprocess.run([sys.executable, __file__, "--child", arm, "--data", str(data_path),
-                              "--config-json", json.dumps(config)], capture_output=True, text=True, cwd=REPO)
+                              "--config-json", json.dumps(project_config if arm == "project" else config)],
+                             capture_output=True, text=True, cwd=REPO)
         line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
         if line is None:
             sys.exit(f"{arm} arm failed:\n{out.stderr[-3000:]}")
@@ -153,7 +164,7 @@ def main() -> None:
                       "ratio": round(ratio, 3), "baseline_final_loss": round(b["final_loss"], 4),
                       "project_final_loss": round(q["final_loss"], 4), "project_precision": q["precision"],
                       "peak_rss_mb": round(q["peak_rss_mb"], 1), "baseline_peak_rss_mb": round(b["peak_rss_mb"], 1),
-                      "examples": args.examples, "model": args.model}))
+                      "examples": args.examples, "model": args.model, "project_settings": args.set}))
 
 
 if __name__ == "__main__":
