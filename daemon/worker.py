@@ -156,7 +156,9 @@ class Daemon:
                 self.events.emit("requeued", f"{job.original_name}: stopped at step {result.steps}, checkpoint "
                                  f"saved; back at the head of queue/{job.priority}/", file=job.name)
                 return
+            record = self.engine.state.trained(prepared.sha256)
             manifest = {"sha256": prepared.sha256, "examples": len(prepared.encoded),
+                        "tokens": record["tokens"], "supervised_tokens": record["supervised_tokens"],
                         "heldout": len(prepared.heldout), "steps": result.steps,
                         "adapter": result.version, "promoted": result.promoted,
                         "current": self.engine.state.current_adapter,

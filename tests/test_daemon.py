@@ -45,6 +45,9 @@ def test_duplicate_content_is_not_trained_twice(root):
     assert run_train(root, "--once").returncode == 0
     ms = {original(m["name"]): m for m in manifests(root)}
     assert ms["first.jsonl"]["adapter"] == "v0001"
+    trained = state(root)["files_trained"][0]
+    assert ms["first.jsonl"]["tokens"] == trained["tokens"] > ms["first.jsonl"]["supervised_tokens"] \
+        == trained["supervised_tokens"] > 0
     assert ms["again.jsonl"]["duplicate_of"]["name"] == "first.jsonl"
     assert len(state(root)["files_trained"]) == 1
 

@@ -56,6 +56,29 @@ def test_the_saved_adapter_loads_with_peft_and_changes_the_model(root):
     assert not torch.allclose(before, after)
 
 
+def test_each_trained_file_records_its_tokens_so_equal_steps_can_be_told_from_equal_compute(root):
+    """Same examples, same steps; the second file's prompts carry a long preamble, as correction prompts do."""
+    from transformers import AutoTokenizer
+
+    records = integer_sums(8, seed=5)
+    preamble = "Check each step of the sum before you answer, and write every partial total. " * 3
+    long = [{**r, "prompt": preamble + r["prompt"]} for r in records]
+    short_file, long_file = write_jsonl(root / "short.jsonl", records), write_jsonl(root / "long.jsonl", long)
+    assert run_train(root, short_file, long_file).returncode == 0
+    short, longer = state(root)["files_trained"]
+    assert (short["examples"], short["steps"]) == (longer["examples"], longer["steps"]) == (8, 2)
+
+    tok = AutoTokenizer.from_pretrained(MODELS / "tiny-random")
+    def rendered(r):
+        chat = [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["response"]}]
+        return len(tok(tok.apply_chat_template(chat, tokenize=False), add_special_tokens=False)["input_ids"])
+    assert short["tokens"] == sum(rendered(r) for r in records)
+    assert longer["tokens"] == sum(rendered(r) for r in long) > short["tokens"] + 8 * 40
+    # The loss is on the answers only, and they are the same.
+    assert longer["supervised_tokens"] == short["supervised_tokens"]
+    assert 8 * 10 < short["supervised_tokens"] < short["tokens"]
+
+
 def test_training_lowers_the_loss(root):
     data = integer_sums(8, seed=4) * 4
     write_config(root, training={"learning_rate": 0.02, "epochs_per_file": 3, "logging_steps": 1})

@@ -286,7 +286,13 @@ class TrainingEngine:
     def _commit(self, prepared: Prepared, version: str, *, steps: int, seconds: float, final_loss,
                 verdict: Verdict | None) -> None:
         promoted = verdict is None or verdict.promoted
+        # Tokens as well as examples: records differ in length (a correction's prompt carries the answer and
+        # its codes), so equal steps are not equal compute. `tokens` is what went through the model (a
+        # preference pair's rejected answer is a second pass), `supervised_tokens` what carried the loss.
+        passes = self.config.training.epochs_per_file
         record = {"name": prepared.name, "sha256": prepared.sha256, "examples": len(prepared.encoded),
+                  "tokens": round(passes * sum(len(e.input_ids) + len(e.rejected_ids or ()) for e in prepared.encoded)),
+                  "supervised_tokens": round(passes * sum(e.trainable for e in prepared.encoded)),
                   "steps": steps, "adapter": version, "seconds": round(seconds, 3), "promoted": promoted}
         staging = self.store.staging(version)
         try:
