@@ -52,11 +52,16 @@ difference is the round's data alone, not another path through training):
      so DPO teaches "told the codes, do not repeat it" and leaves the first attempt to cross-entropy.
   V  Q with self_correction.reject_golden_confirmations: each golden confirmation (the golden answer shown with
      no codes -> kept) carries the wrong answer as rejected too, so DPO teaches "keep" as it teaches "change".
+  M  S mixed with plain replay: half of S's round (its records sampled at random, every kind in its share) and
+     half task examples replayed, as many examples in all: a mix ratio of correction and standard examples.
 
 Equal compute: every trained arm ends with the same number of training examples
 (so the same optimizer steps): an arm that trained fewer gets a top-up file of
-task examples replayed from its training data. Then `train.py --eval` answers each
-test set (first attempt, then a second attempt with the error codes on the wrong
+task examples replayed from its training data. Tokens cannot be made equal too at
+the same steps (a correction record's prompt carries the answer and its codes, so it
+is longer than a task example), so they are reported per arm: the tokens that went
+through the model and the supervised ones, which carried the loss. Then `train.py --eval`
+answers each test set (first attempt, then a second attempt with the error codes on the wrong
 answers, and the same prompt without codes on a sample of right ones).
 
 Writes bench_learning.png in the work folder and ends with one JSON line.
@@ -109,8 +114,10 @@ ARMS = {
           "label": "O with the rejected answers on the correction records only"},
     "V": {"train": True, "from": "B", "confirm": True, "golden": True, "preference": 40.0, "reject_initial": False,
           "reject_golden": True, "label": "Q + the rejected answers on the golden confirmations"},
+    "M": {"train": True, "from": "B", "confirm": True, "golden": True, "replay_share": 0.5,
+          "label": "S, half of its round replaced by replayed task examples"},
 }
-MISTAKE_ROUNDS = "RSUOQV"  # the arms whose round is built from B's answers to the training questions, in run order
+MISTAKE_ROUNDS = "RSUOQVM"  # the arms whose round is built from B's answers to the training questions, in run order
 ROUND_ARMS = MISTAKE_ROUNDS + "P"  # P, sized by the first of them that runs
 
 
@@ -162,9 +169,21 @@ def drop(root: Path, chunks: list[list[dict]], prefix: str) -> None:
         os.utime(path, (now - len(chunks) + k, now - len(chunks) + k))
 
 
-def trained(root: Path) -> tuple[int, int]:
+def trained(root: Path) -> dict:
+    """What an arm has trained: examples and optimizer steps (made equal), and tokens (reported: a correction's
+    prompt is longer than a task example's). Tokens are None where a file was trained before they were recorded."""
     state = json.loads((root / "data" / "state.json").read_text())
-    return sum(f["examples"] for f in state["files_trained"]), state["global_step"]
+    files = state["files_trained"]
+    return {"examples_trained": sum(f["examples"] for f in files), "steps": state["global_step"],
+            **{f"{k}_trained": sum(f[k] for f in files) if all(k in f for f in files) else None
+               for k in ("tokens", "supervised_tokens")}}
+
+
+def test_sets(work: Path, n: int, seed: int) -> dict[str, Path]:
+    """Each family's held-out test items, written to the work folder: generator seeds of their own, so they
+    do not overlap the training data; a larger n extends the same items."""
+    return {family: write_jsonl(work / f"test-{family}.jsonl", make(n, seed=900 + k + 10 * seed))
+            for k, (family, make) in enumerate(FAMILIES.items())}
 
 
 def evaluate(root: Path, tests: dict[str, Path], adapter: str) -> dict:
@@ -243,15 +262,19 @@ def one_more_round(work: Path, names: str, train: list[dict], results: dict, rep
             round_file = root / "inbox" / "round-mistakes.jsonl"
             run(root, ["-m", "selfcorrect"], "build", "--input", str(questions), "--initial-answers", str(answers),
                 "--output", str(round_file))
-            size = sum(1 for _ in round_file.open())
+            records = [json.loads(line) for line in round_file.open()]
+            size = len(records)
             p_size = p_size or size  # the first round's size (R's when R runs)
+            if arm.get("replay_share"):  # the same size, part of it plain replay
+                n_replay = round(size * arm["replay_share"])
+                mixed = random.Random(2).sample(records, size - n_replay) + replay(train, n_replay)
+                random.Random(3).shuffle(mixed)
+                write_jsonl(round_file, mixed)
         else:
             size = p_size
             drop(root, [replay(train, size)], "round-replay")
         train_py(root, "--once")
-        examples, steps = trained(root)
-        results[name] = {"label": ARMS[name]["label"], "root": str(root), "examples_trained": examples, "steps": steps,
-                         "round_examples": size, "train_seconds": results["B"]["train_seconds"] + time.time() - t0
+        results[name] = {"label": ARMS[name]["label"], "root": str(root), **trained(root), "round_examples": size, "train_seconds": results["B"]["train_seconds"] + time.time() - t0
                          + (answer_seconds if name in MISTAKE_ROUNDS else 0)}
         print(f"{name} ({ARMS[name]['label']}): {size} examples more than B, {time.time() - t0:.0f}s", flush=True)
 
@@ -323,12 +346,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
-    # Data: per family, training examples and a separate test set (other seeds: no overlap).
-    train = []
-    tests = {}
-    for k, (family, make) in enumerate(FAMILIES.items()):
-        train += make(args.train, seed=100 + k + 10 * args.seed)
-        tests[family] = write_jsonl(work / f"test-{family}.jsonl", make(args.test, seed=900 + k + 10 * args.seed))
+    # Data: per family, training examples and a separate test set.
+    train = [r for k, make in enumerate(FAMILIES.values()) for r in make(args.train, seed=100 + k + 10 * args.seed)]
+    tests = test_sets(work, args.test, args.seed)
     random.Random(args.seed).shuffle(train)  # the families arrive mixed, as a user's files would
     size = -(-len(train) // args.chunks)
     chunks = [train[i:i + size] for i in range(0, len(train), size)]
@@ -351,7 +371,7 @@ def main() -> None:
         print(f"{name} ({arm['label']}): trained in {results[name]['train_seconds']:.0f}s", flush=True)
 
     # Equal compute: top every trained arm up to the same number of training examples.
-    counts = {n: trained(Path(r["root"]))[0] for n, r in results.items() if ARMS[n]["train"]}
+    counts = {n: trained(Path(r["root"]))["examples_trained"] for n, r in results.items() if ARMS[n]["train"]}
     target = max(counts.values(), default=0)
     for name, count in counts.items():
         root, t0 = Path(results[name]["root"]), time.time()
@@ -359,8 +379,7 @@ def main() -> None:
             given_files_only(root)  # the top-up is plain task data, for every arm
             drop(root, [replay(train, target - count)], "top-up")
             train_py(root, "--once")
-        examples, steps = trained(root)
-        results[name].update(examples_trained=examples, steps=steps, top_up=target - count,
+        results[name].update(**trained(root), top_up=target - count,
                              train_seconds=results[name]["train_seconds"] + time.time() - t0)
     if set(args.arms) & set(ROUND_ARMS):
         one_more_round(work, "".join(n for n in args.arms if n in ROUND_ARMS), train, results, args.replay)
@@ -374,11 +393,14 @@ def main() -> None:
         line = ", ".join(f"{f} {100 * t['accuracy']:.0f}% (second attempt "
                          f"{100 * (t['second_attempt_accuracy'] or 0):.0f}%, wrong→right {t['wrong_to_right']}, "
                          f"right→wrong {t['right_to_wrong']}/{t['right_probed']})" for f, t in r["test"].items())
-        print(f"{name}: {line}", flush=True)
+        compute = f"{r['examples_trained']} examples, {r['steps']} steps, {r['tokens_trained']} tokens " \
+            f"({r['supervised_tokens_trained']} supervised): " if ARMS[name]["train"] else ""
+        print(f"{name}: {compute}{line}", flush=True)
 
     plot(results, work / "bench_learning.png")
     print(f"plot: {work / 'bench_learning.png'}")
     summary = {name: {"label": r["label"], "steps": r.get("steps", 0), "examples_trained": r.get("examples_trained", 0),
+                      "tokens_trained": r.get("tokens_trained", 0), "supervised_tokens_trained": r.get("supervised_tokens_trained", 0),
                       "self_correction_files": r["self_correction_files"], "train_seconds": round(r["train_seconds"]),
                       **{f"{f}_{k}": t[k] for f, t in r["test"].items()
                          for k in ("accuracy", "second_attempt_accuracy", "wrong_to_right", "right_to_wrong", "n")}}
