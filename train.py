@@ -33,10 +33,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     mode.add_argument("--eval", type=Path, metavar="FILE.jsonl", help="answer a QA file and report accuracy")
     p.add_argument("--adapter", default="current", help="with --eval: current, base, or a version such as v0003")
     p.add_argument("--limit", type=int, default=None, help="with --eval: only the first N questions")
+    p.add_argument("--answers", type=Path, default=None, metavar="OUT.jsonl",
+                   help="with --eval: also write every item's answers, codes and verdicts, one line each")
     p.add_argument("--config", type=Path, default=None, help="config file (default: ./config.json)")
     p.add_argument("--root", type=Path, default=None,
                    help="folder holding inbox/ queue/ data/ logs/ (default: the config file's folder)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if (args.answers or args.limit is not None) and not args.eval:
+        p.error("--answers and --limit go with --eval FILE.jsonl")
+    return args
 
 
 def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
@@ -66,7 +71,7 @@ def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
     return 0
 
 
-def evaluate_file(path: Path, config, root: Path, *, adapter: str, limit: int | None) -> int:
+def evaluate_file(path: Path, config, root: Path, *, adapter: str, limit: int | None, answers: Path | None) -> int:
     from monitor.console import evaluation_table
     from monitor.evaluation import evaluate
     from selfcorrect.qa import read_qa
@@ -80,6 +85,10 @@ def evaluate_file(path: Path, config, root: Path, *, adapter: str, limit: int | 
                   first_wrong_value=sc.first_wrong_value,
                   right_probe=len(items))  # offline, so every right answer is re-asked: right->wrong is a rate
     evaluation_table(ev, title=f"{path.name} with adapter {label}")
+    if answers:
+        from training.fsutil import atomic_write_text
+
+        atomic_write_text(answers, "".join(json.dumps(row) + "\n" for row in ev.per_item()))
     print(json.dumps({**ev.summary(), "adapter": label}))
     return 0
 
@@ -105,7 +114,8 @@ def main(argv=None) -> int:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: no network at all
         events.emit("config", f"resolved config from {config_path}: {config.model_dump_json()}")
         if args.eval:
-            return evaluate_file(args.eval, config, root, adapter=args.adapter, limit=args.limit)
+            return evaluate_file(args.eval, config, root, adapter=args.adapter, limit=args.limit,
+                                 answers=args.answers)
         if args.daemon or args.once:
             from daemon.worker import Daemon
 

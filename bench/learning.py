@@ -186,10 +186,12 @@ def test_sets(work: Path, n: int, seed: int) -> dict[str, Path]:
             for k, (family, make) in enumerate(FAMILIES.items())}
 
 
-def evaluate(root: Path, tests: dict[str, Path], adapter: str) -> dict:
+def evaluate(root: Path, tests: dict[str, Path], adapter: str, answers: Path | None = None) -> dict:
+    """Each family's summary; with `answers`, each item's verdicts too, in answers/FAMILY.jsonl."""
     out = {}
     for family, path in tests.items():
-        out[family] = json.loads(train_py(root, "--eval", str(path), "--adapter", adapter).splitlines()[-1])
+        keep = ["--answers", str(answers / f"{family}.jsonl")] if answers else []
+        out[family] = json.loads(train_py(root, "--eval", str(path), "--adapter", adapter, *keep).splitlines()[-1])
     return out
 
 

@@ -51,6 +51,17 @@ class Evaluation:
         kept = right * (1 - self.right_to_wrong / len(self.right_probe)) if self.right_probe else right
         return (kept + self.wrong_to_right) / self.n if self.n else 0.0
 
+    def per_item(self) -> list[dict]:
+        """Each item's answers and verdicts; `second` is None where it was not re-asked. Two adapters' files
+        on the same items can be compared item by item (a paired comparison)."""
+        rows = []
+        for k, r in enumerate(self.results):
+            again = self.second.get(k) or self.right_probe.get(k)
+            rows.append({"id": r.source.get("id"), "question": r.question, "golden": r.golden,
+                         "first": r.predicted, "first_right": r.matched, "codes": r.codes,
+                         "second": again[0] if again else None, "second_right": again[1] if again else None})
+        return rows
+
     def summary(self) -> dict:
         return {"accuracy": round(self.accuracy, 4), "n": self.n,
                 "second_attempt_accuracy": None if self.second_attempt_accuracy is None

@@ -78,11 +78,25 @@ def test_metrics_join_the_trainers_log_history(root):
 def test_eval_reports_accuracy_as_a_final_json_line(root):
     qa = write_jsonl(root / "qa.jsonl", [{"prompt": "What is 2 + 2?", "response": "4"},
                                          {"question": "What is 3 + 3?", "answer": "3 + 3 = 6\n#### 6"}])
-    out = run_train(root, "--eval", qa, "--adapter", "base")
+    out = run_train(root, "--eval", qa, "--adapter", "base", "--answers", root / "answers.jsonl")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.splitlines()[-1])
     assert result["n"] == 2 and result["adapter"] == "base" and 0 <= result["accuracy"] <= 1
     assert set(result) >= {"accuracy", "n", "second_attempt_accuracy", "adapter"}
+    # Item by item, and the same verdicts as the summary: offline, every item is asked twice.
+    rows = [json.loads(line) for line in (root / "answers.jsonl").read_text().splitlines()]
+    assert [r["question"] for r in rows] == ["What is 2 + 2?", "What is 3 + 3?"]
+    assert rows[1]["golden"] == "3 + 3 = 6\n#### 6"
+    assert sum(r["first_right"] for r in rows) == 2 * result["accuracy"]
+    assert all(isinstance(r["first"], str) and isinstance(r["second"], str) for r in rows)
+    assert sum(r["second_right"] for r in rows if not r["first_right"]) == result["wrong_to_right"]
+    assert sum(not r["second_right"] for r in rows if r["first_right"]) == result["right_to_wrong"]
+    assert all(r["codes"] for r in rows if not r["first_right"])
+
+
+def test_eval_options_without_eval_are_refused(root):
+    out = run_train(root, "--answers", root / "answers.jsonl")
+    assert out.returncode == 2 and "--answers and --limit go with --eval" in out.stderr
 
 
 def test_toggling_self_correction_in_config_while_running(root, spawn):
