@@ -276,9 +276,13 @@ def one_more_round(work: Path, names: str, train: list[dict], results: dict, rep
             size = p_size
             drop(root, [replay(train, size)], "round-replay")
         train_py(root, "--once")
-        results[name] = {"label": ARMS[name]["label"], "root": str(root), **trained(root), "round_examples": size, "train_seconds": results["B"]["train_seconds"] + time.time() - t0
+        last = json.loads((root / "data" / "state.json").read_text())["files_trained"][-1]
+        results[name] = {"label": ARMS[name]["label"], "root": str(root), **trained(root), "round_examples": size,
+                         "round_tokens": last["tokens"], "round_supervised_tokens": last["supervised_tokens"],
+                         "train_seconds": results["B"]["train_seconds"] + time.time() - t0
                          + (answer_seconds if name in MISTAKE_ROUNDS else 0)}
-        print(f"{name} ({ARMS[name]['label']}): {size} examples more than B, {time.time() - t0:.0f}s", flush=True)
+        print(f"{name} ({ARMS[name]['label']}): {size} examples more than B ({last['tokens']} tokens, "
+              f"{last['supervised_tokens']} supervised), {time.time() - t0:.0f}s", flush=True)
 
 
 def settings(config: dict) -> dict:
@@ -402,7 +406,8 @@ def main() -> None:
     plot(results, work / "bench_learning.png")
     print(f"plot: {work / 'bench_learning.png'}")
     summary = {name: {"label": r["label"], "steps": r.get("steps", 0), "examples_trained": r.get("examples_trained", 0),
-                      "tokens_trained": r.get("tokens_trained", 0), "supervised_tokens_trained": r.get("supervised_tokens_trained", 0),
+                      **{k: r[k] for k in ("tokens_trained", "supervised_tokens_trained", "round_tokens",
+                                           "round_supervised_tokens") if k in r},
                       "self_correction_files": r["self_correction_files"], "train_seconds": round(r["train_seconds"]),
                       **{f"{f}_{k}": t[k] for f, t in r["test"].items()
                          for k in ("accuracy", "second_attempt_accuracy", "wrong_to_right", "right_to_wrong", "n")}}
