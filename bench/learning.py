@@ -219,9 +219,9 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def replay(train: list[dict], n: int) -> list[dict]:
+def replay(train: list[dict], n: int, seed: int) -> list[dict]:
     """n task examples from the training data, each pass over it in a new order."""
-    rng, out = random.Random(1), []
+    rng, out = random.Random(seed), []
     while len(out) < n:
         out += rng.sample(train, min(n - len(out), len(train)))
     return out
@@ -238,7 +238,8 @@ def given_files_only(root: Path, training: dict | None = None, **self_correction
     (root / "config.json").write_text(json.dumps(config, indent=2))
 
 
-def one_more_round(work: Path, names: str, train: list[dict], results: dict, replay_size: int | None) -> None:
+def one_more_round(work: Path, names: str, train: list[dict], results: dict, replay_size: int | None,
+                   replay_seed: int) -> None:
     """The round arms (ROUND_ARMS): copies of B's root, each trained one more file (a round of mistakes first, to size
     P's)."""
     questions = write_jsonl(work / "train-questions.jsonl", train)
@@ -269,12 +270,12 @@ def one_more_round(work: Path, names: str, train: list[dict], results: dict, rep
             p_size = p_size or size  # the first round's size (R's when R runs)
             if arm.get("replay_share"):  # the same size, part of it plain replay
                 n_replay = round(size * arm["replay_share"])
-                mixed = random.Random(2).sample(records, size - n_replay) + replay(train, n_replay)
+                mixed = random.Random(2).sample(records, size - n_replay) + replay(train, n_replay, replay_seed)
                 random.Random(3).shuffle(mixed)
                 write_jsonl(round_file, mixed)
         else:
             size = p_size
-            drop(root, [replay(train, size)], "round-replay")
+            drop(root, [replay(train, size, replay_seed)], "round-replay")
         train_py(root, "--once")
         last = json.loads((root / "data" / "state.json").read_text())["files_trained"][-1]
         results[name] = {"label": ARMS[name]["label"], "root": str(root), **trained(root), "round_examples": size,
@@ -335,6 +336,9 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--replay", type=int, default=None, metavar="N",
                    help=f"P's round size (default: as many examples as the first round of mistakes, of {', '.join(MISTAKE_ROUNDS)})")
+    p.add_argument("--replay-seed", type=int, default=1, metavar="N",
+                   help="the order replayed task examples are drawn in (P, M and top-ups): another N is another "
+                   "path through the same data, to see how much an arm's figures vary from run to run")
     p.add_argument("--b-from", type=Path, default=None, metavar="WORK",
                    help="reuse arm B of an earlier run (its work folder; same seed and flags) instead of training it "
                    f"again: the rounds ({', '.join(ROUND_ARMS)}) continue from it")
@@ -383,12 +387,13 @@ def main() -> None:
         root, t0 = Path(results[name]["root"]), time.time()
         if count < target:
             given_files_only(root)  # the top-up is plain task data, for every arm
-            drop(root, [replay(train, target - count)], "top-up")
+            drop(root, [replay(train, target - count, args.replay_seed)], "top-up")
             train_py(root, "--once")
         results[name].update(**trained(root), top_up=target - count,
                              train_seconds=results[name]["train_seconds"] + time.time() - t0)
     if set(args.arms) & set(ROUND_ARMS):
-        one_more_round(work, "".join(n for n in args.arms if n in ROUND_ARMS), train, results, args.replay)
+        one_more_round(work, "".join(n for n in args.arms if n in ROUND_ARMS), train, results, args.replay,
+                       args.replay_seed)
 
     for name, r in results.items():
         root = Path(r["root"])
