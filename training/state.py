@@ -18,7 +18,8 @@ class TrainingState:
     global_step: int = 0
     current_adapter: str | None = None
     versions: list[str] = field(default_factory=list)  # committed adapter versions, oldest first
-    files_trained: list[dict] = field(default_factory=list)  # {name, sha256, examples, tokens, supervised_tokens, steps, adapter, seconds, promoted}
+    # {name, sha256, examples, tokens, supervised_tokens, steps, adapter, seconds, promoted}
+    files_trained: list[dict] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)  # versions the promotion gate kept but did not make current
 
     @classmethod
