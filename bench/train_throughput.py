@@ -135,11 +135,16 @@ def main() -> None:
     project_config = json.loads(json.dumps(config))
     for setting in args.set:
         key, _, value = setting.partition("=")
+        try:
+            value = json.loads(value)
+        except ValueError:
+            p.error(f"--set {setting}: give KEY.PATH=JSON, e.g. lora.dropout=0 or training.precision='\"fp32\"' "
+                    "(a string in JSON quotes)")
         *sections, name = key.split(".")
         node = project_config
         for section in sections:
             node = node.setdefault(section, {})
-        node[name] = json.loads(value)
+        node[name] = value
     data_path = Path(tempfile.mkdtemp(prefix="bench-data-")) / "train.jsonl"
     data_path.write_text("".join(json.dumps(r) + "\n" for r in make_data(args.examples, args.seed)))
     data_path.with_name("heldout.jsonl").write_text(
