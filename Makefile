@@ -19,12 +19,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 models: setup
-	$(PY) -m training.models --cache-dir $(MODELS)
+	$(PY) -m core.models --cache-dir $(MODELS)
 
 run: models
 	$(PY) train.py --daemon
 
 test: models
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 bench: models

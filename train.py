@@ -17,9 +17,9 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from training.config import load_config, locate, names_hub_model  # noqa: E402
-from training.errors import ProjectError  # noqa: E402
-from training.events import EventLog  # noqa: E402
+from core.config import load_config, locate, names_hub_model  # noqa: E402
+from core.errors import ProjectError  # noqa: E402
+from core.events import EventLog  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,52 +45,65 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
+    """Train the named files in order, through the daemon's own job path; the files stay where they are."""
+    from daemon.job import train_file
     from daemon.lock import RootLock
+    from daemon.queue import Queue
+    from daemon.worker import GENERATED_BY
     from monitor.live_inference import attach_monitor
-    from monitor.validation_pool import is_generated
     from training.engine import TrainingEngine
 
     lock = RootLock(root).acquire()  # a daemon on the same root would corrupt the state
     engine = TrainingEngine(config, root, events)
-    monitor = attach_monitor(engine, root=root, settings=lambda: config, events=events)
+    monitor = attach_monitor(engine, root=root, config=config, outbox=Queue(root).outbox(GENERATED_BY), events=events)
     # Check every file before training any, so a bad file never leaves the job half done.
     prepared = [engine.prepare(f) for f in files]
     for p in prepared:
-        done = engine.state.trained(p.sha256)
-        if done:
-            events.emit("duplicate", f"{p.name}: same content already trained into adapter {done['adapter']}; skipped")
-            continue
         events.emit("claimed", f"{p.name}: {len(p.encoded)} examples", file=p.name, sha256=p.sha256)
-        monitor.start_file(p, generated=is_generated(p.examples), once=False)
-        result = engine.train(p, callbacks=[monitor])
-        events.emit("done", f"{p.name}: {result.steps} steps in {result.seconds:.1f}s, loss {result.final_loss:.4f}, "
-                    f"{result.tokens_per_s:.0f} tok/s -> adapter {result.version}"
-                    f"{'' if result.promoted else ' (not promoted)'}", file=p.name, steps=result.steps,
-                    adapter=result.version, promoted=result.promoted, seconds=result.seconds)
+        train_file(p, engine=engine, monitor=monitor, events=events, label=p.name, origin=None, once=False)
     lock.release()  # on an error, process exit releases it
     return 0
 
 
 def evaluate_file(path: Path, config, root: Path, *, adapter: str, limit: int | None, answers: Path | None) -> int:
+    from core.qa import read_qa
+    from evaluation.evaluate import evaluate
+    from inference.loading import load_for_inference
     from monitor.console import evaluation_table
-    from monitor.evaluation import evaluate
-    from selfcorrect.qa import read_qa
-    from training.inference import load_for_inference
 
     items = read_qa(path)[:limit]
     model, tokenizer, use_template, label = load_for_inference(config, root, adapter)
     sc = config.self_correction
     ev = evaluate(model, tokenizer, items, use_template=use_template, max_new_tokens=config.eval_max_tokens,
                   templates=sc.templates, second_attempt=sc.measure_second_attempt, count_tokens=tokenizer,
-                  first_wrong_value=sc.first_wrong_value,
+                  first_wrong_value=config.experimental.first_wrong_value,
                   right_probe=len(items))  # offline, so every right answer is re-asked: right->wrong is a rate
     evaluation_table(ev, title=f"{path.name} with adapter {label}")
     if answers:
-        from training.fsutil import atomic_write_text
+        from core.fsutil import atomic_write_text
 
         atomic_write_text(answers, "".join(json.dumps(row) + "\n" for row in ev.per_item()))
     print(json.dumps({**ev.summary(), "adapter": label}))
     return 0
+
+
+def mode_name(args) -> str:
+    return "daemon" if args.daemon else "once" if args.once else "eval" if args.eval else "train"
+
+
+def announce(config, config_path: Path, root: Path, events: EventLog, *, mode: str) -> None:
+    """The first log line, for a person: what runs where. The whole resolved config goes to a file beside the
+    logs (and beside every adapter version)."""
+    from core.device import plan_device
+    from core.fsutil import atomic_write_text
+
+    plan = plan_device(config.training.precision)
+    resolved = root / "logs" / "config.resolved.json"
+    atomic_write_text(resolved, config.model_dump_json(indent=2) + "\n")
+    events.emit("start", f"{mode}: model {config.model.name_or_path} on {plan.device} ({plan.precision}), root {root}, "
+                f"pid {os.getpid()}; config {config_path} (resolved in logs/{resolved.name})",
+                mode=mode, model=config.model.name_or_path, device=plan.device, precision=plan.precision,
+                root=str(root), pid=os.getpid(), config=str(config_path))
 
 
 def main(argv=None) -> int:
@@ -112,7 +125,7 @@ def main(argv=None) -> int:
         config = load_config(config_path)
         if not names_hub_model(config, root):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: no network at all
-        events.emit("config", f"resolved config from {config_path}: {config.model_dump_json()}")
+        announce(config, config_path, root, events, mode=mode_name(args))
         if args.eval:
             return evaluate_file(args.eval, config, root, adapter=args.adapter, limit=args.limit,
                                  answers=args.answers)

@@ -35,8 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from training.faults import FAULT_POINTS, KILL_ENV  # noqa: E402
-from training.synthetic import integer_sums  # noqa: E402
+from core.faults import FAULT_POINTS, KILL_ENV  # noqa: E402
+from core.synthetic import integer_sums  # noqa: E402
 
 
 def events(root: Path) -> list[dict]:

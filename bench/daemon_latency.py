@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from training.synthetic import integer_sums  # noqa: E402
+from core.synthetic import integer_sums  # noqa: E402
 
 
 def events(root: Path) -> list[dict]:

@@ -21,13 +21,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from monitor.evaluation import evaluate  # noqa: E402
-from selfcorrect.correction_examples import render  # noqa: E402
-from selfcorrect.qa import read_qa  # noqa: E402
-from training.config import load_config  # noqa: E402
-from training.data import Example  # noqa: E402
-from training.encoding import encode  # noqa: E402
-from training.inference import load_for_inference  # noqa: E402
+from evaluation.evaluate import evaluate  # noqa: E402
+from core.templates import render  # noqa: E402
+from core.qa import read_qa  # noqa: E402
+from core.config import load_config  # noqa: E402
+from core.data import Example  # noqa: E402
+from core.encoding import encode  # noqa: E402
+from inference.loading import load_for_inference  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     templates = config.self_correction.templates
     ev = evaluate(model, tokenizer, items, use_template=use_template, max_new_tokens=config.eval_max_tokens,
                   templates=templates, second_attempt=False, count_tokens=tokenizer,
-                  first_wrong_value=config.self_correction.first_wrong_value)
+                  first_wrong_value=config.experimental.first_wrong_value)
     golden_ranks, wrong_ranks = [], []
     for item, r in zip(items, ev.results):
         if r.matched:

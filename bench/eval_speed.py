@@ -31,8 +31,8 @@ def one_generate_call(model, tokenizer, conversation, *, use_template: bool, max
     import torch
     from transformers import StoppingCriteriaList
 
-    from monitor.generation import LoopStop, stop_token_ids
-    from training.encoding import render_prompt
+    from inference.generation import LoopStop, stop_token_ids
+    from core.encoding import render_prompt
 
     model.eval()
     batch = tokenizer([render_prompt(tokenizer, conversation, use_template)], return_tensors="pt",
@@ -52,13 +52,13 @@ def main() -> None:
     p.add_argument("--model", default="smollm2-135m-instruct")
     args = p.parse_args()
 
-    from monitor.evaluation import evaluate
-    from monitor.generation import generate_answers
-    from selfcorrect.qa import QAItem
-    from training.config import parse_config
+    from evaluation.evaluate import evaluate
+    from inference.generation import generate_answers
+    from core.qa import QAItem
+    from core.config import parse_config
     from training.engine import TrainingEngine
-    from training.events import EventLog
-    from training.synthetic import integer_sums, word_problems
+    from core.events import EventLog
+    from core.synthetic import integer_sums, word_problems
 
     root = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     config = parse_config({"model": {"name_or_path": args.model, "cache_dir": str(REPO / "data" / "models")},

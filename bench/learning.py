@@ -10,24 +10,24 @@ held-out test set per family. Arms, each in its own root, same seed:
   B  plain training on the task data (self-correction off);
   C  the same files with self-correction on: the daemon's defaults, generated files
      queued at normal priority (so they are trained after the task files);
-  D  C improved: right answers are confirmed too (self_correction.confirm_right_answers:
+  D  C improved: right answers are confirmed too (experimental.confirm_right_answers:
      the correction prompt with no error codes -> the same answer), so the model
      learns to change an answer only when the feedback says it is wrong; and the
      generated files go to the high queue, so each is trained right after its
      mistakes were made, on policy, between task files.
-  E  D plus practice (self_correction.practice_samples = 16): at each evaluation the
+  E  D plus practice (experimental.practice_samples = 16): at each evaluation the
      current adapter also answers 16 questions of the file in training, and its
      mistakes and right answers become records too. The validation pool alone gives
      a few dozen correction records per run; practice gives a few hundred, on policy.
-  F  E plus golden confirmations (self_correction.confirm_golden_answers): each wrong
+  F  E plus golden confirmations (experimental.confirm_golden_answers): each wrong
      answer's triple also gets the correction prompt showing the golden answer with no
      codes -> the same answer, so "none -> keep" is trained as often as "codes -> change".
   G  F with practice_samples = 32: twice the on-policy records, keep and change alike.
-  J  G with self_correction.first_wrong_value: the error codes also name the first number
+  J  G with experimental.first_wrong_value: the error codes also name the first number
      where the answer went wrong (FIRST_WRONG_VALUE_X).
-  H  J with self_correction.correction_repeats = 3: each wrong answer's correction record
+  H  J with experimental.correction_repeats = 3: each wrong answer's correction record
      is written three times, so "codes -> change" weighs more against the keeps.
-  I  J with training.unlikelihood_weight = 5: where the model's wrong answer departed from the
+  I  J with experimental.unlikelihood_weight = 5: where the model's wrong answer departed from the
      golden one, its token is pushed down (the initial attempt and the correction records carry
      the wrong answer as "rejected"), so repeating a flagged value is trained against.
 
@@ -43,14 +43,14 @@ difference is the round's data alone, not another path through training):
   S  R with confirmations (confirm_right_answers and confirm_golden_answers, in its config for `build`):
      B's right answers and the golden answers of its wrong ones, shown with no error codes -> kept,
      so the second attempt learns to keep as well as to change. Its round is larger than R's.
-  U  S with training.unlikelihood_weight = 5 for the round: the model's own wrong token, where its answer
+  U  S with experimental.unlikelihood_weight = 5 for the round: the model's own wrong token, where its answer
      departed from the golden one, is pushed down (arm I did this in the live loop, without the pairing).
-  O  S with training.preference_weight = 40 for the round: each record with a rejected answer (a wrong answer's
+  O  S with experimental.preference_weight = 40 for the round: each record with a rejected answer (a wrong answer's
      initial attempt and correction) also trains by DPO against B's adapter, beta 0.1, with the response's
      cross-entropy kept (as in RPO: the pair counts like 40 supervised tokens, about one answer's worth).
-  Q  O with self_correction.reject_initial_attempts off: only the correction records carry the wrong answer,
+  Q  O with experimental.reject_initial_attempts off: only the correction records carry the wrong answer,
      so DPO teaches "told the codes, do not repeat it" and leaves the first attempt to cross-entropy.
-  V  Q with self_correction.reject_golden_confirmations: each golden confirmation (the golden answer shown with
+  V  Q with experimental.reject_golden_confirmations: each golden confirmation (the golden answer shown with
      no codes -> kept) carries the wrong answer as rejected too, so DPO teaches "keep" as it teaches "change".
   M  S mixed with plain replay: half of S's round (its records sampled at random, every kind in its share) and
      half task examples replayed, as many examples in all: a mix ratio of correction and standard examples.
@@ -82,7 +82,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from training.synthetic import integer_sums, word_problems  # noqa: E402
+from core.synthetic import integer_sums, word_problems  # noqa: E402
 
 FAMILIES = {"sums": integer_sums, "word_problems": word_problems}
 ARMS = {
@@ -147,15 +147,15 @@ def config_for(arm: dict, args) -> dict:
         "eval_steps": args.eval_steps if arm.get("self_correction") else 10 ** 9,
         "num_eval_samples": args.eval_samples, "eval_max_tokens": args.max_tokens,
         "self_correction": {"enabled": bool(arm.get("self_correction")), "min_examples": args.min_examples,
-                            "generation_interval": args.eval_steps, "queue": arm.get("queue", "normal"),
-                            "confirm_right_answers": bool(arm.get("confirm")),
-                            "confirm_golden_answers": bool(arm.get("golden")),
-                            "practice_samples": arm.get("practice", 0),
-                            "first_wrong_value": bool(arm.get("first_wrong")),
-                            "correction_repeats": arm.get("repeats", 1)},
+                            "generation_interval": args.eval_steps, "queue": arm.get("queue", "normal")},
+        "experimental": {"confirm_right_answers": bool(arm.get("confirm")),
+                         "confirm_golden_answers": bool(arm.get("golden")),
+                         "practice_samples": arm.get("practice", 0),
+                         "first_wrong_value": bool(arm.get("first_wrong")),
+                         "correction_repeats": arm.get("repeats", 1),
+                         "unlikelihood_weight": arm.get("unlikelihood", 0.0)},
         "validation": {"holdout_fraction": args.holdout},
         "training": {"batch_size": args.batch_size, "logging_steps": 5, "save_steps": 1000, "seed": 42 + args.seed,
-                     "unlikelihood_weight": arm.get("unlikelihood", 0.0),
                      "promotion": {"enabled": False}},  # the arms measure learning; the gate has its own tests
         "daemon": {"settle_seconds": 0},
     }
@@ -227,13 +227,13 @@ def replay(train: list[dict], n: int, seed: int) -> list[dict]:
     return out
 
 
-def given_files_only(root: Path, training: dict | None = None, **self_correction) -> None:
+def given_files_only(root: Path, **experimental) -> None:
     """From here on the arm trains only what it is given: no live self-correction, no validation hold-out.
-    `self_correction` settings still shape the records `python -m selfcorrect build` writes; `training`
-    settings replace the arm's own."""
+    `experimental` settings replace the arm's own: they shape the records `python -m selfcorrect build`
+    writes and how they train."""
     config = json.loads((root / "config.json").read_text())
-    config["self_correction"].update(self_correction, enabled=False)
-    config["training"].update(training or {})
+    config["self_correction"]["enabled"] = False
+    config.setdefault("experimental", {}).update(experimental)
     config["validation"]["holdout_fraction"] = 0
     (root / "config.json").write_text(json.dumps(config, indent=2))
 
@@ -256,8 +256,8 @@ def one_more_round(work: Path, names: str, train: list[dict], results: dict, rep
         root, t0 = work / name, time.time()
         shutil.copytree(b_root, root, symlinks=True)  # adapters/current is a link
         arm = ARMS[name]
-        given_files_only(root, training={"unlikelihood_weight": arm.get("unlikelihood", 0.0),
-                                         "preference_weight": arm.get("preference", 0.0)},
+        given_files_only(root, unlikelihood_weight=arm.get("unlikelihood", 0.0),
+                         preference_weight=arm.get("preference", 0.0),
                          confirm_right_answers=bool(arm.get("confirm")), confirm_golden_answers=bool(arm.get("golden")),
                          reject_initial_attempts=arm.get("reject_initial", True),
                          reject_golden_confirmations=bool(arm.get("reject_golden")))
@@ -399,7 +399,7 @@ def main() -> None:
         root = Path(r["root"])
         events = [json.loads(l) for l in (root / "logs" / "events.jsonl").read_text().splitlines()] \
             if (root / "logs" / "events.jsonl").exists() else []
-        r["self_correction_files"] = sum(1 for e in events if e["event"] == "done" and "self_correction" in e["file"])
+        r["self_correction_files"] = sum(1 for e in events if e["event"] == "done" and e.get("origin", "user") != "user")
         r["test"] = evaluate(root, tests, "current" if ARMS[name]["train"] else "base")
         line = ", ".join(f"{f} {100 * t['accuracy']:.0f}% (second attempt "
                          f"{100 * (t['second_attempt_accuracy'] or 0):.0f}%, wrong→right {t['wrong_to_right']}, "

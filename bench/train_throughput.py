@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 
 def make_data(n: int, seed: int) -> list[dict]:
-    from training.synthetic import integer_sums, word_problems
+    from core.synthetic import integer_sums, word_problems
 
     rows = integer_sums(n // 2, seed=seed) + [
         {"prompt": r["question"], "response": r["answer"]} for r in word_problems(n - n // 2, seed=seed)
@@ -37,8 +37,8 @@ def heldout_loss(model, tokenizer, path: Path) -> float:
     both arms (their last training batches differ, since one groups batches by length)."""
     import torch
 
-    from training.data import read_examples
-    from training.encoding import IGNORE, encode_file
+    from core.data import read_examples
+    from core.encoding import IGNORE, encode_file
 
     encoded = encode_file(tokenizer, read_examples(path), path=path, use_template=True, max_length=1024)
     total, count = 0.0, 0
@@ -55,9 +55,9 @@ def heldout_loss(model, tokenizer, path: Path) -> float:
 
 
 def run_project(data_path: Path, heldout: Path, config: dict) -> dict:
-    from training.config import parse_config
+    from core.config import parse_config
     from training.engine import TrainingEngine
-    from training.events import EventLog
+    from core.events import EventLog
 
     root = Path(tempfile.mkdtemp(prefix="bench-project-"))
     cfg = parse_config(config)
@@ -77,10 +77,10 @@ def run_baseline(data_path: Path, heldout: Path, config: dict) -> dict:
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
     from transformers.utils import logging as hf_logging
 
-    from training.config import parse_config
-    from training.data import read_examples
-    from training.encoding import encode_file
-    from training.models import attach_adapter, load_base_model, load_tokenizer, resolve_model_path
+    from core.config import parse_config
+    from core.data import read_examples
+    from core.encoding import encode_file
+    from core.models import attach_adapter, load_base_model, load_tokenizer, resolve_model_path
 
     hf_logging.set_verbosity_error()
     cfg = parse_config(config)

@@ -4,6 +4,10 @@ A file is complete when it arrived by rename (the watcher saw it), or when it ha
 not changed for `daemon.settle_seconds`. Dotfiles and partial-download names are
 never touched; symlinks, folders, FIFOs and non-.jsonl files are moved to failed/
 with the reason, without being opened, so they can never block the loop.
+
+A file is parsed once: the examples read here to check it are kept (up to
+PARSED_BYTES of files) for the claim that trains it, as long as the file is the same
+one (inode, size, mtime survive our renames). After a restart, the claim reads it again.
 """
 from __future__ import annotations
 
@@ -11,25 +15,46 @@ import os
 import time
 from pathlib import Path
 
-from training.data import read_examples
-from training.errors import DataError
+from core.config import Config
+from core.data import Example, read_examples
+from core.errors import DataError
 
-from .queue import PRIORITIES, STAMPED, Queue, ignored, refusal
+from .queue import PRIORITIES, STAMPED, Job, Queue, ignored, refusal
+
+
+PARSED_BYTES = 64 << 20  # the most file bytes whose examples are kept for their claim
+
+
+def _signature(path: Path) -> tuple[int, int, int]:
+    st = os.lstat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 class Intake:
-    def __init__(self, queue: Queue, events, *, settle_seconds, max_line_bytes, watcher=None):
+    def __init__(self, queue: Queue, events, *, config: Config, watcher=None):
         self.queue = queue
         self.events = events
-        self.settle_seconds = settle_seconds  # callables, so live config edits apply
-        self.max_line_bytes = max_line_bytes
+        self.config = config  # the config in force, handed in by the daemon between files
         self.watcher = watcher
         self.waiting = 0  # files seen but not yet settled at the last scan
+        self._parsed: dict[str, tuple[tuple, list[Example]]] = {}  # stamped name -> (signature, examples)
+
+    def parsed(self, job: Job) -> list[Example] | None:
+        """The examples of a claimed file as read at admission (None if not kept, or the file changed since)."""
+        kept = self._parsed.pop(job.name, None)
+        try:
+            return kept[1] if kept and _signature(job.path) == kept[0] else None
+        except FileNotFoundError:
+            return None
+
+    def _keep(self, name: str, signature: tuple, examples: list[Example]) -> None:
+        if sum(s[1] for s, _ in self._parsed.values()) + signature[1] <= PARSED_BYTES:
+            self._parsed[name] = (signature, examples)
 
     def _complete(self, path: Path, now: float) -> bool:
         if self.watcher is not None and self.watcher.renamed_in(path):
             return True
-        return now - os.lstat(path).st_mtime >= self.settle_seconds()
+        return now - os.lstat(path).st_mtime >= self.config.daemon.settle_seconds
 
     def _candidates(self) -> list[tuple[Path, str]]:
         """Unadmitted entries, oldest first: files found in one scan (say, at start-up) are
@@ -62,7 +87,8 @@ class Intake:
                 if not self._complete(path, now):
                     waiting += 1
                     continue
-                read_examples(path, max_line_bytes=self.max_line_bytes())
+                signature = _signature(path)
+                examples = read_examples(path, max_line_bytes=self.config.training.max_line_bytes)
             except FileNotFoundError:
                 continue  # removed or renamed by its writer since the listing
             except DataError as e:
@@ -73,6 +99,7 @@ class Intake:
                 if self.watcher is not None:
                     self.watcher.forget(path)
             target = self.queue.admit(path, priority)
+            self._keep(target.name, signature, examples)
             admitted += 1
             self.events.emit("queued", f"{path.name} -> queue/{priority}/{target.name}", file=path.name,
                              priority=priority)

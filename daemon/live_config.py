@@ -10,8 +10,8 @@ import os
 import threading
 from pathlib import Path
 
-from training.config import Config, config_diff, load_config
-from training.errors import ConfigError
+from core.config import Config, config_diff, load_config
+from core.errors import ConfigError
 
 
 class LiveConfig:

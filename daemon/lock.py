@@ -5,7 +5,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from training.errors import LockError
+from core.errors import LockError
 
 
 class RootLock:

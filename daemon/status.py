@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from training.state import TrainingState
+from core.state import TrainingState
 
 from .lock import holder_pid
 from .queue import PRIORITIES, ignored

@@ -2,6 +2,13 @@
 
 `run_once()` is one iteration and returns whether it did any work; `run()` repeats
 it and sleeps on the watcher between scans, so an empty queue costs nothing.
+
+Settings reach the components one way: the daemon holds the live config.json
+(`LiveConfig`) and hands the config in force to each component at a safe point,
+between files (`_apply_config`: the engine and its promotion gate, the monitor and
+its generator, the intake). The monitor also looks for an edit at each evaluation, so
+`self_correction` switches act mid-file, at the next evaluation. Nothing else reads
+config.json.
 """
 from __future__ import annotations
 
@@ -13,18 +20,20 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from core.errors import DataError
+from core.events import EventLog
+from core.fsutil import atomic_write_json
 from monitor.live_inference import attach_monitor
-from monitor.validation_pool import is_generated
-from training.errors import DataError
-from training.events import EventLog
-from training.fsutil import atomic_write_json
 
 from .intake import Intake
+from .job import train_file
 from .live_config import LiveConfig
 from .lock import RootLock
 from .queue import PRIORITIES, Job, Queue
 from .shutdown import Shutdown, StopOnShutdown
 from .watcher import Watcher
+
+GENERATED_BY = "selfcorrect"  # the origin mark of the files the self-correction generator queues
 
 
 class StatusFile(TrainerCallback):
@@ -75,11 +84,11 @@ class Daemon:
                              file=job.name)
         self.watcher = Watcher([self.queue.inbox, *(self.queue.folder(p) for p in PRIORITIES), self.live.path.parent])
         self.watcher.start()
-        self.intake = Intake(self.queue, self.events, watcher=self.watcher,
-                             settle_seconds=lambda: self.config.daemon.settle_seconds,
-                             max_line_bytes=lambda: self.config.training.max_line_bytes)
+        self.intake = Intake(self.queue, self.events, config=self.config, watcher=self.watcher)
         self.engine = TrainingEngine(self.config, self.root, self.events)
-        self.monitor = attach_monitor(self.engine, root=self.root, settings=self.live.latest, events=self.events)
+        self.monitor = attach_monitor(self.engine, root=self.root, config=self.config,
+                                      outbox=self.queue.outbox(GENERATED_BY), events=self.events,
+                                      refresh=self.live.latest)
         self.status.write(state="idle", adapter=self.engine.state.current_adapter)
         self.events.emit("daemon", f"watching {self.queue.inbox} and {self.queue.base}/{{high,normal,low}} "
                          f"(pid {os.getpid()})", pid=os.getpid())
@@ -128,48 +137,31 @@ class Daemon:
         return True
 
     def _apply_config(self) -> None:
-        """The safe point between files: the engine takes the config in force (edits may have come mid-file)."""
+        """The safe point between files: every component takes the config in force (edits may have come mid-file)."""
         self.live.poll()
-        self.engine.config = self.config
+        self.engine.config = self.intake.config = self.config
+        self.monitor.apply(self.config)
 
     # -- one file ---------------------------------------------------------------------------------
 
     def process(self, job: Job) -> None:
         """claim -> train -> finish | fail. Every outcome leaves the file in exactly one folder."""
-        started = time.perf_counter()
         self.events.emit("claimed", f"{job.original_name} from queue/{job.priority}/", file=job.name,
                          priority=job.priority)
         self.status.write(state="training", file=job.original_name, priority=job.priority, step=0,
                           global_step=self.engine.state.global_step)
         try:
-            prepared = self.engine.prepare(job.path, name=job.original_name)
-            trained = self.engine.state.trained(prepared.sha256)
-            if trained:
-                self.queue.finish(job, {"sha256": prepared.sha256, "duplicate_of": trained})
-                self.events.emit("duplicate", f"{job.original_name}: same content already trained into adapter "
-                                 f"{trained['adapter']} ({trained['name']}); not trained again", file=job.name)
-                return
-            self.monitor.start_file(prepared, generated=is_generated(prepared.examples), once=self.once)
-            result = self.engine.train(prepared, callbacks=[StopOnShutdown(self.shutdown), self.status, self.monitor])
-            if result.status == "interrupted":
+            prepared = self.engine.prepare(job.path, name=job.original_name, generated=job.origin is not None,
+                                           examples=self.intake.parsed(job))
+            outcome = train_file(prepared, engine=self.engine, monitor=self.monitor, events=self.events,
+                                 label=job.name, origin=job.origin, once=self.once,
+                                 callbacks=[StopOnShutdown(self.shutdown), self.status],
+                                 context={"priority": job.priority},
+                                 finish=lambda manifest: self.queue.finish(job, manifest))
+            if outcome.status == "interrupted":
                 self.queue.requeue(job)
-                self.events.emit("requeued", f"{job.original_name}: stopped at step {result.steps}, checkpoint "
+                self.events.emit("requeued", f"{job.original_name}: stopped at step {outcome.steps}, checkpoint "
                                  f"saved; back at the head of queue/{job.priority}/", file=job.name)
-                return
-            record = self.engine.state.trained(prepared.sha256)
-            manifest = {"sha256": prepared.sha256, "examples": len(prepared.encoded),
-                        "tokens": record["tokens"], "supervised_tokens": record["supervised_tokens"],
-                        "heldout": len(prepared.heldout), "steps": result.steps,
-                        "adapter": result.version, "promoted": result.promoted,
-                        "current": self.engine.state.current_adapter,
-                        "seconds": round(time.perf_counter() - started, 3),
-                        "train_seconds": round(result.seconds, 3), "loop_seconds": round(result.loop_seconds, 3),
-                        "final_loss": result.final_loss,
-                        "global_step": self.engine.state.global_step, "priority": job.priority}
-            self.queue.finish(job, manifest)
-            self.events.emit("done", f"{job.original_name}: {result.steps} steps, loss {result.final_loss:.4f}, "
-                             f"adapter {result.version}{'' if result.promoted else ' (not promoted)'}, "
-                             f"{manifest['seconds']:.1f}s", file=job.name, **manifest)
         except DataError as e:
             self.queue.fail(job.path, e.report())
             self.events.emit("failed", str(e), file=job.name, problems=e.problems)

@@ -1,1 +1,1 @@
-"""Live inference: batched generation, the evaluation callback, and the console view."""
+"""The live monitor: the evaluation callback, its console view, and the report."""

@@ -1,7 +1,7 @@
 """The evaluation block, as the product spec shows it (console and daily log)."""
 from __future__ import annotations
 
-from .evaluation import Evaluation
+from evaluation.evaluate import Evaluation
 
 
 def trim(text: str, limit: int = 160) -> str:

@@ -1,12 +1,16 @@
 """LiveInferenceMonitor: every `eval_steps` global steps, answer validation questions and learn from the misses.
 
-With `self_correction.practice_samples`, it also answers a few questions of the file
+With `experimental.practice_samples`, it also answers a few questions of the file
 being trained (on policy, as in SCoRe): their mistakes become records too, but they
 never count in the accuracy, since the model trains on them.
 
 A TrainerCallback: it reads the state, writes its own outputs (console block,
 events, data/last_evaluation.json, the generator's files) and reaches training
 only through `control` (a log at this step). It never moves queue files.
+
+Its config is handed to it (`apply`) between files; at each evaluation it also calls
+`refresh`, when given one (the daemon's live config), so an edit of `self_correction`
+acts at the next evaluation, mid-file.
 """
 from __future__ import annotations
 
@@ -18,20 +22,24 @@ from typing import Callable
 
 from transformers import TrainerCallback
 
-from selfcorrect.error_codes import code_family
+from core.config import Config
+from core.fsutil import atomic_write_json
+from core.outbox import Outbox
+from core.qa import qa_items
+from evaluation.error_codes import code_family
+from evaluation.evaluate import Evaluation, evaluate
+from evaluation.pool import ValidationPool
 from selfcorrect.generator import SelfCorrectionGenerator
-from training.fsutil import atomic_write_json
 
 from .console import evaluation_block
-from .evaluation import Evaluation, evaluate
-from .validation_pool import ValidationPool, qa_items
 
 
 class LiveInferenceMonitor(TrainerCallback):
     def __init__(self, *, pool: ValidationPool, generator: SelfCorrectionGenerator, tokenizer, use_template: bool,
-                 settings: Callable, step_offset: Callable[[], int], trainer_logs: dict, events, root: Path):
-        # user settings, read live at each evaluation
-        self.settings = settings
+                 config: Config, refresh: Callable[[], Config] | None, step_offset: Callable[[], int],
+                 trainer_logs: dict, events, root: Path):
+        # user settings: the config in force, and where to look for an edit at each evaluation
+        self.config, self.refresh = config, refresh
         # collaborators
         self.pool, self.generator, self.tokenizer, self.events = pool, generator, tokenizer, events
         self.use_template = use_template
@@ -42,6 +50,10 @@ class LiveInferenceMonitor(TrainerCallback):
         self.generate_files = True  # off while training a generated file in --once (so --once ends)
         self.practice: list = []  # questions of the file in training, in a fixed shuffled order
         self.seconds_spent = 0.0
+
+    def apply(self, config: Config) -> None:
+        """The config in force from now on (for the generator too)."""
+        self.config = self.generator.config = config
 
     def start_file(self, prepared, *, generated: bool, once: bool) -> None:
         """Before a file trains: its held-out questions join the pool, its own questions become the practice set."""
@@ -55,13 +67,14 @@ class LiveInferenceMonitor(TrainerCallback):
         random.Random(prepared.sha256).shuffle(self.practice)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        config = self.settings()
         step = self.step_offset() + state.global_step
-        if step % config.eval_steps or model is None or not self.pool.items:
+        if step % self.config.eval_steps or model is None or not self.pool.items:
             return
         started = time.perf_counter()
+        if self.refresh is not None:
+            self.apply(self.refresh())
         total = self.step_offset() + state.max_steps
-        self.run(model, step=step, total=total, config=config)
+        self.run(model, step=step, total=total, config=self.config)
         control.should_log = True
         self.seconds_spent += time.perf_counter() - started
 
@@ -70,7 +83,7 @@ class LiveInferenceMonitor(TrainerCallback):
         items = self.pool.next_batch(config.num_eval_samples)
         ev = evaluate(model, self.tokenizer, items, use_template=self.use_template, max_new_tokens=config.eval_max_tokens,
                       templates=sc.templates, second_attempt=sc.measure_second_attempt, count_tokens=self.tokenizer,
-                      first_wrong_value=sc.first_wrong_value)
+                      first_wrong_value=config.experimental.first_wrong_value)
         summary = ev.summary()
         codes = Counter(code_family(c) for r in ev.results for c in r.codes)
         self.events.block(evaluation_block(ev, step=step, total=total))
@@ -84,7 +97,7 @@ class LiveInferenceMonitor(TrainerCallback):
         if sc.enabled and self.generate_files:
             try:
                 self.generator.process_results(ev.results, step=step)
-                if sc.practice_samples and self.practice:
+                if config.experimental.practice_samples and self.practice:
                     self.generator.process_results(self._practise(model, step=step, config=config), step=step)
                 self.generator.maybe_generate(step=step)
             except OSError as e:  # disk full: keep training; the buffer on disk keeps every example
@@ -95,26 +108,28 @@ class LiveInferenceMonitor(TrainerCallback):
     def _practise(self, model, *, step: int, config) -> list:
         """The next practice questions answered by the current adapter (first attempts only)."""
         sc = config.self_correction
-        n = min(sc.practice_samples, len(self.practice))
+        n = min(config.experimental.practice_samples, len(self.practice))
         items, self.practice = self.practice[:n], self.practice[n:] + self.practice[:n]
         ev = evaluate(model, self.tokenizer, items, use_template=self.use_template, max_new_tokens=config.eval_max_tokens,
                       templates=sc.templates, second_attempt=False, count_tokens=self.tokenizer,
-                      first_wrong_value=sc.first_wrong_value)
+                      first_wrong_value=config.experimental.first_wrong_value)
         right = sum(r.matched for r in ev.results)
         self.events.emit("practice", f"step {step}: {right}/{ev.n} right on questions of the file in training "
                          "(records only, not an accuracy)", step=step, right=right, n=ev.n)
         return ev.results
 
 
-def attach_monitor(engine, *, root: Path, settings: Callable, events) -> LiveInferenceMonitor:
-    """The monitor for a warm engine: validation pool (with `validation.files`) and the generator."""
+def attach_monitor(engine, *, root: Path, config: Config, outbox: Outbox, events,
+                   refresh: Callable[[], Config] | None = None) -> LiveInferenceMonitor:
+    """The monitor for a warm engine: validation pool (with `validation.files`) and the generator, whose
+    files go to `outbox`."""
     root = Path(root)
     pool = ValidationPool(root)
-    added = pool.add_files([root / f for f in settings().validation.files])
+    added = pool.add_files([root / f for f in config.validation.files])
     if added:
         events.emit("validation", f"{added} questions added to the validation pool from validation.files")
-    generator = SelfCorrectionGenerator(root=root, settings=lambda: settings().self_correction, events=events)
+    generator = SelfCorrectionGenerator(root=root, outbox=outbox, config=config, events=events)
     return LiveInferenceMonitor(pool=pool, generator=generator, tokenizer=engine.tokenizer,
-                                use_template=engine.use_template, settings=settings,
+                                use_template=engine.use_template, config=config, refresh=refresh,
                                 step_offset=lambda: engine.state.global_step, trainer_logs=engine.trainer_logs,
                                 events=events, root=root)

@@ -10,8 +10,6 @@ import html
 import json
 from pathlib import Path
 
-from selfcorrect.generator import FILE_PREFIX
-
 
 def read_events(root: Path) -> list[dict]:
     path = Path(root) / "logs" / "events.jsonl"
@@ -36,7 +34,7 @@ def write_report(root: Path) -> tuple[Path, Path]:
     # A step can appear twice when a killed run is resumed; the later event is the one that counts.
     losses = sorted({e["global_step"]: e["loss"] for e in events if e["event"] == "progress"}.items())
     evals = sorted({e["step"]: e for e in events if e["event"] == "evaluation"}.values(), key=lambda e: e["step"])
-    sc_done = [e["global_step"] for e in events if e["event"] == "done" and FILE_PREFIX in str(e.get("file", ""))]
+    sc_done = [e["global_step"] for e in events if e["event"] == "done" and e.get("origin", "user") != "user"]
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     if evals:

@@ -1,1 +1,1 @@
-"""Self-correction: error codes, answer matching, correction examples and their generator."""
+"""Self-correction: correction records from wrong answers, and the generator that queues them."""

@@ -14,13 +14,13 @@ import os
 import sys
 from pathlib import Path
 
-from training.errors import DataError, ProjectError
-from training.fsutil import atomic_write_text
+from core.errors import DataError, ProjectError
+from core.fsutil import atomic_write_text
+from core.qa import read_qa
+from evaluation.error_codes import RULES, error_codes
+from evaluation.matching import match_answer
 
 from .correction_examples import build_triple, records_for_answer
-from .error_codes import RULES, error_codes
-from .matching import match_answer
-from .qa import read_qa
 
 DEMO = [
     ("What is 2+2?", "2+2 equals 4. This is basic addition.", "5"),
@@ -79,28 +79,29 @@ def line_up(items, answers, answers_path) -> list[tuple]:
 
 
 def cmd_build(args) -> int:
-    from training.config import load_config, locate
+    from core.config import load_config, locate
 
-    sc = load_config(locate(args.config, None)[0]).self_correction
+    config = load_config(locate(args.config, None)[0])
     pairs = line_up(read_qa(args.input), read_answers(args.initial_answers), args.initial_answers)
     records, wrong = [], 0
     for item, predicted in pairs:
         match = match_answer(item.golden, predicted)
         wrong += not match.matched
         codes = [] if match.matched else error_codes(item.question, item.golden, predicted, matched=False,
-                                                     first_wrong_value=sc.first_wrong_value)
+                                                     first_wrong_value=config.experimental.first_wrong_value)
         records += records_for_answer(question=item.question, golden=item.golden, predicted=predicted,
                                       matched=match.matched, codes=codes, step=args.step,
-                                      source={"id": item.id, "file": item.file}, settings=sc)
+                                      source={"id": item.id, "file": item.file},
+                                      templates=config.self_correction.templates, experimental=config.experimental)
     atomic_write_text(args.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     print(f"{len(pairs)} answers, {wrong} wrong -> {len(records)} records in {args.output}")
     return 0
 
 
 def cmd_initial_answers(args) -> int:
-    from monitor.generation import generate_answers
-    from training.config import load_config, locate, names_hub_model
-    from training.inference import load_for_inference
+    from inference.generation import generate_answers
+    from core.config import load_config, locate, names_hub_model
+    from inference.loading import load_for_inference
 
     config_path, root = locate(args.config, args.root)
     config = load_config(config_path)
@@ -156,7 +157,7 @@ def main(argv=None) -> int:
     b.add_argument("--initial-answers", type=Path, required=True)
     b.add_argument("--output", type=Path, required=True)
     b.add_argument("--step", type=int, default=0, help="global step recorded in each record")
-    b.add_argument("--config", type=Path, default=None, help="config.json whose self_correction settings to use")
+    b.add_argument("--config", type=Path, default=None, help="config.json whose self_correction and experimental settings to use")
     i = sub.add_parser("initial-answers", help="the model's answers to a QA file")
     i.add_argument("--input", type=Path, required=True)
     i.add_argument("--output", type=Path, required=True)

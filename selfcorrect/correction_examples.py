@@ -1,28 +1,29 @@
 """The three training records made from one wrong answer, in the spec's order.
 
 1. initial attempt: question -> golden answer (the wrong answer rides along as
-   "rejected" for preference training, unless `self_correction.reject_initial_attempts`
+   "rejected" for preference training, unless `experimental.reject_initial_attempts`
    is off; it is never a training target);
 2. self-evaluation: question + previous answer + error indicators -> a plain-words
    explanation of what was wrong, derived from the codes;
 3. correction: question + previous answer + error indicators -> golden answer (the wrong answer
-   rides along as "rejected" here too: `training.unlikelihood_weight` pushes down its first wrong token).
+   rides along as "rejected" here too: `experimental.unlikelihood_weight` pushes down its first wrong token).
 
-With `self_correction.confirm_right_answers`, a right answer also gives one
+With `experimental.confirm_right_answers`, a right answer also gives one
 confirmation record: the correction prompt with no error indicators -> golden
 answer. Trained only on triples, the model never sees "no errors" feedback, and
 on a second attempt it changes right answers as readily as wrong ones.
-With `self_correction.confirm_golden_answers`, a wrong answer also gives a
+With `experimental.confirm_golden_answers`, a wrong answer also gives a
 confirmation of its golden answer (shown as the previous answer, no indicators),
 so the model sees "none -> keep" once for every "codes -> change"; with
-`self_correction.reject_golden_confirmations`, that confirmation carries the wrong
+`experimental.reject_golden_confirmations`, that confirmation carries the wrong
 answer as "rejected" too (keep the golden answer rather than go back to the wrong one).
 """
 from __future__ import annotations
 
 import re
 
-from training.config import SelfCorrectionSection, TemplatesSection
+from core.config import ExperimentalSection, TemplatesSection
+from core.templates import render
 
 KINDS = ("initial_attempt", "self_evaluation", "correction")  # the triple of a wrong answer
 CONFIRMATION = "confirmation"  # the record of a right answer
@@ -67,10 +68,6 @@ def explain(codes: list[str]) -> str:
     return text + " I need to reconsider the question and answer it again carefully."
 
 
-def render(template: str, *, question: str, previous: str, codes: list[str]) -> str:
-    return template.format(question=question, previous=previous, codes=", ".join(codes) or "none")
-
-
 def build_triple(*, question: str, golden: str, predicted: str, codes: list[str], step: int, source: dict,
                  templates: TemplatesSection | None = None) -> list[dict]:
     """The three records for one wrong answer."""
@@ -102,21 +99,21 @@ def build_confirmation(*, question: str, golden: str, predicted: str, step: int,
 
 
 def records_for_answer(*, question: str, golden: str, predicted: str, matched: bool, codes: list[str], step: int,
-                       source: dict, settings: SelfCorrectionSection) -> list[dict]:
-    """The training records of one judged answer, as `self_correction` asks: a wrong answer's triple (its
-    correction `correction_repeats` times, plus a golden confirmation with `confirm_golden_answers`); a right
-    answer's confirmation with `confirm_right_answers`, else nothing."""
-    t = settings.templates
+                       source: dict, templates: TemplatesSection, experimental: ExperimentalSection) -> list[dict]:
+    """The training records of one judged answer: a wrong answer's triple; a right answer gives nothing. The
+    `experimental` switches add to that: the correction `correction_repeats` times, a golden confirmation with
+    `confirm_golden_answers`, a right answer's confirmation with `confirm_right_answers`."""
+    x = experimental
     if matched:
         return [build_confirmation(question=question, golden=golden, predicted=predicted, step=step, source=source,
-                                   templates=t)] if settings.confirm_right_answers else []
+                                   templates=templates)] if x.confirm_right_answers else []
     records = build_triple(question=question, golden=golden, predicted=predicted, codes=codes, step=step,
-                           source=source, templates=t)
-    if not settings.reject_initial_attempts:
+                           source=source, templates=templates)
+    if not x.reject_initial_attempts:
         del records[0]["rejected"]  # the initial attempt is the triple's first
-    records += [records[-1]] * (settings.correction_repeats - 1)  # the correction is the triple's last
-    if settings.confirm_golden_answers:
+    records += [records[-1]] * (x.correction_repeats - 1)  # the correction is the triple's last
+    if x.confirm_golden_answers:
         keep = build_confirmation(question=question, golden=golden, predicted=golden, step=step, source=source,
-                                  templates=t)
-        records.append({**keep, "rejected": predicted} if settings.reject_golden_confirmations else keep)
+                                  templates=templates)
+        records.append({**keep, "rejected": predicted} if x.reject_golden_confirmations else keep)
     return records

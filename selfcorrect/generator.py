@@ -3,7 +3,7 @@
 Wrong answers become triples in a buffer. At each `generation_interval`
 boundary of the global step, if the buffer holds `min_examples`, the buffer is
 written as data/self_correction/self_correction_step{STEP}_{YYYYmmdd_HHMMSS}.jsonl
-(plus a .json metadata file), and with `auto_queue` a copy is put into the queue.
+(plus a .json metadata file), and with `auto_queue` a copy goes to the outbox (the daemon's queue).
 
 The buffer and the statistics live in data/self_correction/buffer.json, written
 atomically after every change, so a crash loses no generated example. A file
@@ -13,31 +13,18 @@ finished at the next start rather than repeated or lost.
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon.queue import PRIORITIES, Queue, ignored
-from training.config import SelfCorrectionSection
-from training.faults import fault_point
-from training.fsutil import atomic_write_bytes, atomic_write_json
+from core.config import Config
+from core.faults import fault_point
+from core.fsutil import atomic_write_bytes, atomic_write_json
+from core.outbox import Outbox
+from evaluation.evaluate import EvalResult
 
 from .correction_examples import CONFIRMATION, RECORD_KINDS, records_for_answer
 
 FILE_PREFIX = "self_correction_step"
-
-
-@dataclass
-class EvalResult:
-    """One validation question as answered at an evaluation."""
-
-    question: str
-    golden: str
-    predicted: str
-    matched: bool
-    codes: list[str] = field(default_factory=list)
-    source: dict = field(default_factory=dict)  # {"id", "file"}
 
 
 def _empty_stats() -> dict:
@@ -46,15 +33,15 @@ def _empty_stats() -> dict:
 
 
 class SelfCorrectionGenerator:
-    def __init__(self, *, root: Path, settings, events=None):
-        """`settings` is a callable returning the live SelfCorrectionSection (read at each use)."""
+    def __init__(self, *, root: Path, outbox: Outbox, config: Config, events=None):
+        """`config` is the config in force; its owner (the live monitor) replaces it when the config changes."""
         self.root = Path(root)
-        self.settings = settings
+        self.outbox = outbox
+        self.config = config
         self.events = events
         self.dir = self.root / "data" / "self_correction"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state_path = self.dir / "buffer.json"
-        self.queue = Queue(self.root)
         state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
         self.buffer: list[dict] = state.get("buffer", [])
         self.stats: dict = {**_empty_stats(), **state.get("stats", {})}
@@ -76,14 +63,14 @@ class SelfCorrectionGenerator:
     def process_results(self, results: list[EvalResult], *, step: int) -> int:
         """Add the triples of the wrong answers (and confirmations, when asked) to the buffer;
         returns how many records were added."""
-        settings: SelfCorrectionSection = self.settings()
         added = 0
         for r in results:
             self.stats["total_evals"] += 1
             self.stats["correct_first_try" if r.matched else "needed_correction"] += 1
             records = records_for_answer(question=r.question, golden=r.golden, predicted=r.predicted,
                                          matched=r.matched, codes=r.codes, step=step, source=r.source,
-                                         settings=settings)
+                                         templates=self.config.self_correction.templates,
+                                         experimental=self.config.experimental)
             self.buffer.extend(records)
             added += len(records)
         self._save()
@@ -91,14 +78,9 @@ class SelfCorrectionGenerator:
 
     # -- output ------------------------------------------------------------------------------
 
-    def pending_generated_files(self) -> int:
-        """Generated files waiting in the queue (or in training)."""
-        folders = [self.queue.folder(p) for p in PRIORITIES] + [self.queue.processing]
-        return sum(1 for d in folders for n in os.listdir(d) if FILE_PREFIX in n and not ignored(n))
-
     def maybe_generate(self, *, step: int) -> Path | None:
         """Write a file if `step` crossed a generation_interval boundary and the buffer holds min_examples."""
-        settings: SelfCorrectionSection = self.settings()
+        settings = self.config.self_correction
         if self.pending:  # an earlier write failed (disk full): finish it before starting another
             self._finish_pending()
         interval = settings.generation_interval
@@ -107,7 +89,7 @@ class SelfCorrectionGenerator:
         if not crossed or len(self.buffer) < settings.min_examples:
             self._save()
             return None
-        if settings.auto_queue and self.pending_generated_files() >= settings.max_pending_files:
+        if settings.auto_queue and self.outbox.pending_count() >= settings.max_pending_files:
             self.stats["skipped_at_cap"] += 1
             self._save()
             self._emit("self-correction", f"Self-Correction: {settings.max_pending_files} generated files already "
@@ -123,10 +105,6 @@ class SelfCorrectionGenerator:
         self._save()  # from here a crash finishes this file at the next start, not repeats or loses it
         fault_point("generator.after_pending")
         return self._finish_pending()
-
-    def _already_queued(self, name: str) -> bool:
-        folders = [self.queue.folder(p) for p in PRIORITIES] + [self.queue.processing, self.queue.done_dir]
-        return any(n.endswith(f"--{name}") for d in folders for n in os.listdir(d))
 
     def _finish_pending(self) -> Path:
         """Write (or rewrite, identically) the pending file and its metadata, then queue it once."""
@@ -145,9 +123,9 @@ class SelfCorrectionGenerator:
         atomic_write_json(path.with_suffix(".json"), meta)
         self._emit("self-correction", f"🔄 Self-Correction: Generated {len(records)} examples → {path}",
                    path=str(path), examples=len(records), step=p["step"])
-        if p["queue"] and not self._already_queued(name):
+        if p["queue"] and not self.outbox.contains(name):
             fault_point("generator.before_queue")
-            queued = self.queue.add(name, data, p["queue"])
+            queued = self.outbox.add(name, data, p["queue"])
             self._emit("self-correction", f"   → Queued for training: {queued}", path=str(queued))
         self.pending = None
         self._save()

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from training.config import Config, config_diff, load_config, parse_config
-from training.errors import ConfigError
+from core.config import Config, config_diff, load_config, parse_config
+from core.errors import ConfigError
 from tests.conftest import REPO
 
 
@@ -59,3 +59,22 @@ def test_4bit_needs_a_half_precision(tmp_path):
     with pytest.raises(ConfigError) as e:
         parse_config({"model": {"load_in_4bit": True}, "training": {"precision": "fp32"}})
     assert "model.load_in_4bit" in str(e.value)
+
+
+def test_a_key_that_moved_to_experimental_names_its_new_place():
+    with pytest.raises(ConfigError) as e:
+        parse_config({"self_correction": {"confirm_right_answers": True}, "training": {"preference_weight": 1.0}})
+    assert e.value.problems == [
+        'self_correction.confirm_right_answers: moved to experimental.confirm_right_answers; '
+        'put it in the "experimental" section',
+        'training.preference_weight: moved to experimental.preference_weight; put it in the "experimental" section']
+    assert parse_config({"experimental": {"confirm_right_answers": True}}).experimental.confirm_right_answers
+
+
+def test_the_readmes_config_table_is_the_one_the_models_generate():
+    from core.config_table import readme_table, table
+
+    assert readme_table((REPO / "README.md").read_text(encoding="utf-8")) == table(), \
+        "run: python -m core.config_table --write"
+    keys = {line.split("`")[1] for line in table().splitlines()[2:]}
+    assert {"eval_steps", "training.promotion.tolerance", "experimental.preference_beta"} <= keys

@@ -1,7 +1,9 @@
+import json
+
 from selfcorrect.correction_examples import KINDS, build_confirmation, build_triple, explain
-from selfcorrect.error_codes import error_codes
-from training.config import TemplatesSection
-from training.data import parse_record
+from evaluation.error_codes import error_codes
+from core.config import TemplatesSection
+from core.data import parse_record
 
 
 def triple(**kw):
@@ -46,27 +48,40 @@ def test_templates_come_from_config():
     assert records[2]["prompt"] == f"Q: What is 17 + 25?\nHints: {', '.join(codes)}\nTry again."
 
 
-def test_a_file_of_confirmations_is_generated_data_and_adds_nothing_to_the_validation_pool():
-    from monitor.validation_pool import split_holdout
+def test_a_generated_file_is_known_by_its_outbox_and_adds_nothing_to_the_validation_pool(tmp_path):
+    from core.qa import split_holdout
+    from daemon.queue import Queue
+    from training.engine import TrainingEngine  # noqa: F401 (the engine's prepare is what splits)
 
     q, golden = "What is 17 + 25?", "17 + 25 = 42. The answer is 42."
-    confirmations = [parse_record(build_confirmation(question=q, golden=golden, predicted=golden, step=5,
-                                                     source={"id": f"v{i}", "file": "val.jsonl"})) for i in range(20)]
-    assert split_holdout(confirmations, fraction=0.5, seed="s") == (confirmations, [])
+    records = [build_confirmation(question=q, golden=golden, predicted=golden, step=5,
+                                  source={"id": f"v{i}", "file": "val.jsonl"}) for i in range(20)]
+    data = "".join(json.dumps(r) + "\n" for r in records).encode()
+    queue = Queue(tmp_path)
+    queue.outbox("selfcorrect").add("gen.jsonl", data, "normal")
+    (tmp_path / "inbox" / "user.jsonl").write_bytes(data)  # the same records, dropped by a user
+    queue.admit(tmp_path / "inbox" / "user.jsonl", "normal")
+    jobs = [queue.claim(), queue.claim()]
+    assert [(j.original_name, j.origin) for j in jobs] == [("gen.jsonl", "selfcorrect"), ("user.jsonl", None)]
+    assert queue.outbox("selfcorrect").pending_count() == 1 and queue.outbox("practice").pending_count() == 0
+    # the engine holds nothing out of a generated file (fraction 0); a task file does give its share
+    confirmations = [parse_record(r) for r in records]
+    assert split_holdout(confirmations, fraction=0, seed="s") == (confirmations, [])
     task = [parse_record({"prompt": q, "response": golden}) for _ in range(20)]
-    assert len(split_holdout(task, fraction=0.5, seed="s")[1]) == 10  # a task file does give its share
+    assert len(split_holdout(task, fraction=0.5, seed="s")[1]) == 10
 
 
 def test_which_records_carry_the_wrong_answer_as_rejected():
+    from core.config import ExperimentalSection
     from selfcorrect.correction_examples import records_for_answer
-    from training.config import SelfCorrectionSection
 
     q, golden, predicted = "What is 17 + 25?", "17 + 25 = 42. The answer is 42.", "17 + 25 = 41."
     codes = error_codes(q, golden, predicted)
 
     def rejected_by_kind(**settings):
         records = records_for_answer(question=q, golden=golden, predicted=predicted, matched=False, codes=codes,
-                                     step=3, source={}, settings=SelfCorrectionSection(**settings))
+                                     step=3, source={}, templates=TemplatesSection(),
+                                     experimental=ExperimentalSection(**settings))
         return [(r["kind"], r.get("rejected")) for r in records]
 
     assert rejected_by_kind(confirm_golden_answers=True) == [

@@ -8,7 +8,7 @@ import time
 
 from tests.conftest import run_train, write_config, write_jsonl
 from tests.daemon_helpers import events, manifests, original, wait_event
-from training.synthetic import integer_sums
+from core.synthetic import integer_sums
 
 
 def drop(root, name, records, folder="inbox"):
@@ -194,3 +194,23 @@ def test_sigkill_at_random_moments_loses_no_file_and_trains_none_twice(root, spa
     assert sorted(original(n) for n in done) == sorted(inputs.values())
     for folder in ("inbox", "queue/normal", "queue/processing", "queue/failed"):
         assert not [n for n in os.listdir(root / folder) if not n.startswith(".")], folder
+
+
+def test_a_dropped_file_is_parsed_once_and_read_again_only_if_it_changed(root):
+    from core.config import load_config
+    from core.events import EventLog
+    from daemon.intake import Intake
+    from daemon.queue import Queue
+
+    queue = Queue(root)
+    intake = Intake(queue, EventLog(root / "logs"), config=load_config(root / "config.json"))
+    drop(root, "a.jsonl", integer_sums(4, seed=1))
+    drop(root, "b.jsonl", integer_sums(4, seed=2))
+    assert intake.scan(now=time.time() + 60) == 2
+    first, second = queue.claim(), queue.claim()
+    examples = intake.parsed(first)
+    assert [e.prompt for e in examples] == [r["prompt"] for r in integer_sums(4, seed=1)]
+    assert intake.parsed(first) is None, "handed over once"
+    with open(second.path, "a") as f:  # changed after admission: the claim must read it again
+        f.write(json.dumps({"prompt": "p", "response": "r"}) + "\n")
+    assert intake.parsed(second) is None

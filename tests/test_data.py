@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from training.data import read_examples
-from training.errors import DataError
+from core.data import read_examples
+from core.errors import DataError
 
 
 def write(tmp_path, content: bytes | str, name="f.jsonl"):

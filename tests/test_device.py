@@ -1,8 +1,8 @@
-"""training.device: the precision asked for, and what the CPU (CI has no GPU) makes of it, said in the log line."""
+"""core.device: the precision asked for, and what the CPU (CI has no GPU) makes of it, said in the log line."""
 import pytest
 import torch
 
-from training.device import cpu_has_fast_bf16, plan_device
+from core.device import cpu_has_fast_bf16, plan_device
 
 
 @pytest.mark.skipif(torch.cuda.is_available() or torch.backends.mps.is_available(),

@@ -1,9 +1,9 @@
 import pytest
 from transformers import AutoTokenizer
 
-from training.data import Example
-from training.encoding import IGNORE, PaddingCollator, encode, encode_file
-from training.errors import DataError
+from core.data import Example
+from core.encoding import IGNORE, PaddingCollator, encode, encode_file
+from core.errors import DataError
 from tests.conftest import MODELS
 
 

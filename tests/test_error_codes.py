@@ -2,7 +2,7 @@
 import pytest
 from transformers import AutoTokenizer
 
-from selfcorrect.error_codes import RULES, code_family, error_codes
+from evaluation.error_codes import RULES, code_family, error_codes
 from tests.conftest import MODELS
 
 # (code family, question, expected, predicted): the code must fire

@@ -1,6 +1,6 @@
 import torch
 
-from monitor.generation import LoopStop
+from inference.generation import LoopStop
 
 
 def test_a_row_stops_only_once_it_repeats_a_block_three_times():
@@ -22,10 +22,10 @@ def test_a_short_repetition_is_not_a_loop():
 
 def test_the_shrinking_batch_gives_the_tokens_generate_gives(tmp_path):
     """Rows that end early leave the batch; every answer must still be exactly what generate() answers."""
-    from monitor.generation import greedy_decode
+    from inference.generation import greedy_decode
     from tests.conftest import write_config
-    from training.config import load_config
-    from training.models import load_base_model, load_tokenizer, resolve_model_path
+    from core.config import load_config
+    from core.models import load_base_model, load_tokenizer, resolve_model_path
 
     config = load_config(write_config(tmp_path))
     path = resolve_model_path(config, tmp_path)
@@ -49,10 +49,10 @@ def test_the_shrinking_batch_gives_the_tokens_generate_gives(tmp_path):
 def test_answers_with_the_adapter_merged_match_the_lora_forward_and_leave_weights_untouched(tmp_path):
     """Evaluation merges LoRA into copies of the weights; answers must match the unmerged forward, and
     training must get back the very same weight tensors, with the LoRA path active again."""
-    from monitor.generation import generate_answers, greedy_decode, merged_lora
+    from inference.generation import generate_answers, greedy_decode, merged_lora
     from tests.conftest import write_config
-    from training.config import load_config
-    from training.models import attach_adapter, load_base_model, load_tokenizer, resolve_model_path
+    from core.config import load_config
+    from core.models import attach_adapter, load_base_model, load_tokenizer, resolve_model_path
 
     config = load_config(write_config(tmp_path))
     path = resolve_model_path(config, tmp_path)

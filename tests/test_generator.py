@@ -6,9 +6,11 @@ import sys
 
 import pytest
 
-from selfcorrect.generator import EvalResult, SelfCorrectionGenerator
+from core.config import ExperimentalSection, parse_config
+from daemon.queue import Queue
+from evaluation.evaluate import EvalResult
+from selfcorrect.generator import SelfCorrectionGenerator
 from tests.conftest import REPO
-from training.config import SelfCorrectionSection
 
 
 def wrong(i):
@@ -20,8 +22,12 @@ def right(i):
 
 
 def generator(root, **settings):
-    s = SelfCorrectionSection(**{"min_examples": 10, "generation_interval": 500, **settings})
-    return SelfCorrectionGenerator(root=root, settings=lambda: s)
+    """A generator whose files go to the real queue under `root`; each setting goes to its config section."""
+    experimental = {k: v for k, v in settings.items() if k in ExperimentalSection.model_fields}
+    sc = {"min_examples": 10, "generation_interval": 500,
+          **{k: v for k, v in settings.items() if k not in experimental}}
+    config = parse_config({"self_correction": sc, "experimental": experimental})
+    return SelfCorrectionGenerator(root=root, outbox=Queue(root).outbox("selfcorrect"), config=config)
 
 
 def listing(folder):

@@ -6,8 +6,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from training.data import read_examples, write_examples
-from training.errors import DataError
+from core.data import read_examples, write_examples
+from core.errors import DataError
 
 text = st.text(min_size=1, max_size=40).filter(lambda s: s.strip())
 valid = st.one_of(

@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from selfcorrect.matching import match_answer
+from evaluation.matching import match_answer
 
 
 @pytest.mark.parametrize("expected, predicted, why", [

@@ -3,7 +3,7 @@ import json
 
 from tests.conftest import MODELS, run_train, write_config, write_jsonl
 from tests.daemon_helpers import events, wait_event
-from training.synthetic import integer_sums
+from core.synthetic import integer_sums
 
 
 def evaluations(root):
@@ -51,16 +51,18 @@ def test_evaluating_does_not_change_the_training_trajectory(tmp_path):
 def test_metrics_join_the_trainers_log_history(root):
     from transformers import TrainerCallback
 
+    from core.config import parse_config
+    from core.events import EventLog
+    from daemon.queue import Queue
     from monitor.live_inference import attach_monitor
-    from training.config import parse_config
     from training.engine import TrainingEngine
-    from training.events import EventLog
 
     config = parse_config({"model": {"name_or_path": "tiny-random", "cache_dir": str(MODELS)}, "eval_steps": 2,
                            "eval_max_tokens": 4, "training": {"batch_size": 4, "logging_steps": 100}})
     events_log = EventLog(root / "logs")
     engine = TrainingEngine(config, root, events_log)
-    monitor = attach_monitor(engine, root=root, settings=lambda: config, events=events_log)
+    monitor = attach_monitor(engine, root=root, config=config, outbox=Queue(root).outbox("selfcorrect"),
+                             events=events_log)
     prepared = engine.prepare(write_jsonl(root / "a.jsonl", integer_sums(40, seed=5)))
     monitor.pool.add_heldout(prepared.heldout, file="a.jsonl", sha256=prepared.sha256)
     logged = []
@@ -142,8 +144,8 @@ def test_the_loop_a_wrong_answer_becomes_a_queued_file_that_the_daemon_trains(ro
 
 def test_practice_answers_questions_of_the_file_in_training_and_only_feeds_the_generator(root):
     write_config(root, eval_steps=2, eval_max_tokens=4, num_eval_samples=2, validation={"holdout_fraction": 0.25},
-                 self_correction={"min_examples": 1, "generation_interval": 2, "practice_samples": 4,
-                                  "confirm_right_answers": True, "auto_queue": False},
+                 self_correction={"min_examples": 1, "generation_interval": 2, "auto_queue": False},
+                 experimental={"practice_samples": 4, "confirm_right_answers": True},
                  training={"promotion": {"enabled": True, "holdout_fraction": 0.25}})
     data = integer_sums(32, seed=8)  # 8 to the gate, 6 to the pool, 18 trained: 5 steps, evaluations at 2 and 4
     assert run_train(root, write_jsonl(root / "a.jsonl", data)).returncode == 0
@@ -167,8 +169,7 @@ def test_practice_answers_questions_of_the_file_in_training_and_only_feeds_the_g
 
 
 def test_the_second_attempt_accuracy_counts_right_answers_lost():
-    from monitor.evaluation import Evaluation
-    from selfcorrect.generator import EvalResult
+    from evaluation.evaluate import EvalResult, Evaluation
 
     results = [EvalResult("q", "4", "4", True) for _ in range(4)] + [EvalResult("q", "4", "5", False) for _ in range(6)]
     ev = Evaluation(results, [""] * 10, second={4: ("4", True), 5: ("6", False)},
@@ -189,7 +190,8 @@ def test_first_wrong_value_in_config_reaches_the_live_monitors_codes(root):
     val = write_jsonl(root / "val.jsonl", liked(5, first=1000)[:4])
     write_config(root, eval_steps=16, num_eval_samples=4, eval_max_tokens=4,
                  validation={"files": [str(val)], "holdout_fraction": 0},
-                 self_correction={"first_wrong_value": True, "min_examples": 1, "generation_interval": 16},
+                 self_correction={"min_examples": 1, "generation_interval": 16},
+                 experimental={"first_wrong_value": True},
                  training={"batch_size": 8, "learning_rate": 0.01, "epochs_per_file": 2})
     assert run_train(root, write_jsonl(root / "a.jsonl", liked(4, first=0))).returncode == 0
     last = evaluations(root)[-1]

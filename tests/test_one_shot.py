@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from tests.conftest import MODELS, REPO, run_train, write_config, write_jsonl
-from training.synthetic import integer_sums
+from core.synthetic import integer_sums
 
 
 def state(root):
@@ -142,3 +142,38 @@ def test_a_batch_run_in_slices_takes_the_same_steps_as_the_whole_batch(tmp_path)
     assert torch.allclose(torch.tensor(whole), torch.tensor(sliced), rtol=1e-4), (whole, sliced)
     for key in a:
         assert torch.allclose(a[key], b[key], rtol=1e-3, atol=1e-6), key
+
+
+def test_one_shot_and_the_daemon_train_a_file_through_the_same_job_path(tmp_path):
+    """The same file, trained once by `train.py FILE` and once by `--once` in another root: the same done record
+    (but for timings and the daemon's queue priority) and the same adapter weights."""
+    data = integer_sums(16, seed=4)
+    done = {}
+    for mode in ("one-shot", "once"):
+        root = tmp_path / mode
+        root.mkdir()
+        write_config(root)
+        if mode == "one-shot":
+            out = run_train(root, write_jsonl(root / "a.jsonl", data))
+        else:
+            write_jsonl(root / "queue" / "normal" / "a.jsonl", data)
+            out = run_train(root, "--once")
+        assert out.returncode == 0, out.stderr[-2000:]
+        lines = [json.loads(l) for l in (root / "logs" / "events.jsonl").read_text().splitlines()]
+        [done[mode]] = [e for e in lines if e["event"] == "done"]
+    timing = {"time", "message", "file", "seconds", "train_seconds", "loop_seconds", "tokens_per_s", "priority"}
+    one, once = ({k: v for k, v in done[m].items() if k not in timing} for m in ("one-shot", "once"))
+    assert one == once and one["origin"] == "user" and one["adapter"] == "v0001" and one["steps"] == 4
+    assert done["once"]["priority"] == "normal"
+    weights = [load_file(tmp_path / m / "data/adapters/v0001/adapter_model.safetensors") for m in ("one-shot", "once")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_the_first_log_line_says_what_runs_where_and_the_resolved_config_goes_to_a_file(root):
+    assert run_train(root, write_jsonl(root / "a.jsonl", integer_sums(8, seed=5))).returncode == 0
+    first = json.loads((root / "logs" / "events.jsonl").read_text().splitlines()[0])
+    assert first["event"] == "start" and first["model"] == "tiny-random" and first["pid"] > 0
+    assert first["device"] == "cpu" and first["root"] == str(root) and len(first["message"]) < 300
+    resolved = json.loads((root / "logs" / "config.resolved.json").read_text())
+    assert resolved["model"]["name_or_path"] == "tiny-random" and "experimental" in resolved

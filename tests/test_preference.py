@@ -1,4 +1,4 @@
-"""training.preference_weight: DPO of the response over the rejected answer, against the file's start adapter."""
+"""experimental.preference_weight: DPO of the response over the rejected answer, against the file's start adapter."""
 import json
 
 import torch
@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
 from tests.conftest import MODELS, run_train, write_config, write_jsonl
-from training.data import Example
-from training.encoding import IGNORE, PaddingCollator, encode
+from core.data import Example
+from core.encoding import IGNORE, PaddingCollator, encode
 from training.trainer import SupervisedTrainer, add_reference_logps
 
 
@@ -67,8 +67,8 @@ def margin_after_training(root, data, preference_weight):
     from peft import PeftModel
 
     root.mkdir()
-    write_config(root, training={"preference_weight": preference_weight, "preference_beta": 0.5,
-                                 "learning_rate": 0.01, "micro_batch_tokens": 40})
+    write_config(root, experimental={"preference_weight": preference_weight, "preference_beta": 0.5},
+                 training={"learning_rate": 0.01, "micro_batch_tokens": 40})
     out = run_train(root, write_jsonl(root / "corrections.jsonl", data))
     assert out.returncode == 0, out.stderr[-2000:]
     tok = AutoTokenizer.from_pretrained(MODELS / "tiny-random")

@@ -26,9 +26,9 @@ def gate_config(root, **promotion):
 
 
 def test_forgetting_keeps_the_version_but_not_current_and_training_goes_on_from_the_last_good(root):
-    from training.config import load_config
+    from core.config import load_config
     from training.engine import TrainingEngine
-    from training.events import EventLog
+    from core.events import EventLog
 
     gate_config(root)
     config = load_config(root / "config.json")
@@ -114,7 +114,7 @@ def test_promotion_settings_are_validated_with_their_key_path(root):
 
 
 def test_the_rule_overall_and_on_earlier_files():
-    from selfcorrect.qa import QAItem
+    from core.qa import QAItem
     from training.promotion import decide
 
     items = [QAItem(f"old{k}", [], "", "old.jsonl", k) for k in range(4)] + \

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 
 from tests.conftest import REPO, run_train, write_config, write_jsonl
 from tests.daemon_helpers import events, original
-from training.faults import FAULT_POINTS
-from training.synthetic import integer_sums
+from core.faults import FAULT_POINTS
+from core.synthetic import integer_sums
 
 BAD = REPO / "tests" / "data" / "bad"
 

@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from selfcorrect.error_codes import RULES
+from evaluation.error_codes import RULES
 from tests.conftest import REPO, write_config, write_jsonl
 
 
@@ -36,8 +36,8 @@ def test_build_makes_triples_for_wrong_answers_only(tmp_path):
 
 def test_build_writes_the_records_the_config_asks_for(tmp_path):
     """Confirmations and repeated corrections, as the daemon writes them: a round built by hand trains the same."""
-    config = write_config(tmp_path, self_correction={"confirm_right_answers": True, "confirm_golden_answers": True,
-                                                     "correction_repeats": 2, "first_wrong_value": True})
+    config = write_config(tmp_path, experimental={"confirm_right_answers": True, "confirm_golden_answers": True,
+                                                  "correction_repeats": 2, "first_wrong_value": True})
     qa = write_jsonl(tmp_path / "qa.jsonl", [{"id": "a", "prompt": "What is 1 + 1?", "response": "2"},
                                              {"id": "b", "prompt": "What is 2 + 2?", "response": "2 + 2 = 4."}])
     answers = write_jsonl(tmp_path / "answers.jsonl", [{"id": "b", "predicted": "2 + 2 = 5."},

@@ -1,12 +1,12 @@
-"""training.unlikelihood_weight: the rejected answer's departing token is pushed down, in a real Trainer."""
+"""experimental.unlikelihood_weight: the rejected answer's departing token is pushed down, in a real Trainer."""
 import json
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
 from tests.conftest import MODELS, run_train, write_config, write_jsonl
-from training.data import Example
-from training.encoding import PaddingCollator, encode
+from core.data import Example
+from core.encoding import PaddingCollator, encode
 from training.trainer import SupervisedTrainer
 
 
@@ -44,7 +44,8 @@ def test_the_loss_adds_minus_log_one_minus_p_of_each_departing_token(tmp_path):
 
 
 def test_a_file_of_corrections_trains_with_the_weight_on(root):
-    write_config(root, training={"unlikelihood_weight": 2.0, "learning_rate": 0.01, "micro_batch_tokens": 40})
+    write_config(root, experimental={"unlikelihood_weight": 2.0},
+                 training={"learning_rate": 0.01, "micro_batch_tokens": 40})
     data = [record(a, a + 7, 2 * a + 17) for a in range(3, 19)]
     out = run_train(root, write_jsonl(root / "corrections.jsonl", data))
     assert out.returncode == 0, out.stderr[-2000:]

@@ -1,1 +1,1 @@
-"""The training engine: config, models, data, and one LoRA training pass per file."""
+"""The training engine: one LoRA training pass per file, the Trainer subclass, and the promotion gate."""

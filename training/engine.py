@@ -17,19 +17,21 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from .adapters import AdapterStore
-from .config import Config
-from .data import Example, read_examples
-from .device import plan_device
-from .encoding import Encoded, PaddingCollator, encode_file, wants_chat_template
-from .events import EventLog
-from .faults import fault_point
-from .fsutil import remove_tree
-from .models import (attach_adapter, copy_tokenizer_files, load_base_model, load_tokenizer, quiet_transformers,
-                     resolve_model_path)
+from core.adapters import AdapterStore
+from core.config import Config
+from core.data import Example, read_examples
+from core.device import plan_device
+from core.encoding import Encoded, PaddingCollator, encode_file, wants_chat_template
+from core.events import EventLog
+from core.faults import fault_point
+from core.fsutil import remove_tree
+from core.models import (attach_adapter, copy_tokenizer_files, load_base_model, load_tokenizer, quiet_transformers,
+                         resolve_model_path)
+from core.qa import split_holdout
+from core.state import TrainingState
+
 from .progress import ProgressCallback
 from .promotion import PromotionGate, Verdict
-from .state import TrainingState
 from .trainer import SupervisedTrainer, add_reference_logps, latest_checkpoint
 
 
@@ -109,8 +111,8 @@ class TrainingEngine:
         self.model = attach_adapter(base, config, current, model_path=self.model_path)
         self.model_loads = 1
         self.trainer_logs: dict = {}  # filled by callbacks, merged into the Trainer's next log
-        self.gate = PromotionGate(self.root, settings=lambda: self.config, tokenizer=self.tokenizer,
-                                  use_template=self.use_template, events=events)
+        self.gate = PromotionGate(self.root, files=[self.root / f for f in config.training.promotion.files],
+                                  tokenizer=self.tokenizer, use_template=self.use_template, events=events)
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         events.emit("model", f"loaded {self.model_path} with adapter {self.state.current_adapter or '(new)'}; "
                     f"{trainable:,} trainable parameters; global step {self.state.global_step}",
@@ -118,26 +120,31 @@ class TrainingEngine:
 
     # -- prepare ----------------------------------------------------------------------------
 
-    def prepare(self, path: Path, *, name: str | None = None) -> Prepared:
+    def prepare(self, path: Path, *, name: str | None = None, generated: bool = False,
+                examples: list[Example] | None = None) -> Prepared:
         """Read, validate and encode a whole file; DataError if any of it is unusable.
 
-        Some of its QA examples are kept out of training (the same ones on every retry,
-        chosen by the file's hash): `training.promotion.holdout_fraction` for the
-        promotion gate, then `validation.holdout_fraction` for live evaluation.
+        `examples` are the file's, when the caller already read it (the daemon's intake
+        does), so a file is parsed once. Some of its QA examples are kept out of training
+        (the same ones on every retry, chosen by the file's hash):
+        `training.promotion.holdout_fraction` for the promotion gate, then
+        `validation.holdout_fraction` for live evaluation; none of a `generated` file
+        (its questions come from the validation pool already).
         """
-        from monitor.validation_pool import split_holdout
-
         path = Path(path)
         sha256 = sha256_file(path)
-        examples = read_examples(path, max_line_bytes=self.config.training.max_line_bytes)
+        if examples is None:
+            examples = read_examples(path, max_line_bytes=self.config.training.max_line_bytes)
         promotion = self.config.training.promotion
-        rest, gate = split_holdout(examples, fraction=promotion.holdout_fraction if promotion.enabled else 0,
-                                   seed=f"{sha256}:gate", limit=promotion.max_items_per_file)
-        train, heldout = split_holdout(rest, fraction=self.config.validation.holdout_fraction, seed=sha256)
+        keep_gate = promotion.holdout_fraction if promotion.enabled and not generated else 0
+        rest, gate = split_holdout(examples, fraction=keep_gate, seed=f"{sha256}:gate",
+                                   limit=promotion.max_items_per_file)
+        train, heldout = split_holdout(rest, fraction=0 if generated else self.config.validation.holdout_fraction,
+                                       seed=sha256)
         encoded = encode_file(self.tokenizer, train, path=path, use_template=self.use_template,
                               max_length=self.config.training.max_seq_length,
-                              unlikelihood=self.config.training.unlikelihood_weight > 0,
-                              preference=self.config.training.preference_weight > 0)
+                              unlikelihood=self.config.experimental.unlikelihood_weight > 0,
+                              preference=self.config.experimental.preference_weight > 0)
         return Prepared(path, name or path.name, sha256, train, encoded, heldout, gate)
 
     # -- train --------------------------------------------------------------------------------
@@ -199,8 +206,8 @@ class TrainingEngine:
                              f"{tps:.0f} tok/s", file=prepared.name, global_step=self.state.global_step + step, loss=loss)
 
         progress = ProgressCallback(title=prepared.name, collator=collator, console=self.console, on_log=log_line)
-        t = self.config.training
-        if t.preference_weight and add_reference_logps(self.model, prepared.encoded, self.tokenizer.pad_token_id,
+        x = self.config.experimental
+        if x.preference_weight and add_reference_logps(self.model, prepared.encoded, self.tokenizer.pad_token_id,
                                                         precision=self.plan.precision):
             self.events.emit("reference", f"{prepared.name}: reference log-probabilities of the preference pairs "
                              f"from adapter {self.state.current_adapter or '(new)'}", file=prepared.name)
@@ -213,9 +220,9 @@ class TrainingEngine:
             callbacks=[progress, *callbacks],
             extra_logs=self.trainer_logs,
             micro_batch_tokens=self._micro_batch_tokens(),
-            unlikelihood_weight=t.unlikelihood_weight,
-            preference_weight=t.preference_weight,
-            preference_beta=t.preference_beta,
+            unlikelihood_weight=x.unlikelihood_weight,
+            preference_weight=x.preference_weight,
+            preference_beta=x.preference_beta,
         )
         trainer.remove_callback(PrinterCallback)
         self.gate.hold_out(prepared)
@@ -237,7 +244,7 @@ class TrainingEngine:
                 return FileResult("interrupted", None, steps, time.perf_counter() - started, final_loss,
                                   progress.tokens_per_s())
             version = self.store.next_version()
-            verdict = self._judge(prepared, version, snapshot) if self.gate.active else None
+            verdict = self._judge(prepared, version, snapshot) if self.gate.active(self.config) else None
             seconds = time.perf_counter() - started
             self._commit(prepared, version, steps=steps, seconds=seconds, final_loss=final_loss, verdict=verdict)
             if verdict and not verdict.promoted:
@@ -268,12 +275,12 @@ class TrainingEngine:
             candidate = self._adapter_snapshot()
             self._restore_adapter(snapshot)
             try:
-                return self.gate.score(self.model, items)
+                return self.gate.score(self.model, items, self.config)
             finally:
                 self._restore_adapter(candidate)
 
         started = time.perf_counter()
-        verdict = self.gate.judge(self.model, file=prepared.name, candidate=version,
+        verdict = self.gate.judge(self.model, config=self.config, file=prepared.name, candidate=version,
                                   current=self.state.current_adapter, score_current=score_current)
         seconds = time.perf_counter() - started
         self.events.emit("promotion", f"{version} {'promoted' if verdict.promoted else 'NOT promoted'}: "

@@ -17,7 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from .fsutil import atomic_write_json
+from core.config import Config
+from core.fsutil import atomic_write_json
+from evaluation.evaluate import evaluate
+from evaluation.pool import ValidationPool
 
 BASE = "base"  # the label of "no adapter yet" in the score cache
 
@@ -61,23 +64,19 @@ def decide(candidate_scores: dict[str, bool], current_scores: dict[str, bool], i
 
 
 class PromotionGate:
-    def __init__(self, root: Path, *, settings: Callable, tokenizer, use_template: bool, events):
-        from monitor.validation_pool import ValidationPool
-
-        self.settings = settings  # the config in force (read at each decision)
+    def __init__(self, root: Path, *, files: list[Path], tokenizer, use_template: bool, events):
         self.items = ValidationPool(root, folder="gate")
         self.scores_path = self.items.dir / "scores.json"
         self.last_path = self.items.dir / "last_verdict.json"
         self.scores: dict[str, dict[str, bool]] = (json.loads(self.scores_path.read_text())
                                                    if self.scores_path.exists() else {})
         self.tokenizer, self.use_template, self.events = tokenizer, use_template, events
-        added = self.items.add_files([Path(root) / f for f in self.settings().training.promotion.files])
+        added = self.items.add_files(files)
         if added:
             events.emit("promotion", f"{added} questions added to the gate set from training.promotion.files")
 
-    @property
-    def active(self) -> bool:
-        return self.settings().training.promotion.enabled and bool(self.items.items)
+    def active(self, config: Config) -> bool:
+        return config.training.promotion.enabled and bool(self.items.items)
 
     def hold_out(self, prepared) -> None:
         added = self.items.add_heldout(prepared.gate, file=prepared.name, sha256=prepared.sha256)
@@ -85,29 +84,26 @@ class PromotionGate:
             self.events.emit("promotion", f"{prepared.name}: {added} examples held out for the promotion gate "
                              f"(gate set {len(self.items.items)})", file=prepared.name)
 
-    def score(self, model, items) -> dict[str, bool]:
-        from monitor.evaluation import evaluate
-
-        config = self.settings()
+    def score(self, model, items, config: Config) -> dict[str, bool]:
         ev = evaluate(model, self.tokenizer, items, use_template=self.use_template,
                       max_new_tokens=config.eval_max_tokens, templates=config.self_correction.templates,
                       second_attempt=False)
         return {item.id: r.matched for item, r in zip(items, ev.results)}
 
-    def judge(self, model, *, file: str, candidate: str, current: str | None,
+    def judge(self, model, *, config: Config, file: str, candidate: str, current: str | None,
               score_current: Callable[[list], dict[str, bool]]) -> Verdict:
         """Score `model` (the candidate) and the current version on the whole gate set, and decide.
 
         `score_current(items)` scores the current version's weights on the items it has no score for.
         """
-        tolerance = self.settings().training.promotion.tolerance
+        tolerance = config.training.promotion.tolerance
         current = current or BASE
         items = list(self.items.items)
         known = self.scores.setdefault(current, {})
         missing = [i for i in items if i.id not in known]
         if missing:
             known.update(score_current(missing))
-        self.scores[candidate] = self.score(model, items)
+        self.scores[candidate] = self.score(model, items, config)
         atomic_write_json(self.scores_path, self.scores)
 
         verdict = decide(self.scores[candidate], known, items, file=file, tolerance=tolerance,

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer
 
-from .encoding import IGNORE
-from .faults import fault_point
-from .fsutil import durable_replace, fsync_tree, remove_tree
+from core.encoding import IGNORE
+from core.faults import fault_point
+from core.fsutil import durable_replace, fsync_tree, remove_tree
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -51,7 +51,7 @@ def add_reference_logps(model, encoded: list, pad_id: int, *, precision: str, ba
     """Log p of each pair's response and rejected answer under the model as it is now (the file's start
     adapter), the reference of the preference loss; computed once per file, as TRL's precompute_ref_log_probs.
     Returns the number of pairs."""
-    from .encoding import pad_rows
+    from core.encoding import pad_rows
 
     decoder, head = decoder_and_head(model)
     device = next(model.parameters()).device

@@ -26,8 +26,8 @@ for mode in ${MODES:-bf16 fp16 qlora}; do
 {"model": {"name_or_path": "tiny-random", "cache_dir": "$PWD/data/models", "load_in_4bit": $q},
  "eval_steps": 10, "num_eval_samples": 4, "eval_max_tokens": 48,
  "self_correction": {"min_examples": 2, "generation_interval": 10, "queue": "high", "max_pending_files": 3},
- "training": {"batch_size": 4, "save_steps": 1000, "logging_steps": 5, "preference_weight": 5, "unlikelihood_weight": 1,
-              "precision": "$p", "promotion": {"enabled": true}}}
+ "experimental": {"preference_weight": 5, "unlikelihood_weight": 1},
+ "training": {"batch_size": 4, "save_steps": 1000, "logging_steps": 5, "precision": "$p", "promotion": {"enabled": true}}}
 JSON
   run() { echo "### $*" >> $L; timeout 100 $PY train.py "$@" --config $R/config.json >> $L 2>&1; echo "rc=$? ($*)" >> $L; }
   run examples/arithmetic.jsonl          # one-shot, twice: the second continues the first's adapter and step

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .adapters import AdapterStore
-from .config import Config
-from .device import plan_device
-from .encoding import wants_chat_template
-from .errors import ModelError
-from .models import load_adapter, load_base_model, load_tokenizer, quiet_transformers, resolve_model_path
-from .state import TrainingState
+from core.adapters import AdapterStore
+from core.config import Config
+from core.device import plan_device
+from core.encoding import wants_chat_template
+from core.errors import ModelError
+from core.models import load_adapter, load_base_model, load_tokenizer, quiet_transformers, resolve_model_path
+from core.state import TrainingState
 
 
 def resolve_adapter(root: Path, which: str) -> str | None:

@@ -4,7 +4,7 @@
 - SELFCORRECT_KILL_AT=name: the process SIGKILLs itself right there, as a power cut would;
 - SELFCORRECT_FAIL_AT=name: the first time the point is reached in this process it raises
   OSError(ENOSPC), as a full disk would.
-The points are listed in FAULT_POINTS and in the README's Reliability section.
+The points are listed in FAULT_POINTS.
 """
 from __future__ import annotations
 

@@ -72,16 +72,6 @@ class TrainingSection(Section):
                                 "into row slices whose gradients add up to the same step. Bounds activation "
                                 "memory; 0: never split; null: 512 on CPU and MPS, never on CUDA.")
     max_seq_length: int = Field(1024, gt=8, description="Tokens per example; longer examples are cut at the end.")
-    unlikelihood_weight: float = Field(
-        0.0, ge=0, description="Records with a 'rejected' answer (self-correction keeps the model's wrong one) also "
-        "push down the rejected answer's first token that departs from the response: -log(1 - p), unlikelihood "
-        "training (Welleck et al., 2019), times this weight, counted like one supervised token. 0: off.")
-    preference_weight: float = Field(
-        0.0, ge=0, description="Records with a 'rejected' answer also train by preference: the DPO loss (Rafailov "
-        "et al., 2023) of the response over the rejected answer, against the adapter the file started from, counted "
-        "like this many supervised tokens per pair; the response keeps its cross-entropy too (as in RPO). 0: off.")
-    preference_beta: float = Field(
-        0.1, gt=0, description="DPO's beta: how far the preference may move the adapter from where the file started.")
     epochs_per_file: float = Field(1.0, gt=0, description="Passes over each training file.")
     save_steps: int = Field(50, gt=0, description="Mid-file checkpoint every N optimizer steps (for crash resume).")
     logging_steps: int = Field(10, gt=0, description="Log loss every N optimizer steps.")
@@ -140,6 +130,13 @@ class SelfCorrectionSection(Section):
     queue: Literal["high", "normal", "low"] = Field("normal", description="Queue priority of generated files.")
     max_pending_files: int = Field(20, gt=0, description="Stop generating while this many generated files wait.")
     measure_second_attempt: bool = Field(True, description="Re-ask wrong answers with their error codes.")
+    templates: TemplatesSection = Field(default_factory=TemplatesSection, description="Prompt templates of the records.")
+
+
+class ExperimentalSection(Section):
+    """Switches that only studies use (docs/experiments/). At their defaults they change nothing in training; measured,
+    none helped enough to be turned on. They may change or go without notice."""
+
     first_wrong_value: bool = Field(
         False, description="Add the error code FIRST_WRONG_VALUE_X (the first number where the answer went wrong). "
         "Off: measured, it did not help the second attempt, and first attempts on sums were lower.")
@@ -155,7 +152,7 @@ class SelfCorrectionSection(Section):
         "change' against the keeps of the confirmations.")
     reject_initial_attempts: bool = Field(
         True, description="A wrong answer's initial-attempt record carries the wrong answer as 'rejected', as its "
-        "correction record does, so training.unlikelihood_weight and preference_weight push it down on the bare "
+        "correction record does, so experimental.unlikelihood_weight and preference_weight push it down on the bare "
         "question too. Off: only the correction records carry it, and first attempts train by cross-entropy alone.")
     reject_golden_confirmations: bool = Field(
         False, description="With confirm_golden_answers, each golden confirmation also carries the wrong answer as "
@@ -165,7 +162,16 @@ class SelfCorrectionSection(Section):
         0, ge=0, description="At each evaluation, also answer this many questions of the file being trained: "
         "their mistakes (and right answers, with confirm_right_answers) become records too. On policy; "
         "never counted in the accuracy, since the model trains on them.")
-    templates: TemplatesSection = Field(default_factory=TemplatesSection, description="Prompt templates of the records.")
+    unlikelihood_weight: float = Field(
+        0.0, ge=0, description="Records with a 'rejected' answer (self-correction keeps the model's wrong one) also "
+        "push down the rejected answer's first token that departs from the response: -log(1 - p), unlikelihood "
+        "training (Welleck et al., 2019), times this weight, counted like one supervised token. 0: off.")
+    preference_weight: float = Field(
+        0.0, ge=0, description="Records with a 'rejected' answer also train by preference: the DPO loss (Rafailov "
+        "et al., 2023) of the response over the rejected answer, against the adapter the file started from, counted "
+        "like this many supervised tokens per pair; the response keeps its cross-entropy too (as in RPO). 0: off.")
+    preference_beta: float = Field(
+        0.1, gt=0, description="DPO's beta: how far the preference may move the adapter from where the file started.")
 
 
 class DaemonSection(Section):
@@ -187,6 +193,8 @@ class Config(Section):
     validation: ValidationSection = Field(
         default_factory=ValidationSection, description="Questions for live evaluation.")
     daemon: DaemonSection = Field(default_factory=DaemonSection, description="Watching and queueing files.")
+    experimental: ExperimentalSection = Field(
+        default_factory=ExperimentalSection, description="Switches for studies; off by default.")
 
     @model_validator(mode="after")
     def _cross_checks(self):
@@ -195,10 +203,20 @@ class Config(Section):
         return self
 
 
+# Keys that moved: an old config names the new place instead of failing as an unknown key.
+MOVED = {f"{section}.{name}": f"experimental.{name}" for section, names in {
+    "self_correction": ("first_wrong_value", "confirm_right_answers", "confirm_golden_answers", "correction_repeats",
+                        "reject_initial_attempts", "reject_golden_confirmations", "practice_samples"),
+    "training": ("unlikelihood_weight", "preference_weight", "preference_beta"),
+}.items() for name in names}
+
+
 def _describe(err: dict) -> str:
     """One line per pydantic error, phrased as what the value must be."""
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     kind, ctx = err["type"], err.get("ctx", {})
+    if kind == "extra_forbidden" and loc in MOVED:
+        return f"{loc}: moved to {MOVED[loc]}; put it in the \"experimental\" section"
     if kind == "extra_forbidden":
         return f"{loc}: unknown key; remove it or fix its spelling"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):

@@ -2,47 +2,17 @@
 
 It is filled from `validation.files` and from a deterministic hold-out of each
 incoming training file (`validation.holdout_fraction`), so evaluation works with
-no set-up. Generated self-correction files add nothing. Items are taken in a
+no set-up. Generated files (self-correction) add nothing. Items are taken in a
 fixed rotation (a persisted cursor), so every item is seen before any repeats.
 """
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
-from selfcorrect.correction_examples import RECORD_KINDS
-from selfcorrect.qa import QAItem, read_qa
-from training.data import Example
-from training.fsutil import atomic_write_json, atomic_write_text
-
-
-def is_generated(examples: list[Example]) -> bool:
-    """A self-correction file written by our generator: every record carries one of its kinds."""
-    return bool(examples) and all(e.meta.get("kind") in RECORD_KINDS for e in examples)
-
-
-def split_holdout(examples: list[Example], *, fraction: float, seed: str,
-                  limit: int | None = None) -> tuple[list[Example], list[Example]]:
-    """(rest, held out): a fixed share of the QA examples (at most `limit`), chosen by the file's hash,
-    so a retry picks the same."""
-    if fraction <= 0 or is_generated(examples):
-        return examples, []
-    qa = [k for k, e in enumerate(examples) if e.messages and e.messages[-1]["role"] == "assistant"
-          and len(e.messages) >= 2 and e.messages[-2]["role"] == "user"]
-    n = min(int(len(qa) * fraction), len(qa) if limit is None else limit)
-    chosen = set(random.Random(seed).sample(qa, n)) if n else set()
-    return [e for k, e in enumerate(examples) if k not in chosen], [e for k, e in enumerate(examples) if k in chosen]
-
-
-def qa_items(examples: list[Example], *, file: str, sha256: str) -> list[QAItem]:
-    """The QA examples (a user turn, then the answer) of a prepared file as items; ids are hash:line."""
-    items = []
-    for e in examples:
-        last = len(e.messages or []) - 1
-        if last >= 1 and e.messages[last]["role"] == "assistant" and e.messages[last - 1]["role"] == "user":
-            items.append(QAItem(f"{sha256[:12]}:{e.line}", e.messages[:last], e.messages[last]["content"], file, e.line))
-    return items
+from core.data import Example
+from core.fsutil import atomic_write_json, atomic_write_text
+from core.qa import QAItem, qa_items, read_qa
 
 
 class ValidationPool:

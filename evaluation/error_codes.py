@@ -36,7 +36,7 @@ RULES = [
     ("MISSING_NUMBERS", "the expected answer has numbers and the prediction has none", "expected '42', got 'I do not know'"),
     ("NUMERIC_ERROR_MISSING_X_VALUES", "X = numbers of the expected answer absent from the prediction (counted with repeats), when the prediction has numbers", "expected '3 + 4 = 7', got '3 + 4 = 8' -> MISSING_1"),
     ("NUMERIC_ERROR_EXTRA_X_VALUES", "X = numbers in the prediction found neither in the expected answer nor in the question", "expected '7', got '8' -> EXTRA_1"),
-    ("FIRST_WRONG_VALUE_X", "only with self_correction.first_wrong_value; X = the first number of the prediction where its numbers part from the expected answer's (aligned in order), numbers of the question passed over; names what to fix, not the fix", "expected '3 + 4 = 7. 7 + 5 = 12', got '3 + 4 = 8. 8 + 5 = 13' -> FIRST_WRONG_VALUE_8"),
+    ("FIRST_WRONG_VALUE_X", "only with experimental.first_wrong_value; X = the first number of the prediction where its numbers part from the expected answer's (aligned in order), numbers of the question passed over; names what to fix, not the fix", "expected '3 + 4 = 7. 7 + 5 = 12', got '3 + 4 = 8. 8 + 5 = 13' -> FIRST_WRONG_VALUE_8"),
     ("STRUCTURE_SHOULD_BE_LIST", "expected answer has 2+ list lines (-, *, 1.) and the prediction has none", "expected '- a\\n- b', got 'a and b'"),
     ("STRUCTURE_SHOULD_BE_PROSE", "prediction has 2+ list lines and the expected answer has none", "expected 'a and b', got '- a\\n- b'"),
     ("MISSING_CODE_BLOCK", "expected answer has a ``` code block and the prediction has none", "expected '```py ...```', got 'use print'"),

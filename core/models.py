@@ -215,7 +215,7 @@ def copy_tokenizer_files(src: str, dst: Path) -> None:
 
 
 def main(argv=None) -> None:
-    """`python -m training.models`: materialize the built-in models once (part of `make setup`)."""
+    """`python -m core.models`: materialize the built-in models once (part of `make setup`)."""
     import argparse
 
     p = argparse.ArgumentParser(description=main.__doc__)

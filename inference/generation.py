@@ -22,7 +22,7 @@ import psutil
 import torch
 from transformers import DynamicCache, StoppingCriteria
 
-from training.encoding import render_prompt
+from core.encoding import render_prompt
 
 LOOP_REPEATS = 3  # a block of tokens repeated this many times in a row ends the answer
 LOOP_MAX_PERIOD = 64

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from selfcorrect.correction_examples import render
-from selfcorrect.error_codes import error_codes
-from selfcorrect.generator import EvalResult
-from selfcorrect.matching import match_answer
-from selfcorrect.qa import QAItem
+from core.qa import QAItem
+from core.templates import render
+from inference.generation import generate_answers
 
-from .generation import generate_answers
+from .error_codes import error_codes
+from .matching import match_answer
+
+
+@dataclass
+class EvalResult:
+    """One question as answered and judged at an evaluation."""
+
+    question: str
+    golden: str
+    predicted: str
+    matched: bool
+    codes: list[str] = field(default_factory=list)
+    source: dict = field(default_factory=dict)  # {"id", "file"}
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The base layer: config, errors, events, files, state, models, data formats and encoding, QA items."""

@@ -1,0 +1,1 @@
+"""Evaluation: matching answers, error codes, first and second attempts, persisted item sets."""

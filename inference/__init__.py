@@ -1,0 +1,1 @@
+"""Inference: generating answers with a warm or freshly loaded model."""
