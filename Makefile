@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 MODELS := data/models
 
-.PHONY: setup models run test bench clean
+.PHONY: setup models run test demo bench clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,16 @@ run: models
 test: models
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
+
+# The loop in minutes on a CPU: the daemon (--once) on a bundled file in its own root, demo/, with
+# examples/demo_config.json (live inference every 5 steps, a self-correction file every 10), then the report.
+demo: models
+	rm -rf demo && mkdir -p demo/inbox
+	cp examples/demo_config.json demo/config.json
+	cp examples/word_problems.jsonl demo/inbox/word_problems.jsonl
+	$(PY) train.py --config demo/config.json --once
+	$(PY) train.py --config demo/config.json --report
+	@echo "The picture: demo/logs/report.png (and demo/logs/report.html). The log: demo/logs/daemon_*.log"
 
 bench: models
 	$(PY) bench/train_throughput.py

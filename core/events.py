@@ -1,16 +1,27 @@
 """What happened, for people and for machines.
 
 Each event is one line in logs/daemon_YYYYMMDD.log (a new file each day), one
-JSON object in logs/events.jsonl, and one line on the console.
+JSON object in logs/events.jsonl, and one line on the console. Listeners (the
+daemon's status file) see every event as it is emitted, so a lower layer reports
+what it is doing without knowing who shows it.
 """
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 from rich.console import Console
 from rich.markup import escape
+
+
+def duration(seconds: float | None) -> str:
+    """For people: 3725 -> '1h02m', 95 -> '1m35s', 7 -> '7s'; None -> '?'."""
+    if seconds is None:
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 class EventLog:
@@ -18,6 +29,7 @@ class EventLog:
         self.dir = Path(logs_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.console = console or Console(stderr=True, highlight=False)
+        self.listeners: list[Callable[[dict], None]] = []
 
     def daily_path(self, now: float | None = None) -> Path:
         return self.dir / f"daemon_{time.strftime('%Y%m%d', time.localtime(now))}.log"
@@ -37,3 +49,9 @@ class EventLog:
         with open(self.dir / "events.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record, default=str) + "\n")
         self.console.print(f"[dim]{stamp}[/dim] [bold]{kind}[/bold] {escape(message)}", markup=True, soft_wrap=True)
+        for listener in self.listeners:
+            listener(record)
+
+    def phase(self, name: str, message: str, **fields) -> None:
+        """A stage of work begins (reading, encoding, training, evaluating, saving, promotion)."""
+        self.emit("phase", message, phase=name, **fields)

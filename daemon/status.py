@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from core.events import duration
 from core.state import TrainingState
 
 from .lock import holder_pid
@@ -62,10 +63,13 @@ def show(root: Path, console: Console | None = None) -> dict:
     table.add_row("queue", ", ".join(f"{k} {v}" for k, v in s["queue"].items()))
     t = s["training"]
     if t:
+        now = time.time()
         pct = f" ({100 * t.get('step', 0) / t['max_steps']:.0f}%)" if t.get("max_steps") else ""
-        age = time.time() - t.get("updated", time.time())
-        table.add_row("training", f"{t.get('file')} step {t.get('step', 0)}/{t.get('max_steps', '?')}{pct}, "
-                      f"updated {age:.0f}s ago")
+        eta = "" if t.get("eta_seconds") is None else f", ETA {duration(t['eta_seconds'])}"
+        last = f", last step {duration(now - t['last_step_at'])} ago" if t.get("last_step_at") else ""
+        phase = f"{t.get('phase', 'claimed')} for {duration(now - t.get('phase_since', t.get('updated', now)))}"
+        table.add_row("training", f"{t.get('file')}: {phase}; step {t.get('step', 0)}/{t.get('max_steps', '?')}"
+                      f"{pct}{eta}{last}")
     else:
         table.add_row("training", "idle")
     table.add_row("adapter", f"{s['adapter'] or 'none yet'} (global step {s['global_step']}, "

@@ -37,21 +37,41 @@ GENERATED_BY = "selfcorrect"  # the origin mark of the files the self-correction
 
 
 class StatusFile(TrainerCallback):
-    """data/status.json: what the daemon is doing now, for `train.py --status` from another shell."""
+    """data/status.json: what the daemon is doing now, for `train.py --status` from another shell.
+
+    While a file is in hand it follows the events (each `phase`; the `progress` and `step`
+    lines with their ETA) and each optimizer step, so `--status` tells the stage, the
+    step of the total and how long since the last step, not since the claim.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         self.fields: dict = {}
+        self.began = (time.time(), 0)
 
     def write(self, **fields) -> None:
         self.fields = {"pid": os.getpid(), "updated": time.time(), **fields}
         atomic_write_json(self.path, self.fields)
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.fields.get("state") != "training":
-            return
-        self.write(**{**self.fields, "step": state.global_step, "max_steps": state.max_steps,
-                      "loss": (logs or {}).get("loss", self.fields.get("loss"))})
+    def _update(self, **fields) -> None:
+        if self.fields.get("state") == "training":
+            self.write(**{**self.fields, **fields})
+
+    def on_event(self, record: dict) -> None:
+        if record["event"] == "phase":
+            self._update(phase=record["phase"], phase_since=record["time"], detail=record["message"])
+        elif record["event"] in ("progress", "step"):
+            self._update(**{k: record[k] for k in ("step", "max_steps", "eta_seconds", "tokens_per_s", "loss")
+                            if k in record})
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.began = (time.time(), state.global_step)  # the ETA counts from here (a resumed file starts mid-way)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now, (began, first) = time.time(), self.began
+        per_step = (now - began) / max(state.global_step - first, 1)
+        self._update(phase="training", step=state.global_step, max_steps=state.max_steps, last_step_at=now,
+                     eta_seconds=round(per_step * (state.max_steps - state.global_step), 1))
 
 
 class Daemon:
@@ -85,6 +105,7 @@ class Daemon:
         self.watcher = Watcher([self.queue.inbox, *(self.queue.folder(p) for p in PRIORITIES), self.live.path.parent])
         self.watcher.start()
         self.intake = Intake(self.queue, self.events, config=self.config, watcher=self.watcher)
+        self.events.listeners.append(self.status.on_event)
         self.engine = TrainingEngine(self.config, self.root, self.events)
         self.monitor = attach_monitor(self.engine, root=self.root, config=self.config,
                                       outbox=self.queue.outbox(GENERATED_BY), events=self.events,

@@ -9,12 +9,11 @@ counted in the model's tokens when a tokenizer is given, in words otherwise.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections import Counter
 
-from .matching import match_answer
-from .text import content_words, final_answer, normalize, numbers, words
+from .matching import answer_kind, find_json, match_answer
+from .text import LIST_LINE, content_words, final_answer, normalize, numbers, similarity, words
 
 SHORT_RATIO, LONG_RATIO = 0.8, 1.25  # LENGTH_SHORT/LONG_BY_X fire outside this band
 BRIEF_RATIO, VERBOSE_RATIO = 0.5, 2.0  # TOO_BRIEF / TOO_VERBOSE
@@ -40,32 +39,14 @@ RULES = [
     ("STRUCTURE_SHOULD_BE_LIST", "expected answer has 2+ list lines (-, *, 1.) and the prediction has none", "expected '- a\\n- b', got 'a and b'"),
     ("STRUCTURE_SHOULD_BE_PROSE", "prediction has 2+ list lines and the expected answer has none", "expected 'a and b', got '- a\\n- b'"),
     ("MISSING_CODE_BLOCK", "expected answer has a ``` code block and the prediction has none", "expected '```py ...```', got 'use print'"),
-    ("FORMAT_SHOULD_BE_JSON", "expected answer is a JSON object or array and the prediction does not parse as one", "expected '{\"a\": 1}', got 'a is 1'"),
+    ("FORMAT_SHOULD_BE_JSON", "expected answer is a JSON object or array and the prediction holds none", "expected '{\"a\": 1}', got 'a is 1'"),
     ("MISSING_KEY_CONCEPTS_X_TERMS", f"expected answer has 2+ content words (4+ letters, not stopwords) and at least {KEY_TERMS_MISSING_SHARE:.0%} are absent from the prediction; X = how many", "expected 'photosynthesis uses sunlight', got 'plants grow' -> MISSING_KEY_CONCEPTS_2_TERMS"),
 ]
-
-LIST_LINE = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S", re.M)
-
 
 def count_length(text: str, tokenizer=None) -> int:
     if tokenizer is not None:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
     return len(text.split())
-
-
-def similarity(expected: str, predicted: str) -> int:
-    """Word-sequence similarity in percent (difflib ratio over lower-case words)."""
-    return round(100 * difflib.SequenceMatcher(None, words(expected), words(predicted), autojunk=False).ratio())
-
-
-def _is_json_container(text: str) -> bool:
-    body = text.strip()
-    if body.startswith("```"):
-        body = body.strip("`").split("\n", 1)[-1]
-    try:
-        return isinstance(json.loads(body), (dict, list))
-    except ValueError:
-        return False
 
 
 def _length_codes(expected: str, predicted: str, tokenizer) -> list[str]:
@@ -140,7 +121,7 @@ def _structure_codes(expected: str, predicted: str) -> list[str]:
         codes.append("STRUCTURE_SHOULD_BE_PROSE")
     if "```" in expected and "```" not in predicted:
         codes.append("MISSING_CODE_BLOCK")
-    if _is_json_container(expected) and not _is_json_container(predicted):
+    if answer_kind(expected) == "json" and find_json(predicted) is None:
         codes.append("FORMAT_SHOULD_BE_JSON")
     return codes
 
@@ -158,7 +139,7 @@ def error_codes(question: str, expected: str, predicted: str, *, tokenizer=None,
     """The codes for a prediction; [] when it matches the expected answer. FIRST_WRONG_VALUE_X is opt-in
     (`first_wrong_value`): measured, it did not help the second attempt, and first attempts on sums were lower."""
     if matched is None:
-        matched = match_answer(expected, predicted).matched
+        matched = match_answer(expected, predicted, question=question).matched
     if matched:
         return []
     return (_length_codes(expected, predicted, tokenizer) + _content_codes(question, expected, predicted)

@@ -27,6 +27,7 @@ class EvalResult:
     matched: bool
     codes: list[str] = field(default_factory=list)
     source: dict = field(default_factory=dict)  # {"id", "file"}
+    kind: str = ""  # the golden answer's kind (evaluation.matching.KINDS)
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Evaluation:
         rows = []
         for k, r in enumerate(self.results):
             again = self.second.get(k) or self.right_probe.get(k)
-            rows.append({"id": r.source.get("id"), "question": r.question, "golden": r.golden,
+            rows.append({"id": r.source.get("id"), "question": r.question, "golden": r.golden, "kind": r.kind,
                          "first": r.predicted, "first_right": r.matched, "codes": r.codes,
                          "second": again[0] if again else None, "second_right": again[1] if again else None})
         return rows
@@ -89,11 +90,11 @@ def evaluate(model, tokenizer, items: list[QAItem], *, use_template: bool, max_n
                                max_new_tokens=max_new_tokens, batch_size=batch_size)
     results, reasons = [], []
     for item, answer in zip(items, answers):
-        match = match_answer(item.golden, answer)
+        match = match_answer(item.golden, answer, question=item.question)
         codes = error_codes(item.question, item.golden, answer, tokenizer=count_tokens, matched=match.matched,
                             first_wrong_value=first_wrong_value)
         results.append(EvalResult(item.question, item.golden, answer, match.matched, codes,
-                                  {"id": item.id, "file": item.file}))
+                                  {"id": item.id, "file": item.file}, match.kind))
         reasons.append(match.reason)
     evaluation = Evaluation(results, reasons)
     if not second_attempt:
@@ -110,6 +111,6 @@ def evaluate(model, tokenizer, items: list[QAItem], *, use_template: bool, max_n
     again = generate_answers(model, tokenizer, conversations, use_template=use_template,
                              max_new_tokens=max_new_tokens, batch_size=batch_size)
     for (k, _), answer in zip(asks, again):
-        ok = match_answer(items[k].golden, answer).matched
+        ok = match_answer(items[k].golden, answer, question=items[k].question).matched
         (evaluation.second if k in wrong else evaluation.right_probe)[k] = (answer, ok)
     return evaluation

@@ -1,6 +1,7 @@
 """Small text helpers shared by the matcher and the error codes: numbers, words, final answers."""
 from __future__ import annotations
 
+import difflib
 import re
 
 NUMBER = re.compile(r"(?<![\w.])[-+]?\$?\d[\d,]*(?:\.\d+)?%?(?![\w])|(?<![\w.])[-+]?\$?\.\d+%?")
@@ -10,6 +11,7 @@ STOPWORDS = frozenset(
     "does did do done not no yes can could would should than more most very just also into about over after "
     "before because been being each other some such only own same too any all both few many much".split()
 )
+LIST_LINE = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S", re.M)
 FINAL_MARKERS = (
     re.compile(r"####\s*(.+?)\s*$", re.S),
     re.compile(r"\\boxed\{([^{}]+)\}"),
@@ -55,3 +57,8 @@ def final_answer(text: str) -> str:
         if found:
             return found[-1].strip()
     return text.strip()
+
+
+def similarity(expected: str, predicted: str) -> int:
+    """Word-sequence similarity in percent (difflib ratio over lower-case words)."""
+    return round(100 * difflib.SequenceMatcher(None, words(expected), words(predicted), autojunk=False).ratio())

@@ -73,6 +73,8 @@ class LiveInferenceMonitor(TrainerCallback):
         started = time.perf_counter()
         if self.refresh is not None:
             self.apply(self.refresh())
+        asked = min(self.config.num_eval_samples, len(self.pool.items))
+        self.events.phase("evaluating", f"step {step}: live inference on {asked} validation questions", step=step)
         total = self.step_offset() + state.max_steps
         self.run(model, step=step, total=total, config=self.config)
         control.should_log = True

@@ -1,6 +1,6 @@
 """python -m selfcorrect {codes,build,initial-answers,demo,rules}: the self-correction steps by hand.
 
-    codes            error codes for one answer (and whether it matched)
+    codes            error codes for one answer, whether it matched, the answer's kind and why (one JSON object)
     build            the daemon's records (triples, confirmations) from a QA file and the model's answers
     initial-answers  the model's answers to a QA file (batched)
     demo             codes, decision and records for a few built-in examples
@@ -32,10 +32,14 @@ DEMO = [
 
 
 def cmd_codes(args) -> int:
-    match = match_answer(args.expected, args.predicted)
-    print(json.dumps(error_codes(args.question, args.expected, args.predicted, matched=match.matched,
-                                 first_wrong_value=args.first_wrong_value)))
-    print(f"matched: {'yes' if match.matched else 'no'} ({match.reason})")
+    match = match_answer(args.expected, args.predicted, question=args.question)
+    codes = error_codes(args.question, args.expected, args.predicted, matched=match.matched,
+                        first_wrong_value=args.first_wrong_value)
+    if args.text:
+        print(json.dumps(codes))
+        print(f"matched: {'yes' if match.matched else 'no'} ({match.kind}: {match.reason})")
+    else:
+        print(json.dumps({"codes": codes, "matched": match.matched, "kind": match.kind, "reason": match.reason}))
     return 0
 
 
@@ -85,7 +89,7 @@ def cmd_build(args) -> int:
     pairs = line_up(read_qa(args.input), read_answers(args.initial_answers), args.initial_answers)
     records, wrong = [], 0
     for item, predicted in pairs:
-        match = match_answer(item.golden, predicted)
+        match = match_answer(item.golden, predicted, question=item.question)
         wrong += not match.matched
         codes = [] if match.matched else error_codes(item.question, item.golden, predicted, matched=False,
                                                      first_wrong_value=config.experimental.first_wrong_value)
@@ -124,7 +128,7 @@ def cmd_demo(args) -> int:
 
     console = Console()
     for question, golden, predicted in DEMO:
-        match = match_answer(golden, predicted)
+        match = match_answer(golden, predicted, question=question)
         codes = error_codes(question, golden, predicted, matched=match.matched)
         body = f"[bold]Q:[/] {question}\n[bold]Expected:[/] {golden}\n[bold]Predicted:[/] {predicted}\n"
         body += f"{'✅ MATCH' if match.matched else '❌ MISMATCH'} ({match.reason})"
@@ -152,6 +156,7 @@ def main(argv=None) -> int:
     c.add_argument("--predicted", required=True)
     c.add_argument("--question", default="")
     c.add_argument("--first-wrong-value", action="store_true", help="also FIRST_WRONG_VALUE_X (opt-in, as in config)")
+    c.add_argument("--text", action="store_true", help="the codes, then the decision as a line of text")
     b = sub.add_parser("build", help="training records from a QA file and answers, as self_correction asks")
     b.add_argument("--input", type=Path, required=True)
     b.add_argument("--initial-answers", type=Path, required=True)

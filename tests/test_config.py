@@ -78,3 +78,10 @@ def test_the_readmes_config_table_is_the_one_the_models_generate():
         "run: python -m core.config_table --write"
     keys = {line.split("`")[1] for line in table().splitlines()[2:]}
     assert {"eval_steps", "training.promotion.tolerance", "experimental.preference_beta"} <= keys
+
+
+def test_the_demo_config_is_valid_and_closes_the_loop_within_one_bundled_file():
+    demo = load_config(REPO / "examples" / "demo_config.json")
+    trained = 100 - 5 - 9  # examples/word_problems.jsonl less the gate's and the validation pool's share
+    steps = trained // demo.training.batch_size
+    assert demo.eval_steps < demo.self_correction.generation_interval <= steps

@@ -214,3 +214,37 @@ def test_a_dropped_file_is_parsed_once_and_read_again_only_if_it_changed(root):
     with open(second.path, "a") as f:  # changed after admission: the claim must read it again
         f.write(json.dumps({"prompt": "p", "response": "r"}) + "\n")
     assert intake.parsed(second) is None
+
+
+def test_a_working_daemon_says_so_within_seconds_and_status_tells_the_stage(root, spawn):
+    """Every stage of a file is a `phase` line; while it trains, a line comes at least every 30 s even with no
+    logging step due, and --status tells the phase, the step of the total, the ETA and the last step's age."""
+    write_config(root, training={"logging_steps": 100_000, "gradient_accumulation_steps": 32, "epochs_per_file": 3,
+                                 "promotion": {"enabled": True}})
+    drop(root, "small.jsonl", integer_sums(40, seed=3), "queue/high")
+    drop(root, "long.jsonl", integer_sums(4000, seed=4), "queue/normal")
+    proc = spawn(root)
+    try:
+        wait_event(root, "done", timeout=120)
+        stages = [e["phase"] for e in events(root) if e["event"] == "phase"]
+        assert stages[:5] == ["encoding", "training", "gate baseline", "promotion", "saving"], stages
+        wait_event(root, "phase", phase="training", count=2, timeout=120)
+        status = wait_for_status(root, lambda t: t.get("step", 0) >= 2)
+        assert status["phase"] == "training" and status["file"] == "long.jsonl" and status["max_steps"] > 50
+        assert time.time() - status["last_step_at"] < 60 and status["eta_seconds"] is not None
+        shown = run_train(root, "--status").stdout
+        assert "long.jsonl: training for" in shown and f"/{status['max_steps']}" in shown and "ETA" in shown
+        line = wait_event(root, "step", timeout=90)[0]  # no logging step is due: the 30 s line
+        assert line["file"] == "long.jsonl" and line["max_steps"] == status["max_steps"] and "ETA" in line["message"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=120)
+
+
+def wait_for_status(root, ready, timeout=120):
+    from tests.daemon_helpers import wait_for
+
+    def training():
+        t = json.loads(run_train(root, "--status").stdout.splitlines()[-1])["training"]
+        return t if t and ready(t) else None
+    return wait_for(training, timeout, every=1)

@@ -88,7 +88,7 @@ def test_eval_reports_accuracy_as_a_final_json_line(root):
     # Item by item, and the same verdicts as the summary: offline, every item is asked twice.
     rows = [json.loads(line) for line in (root / "answers.jsonl").read_text().splitlines()]
     assert [r["question"] for r in rows] == ["What is 2 + 2?", "What is 3 + 3?"]
-    assert rows[1]["golden"] == "3 + 3 = 6\n#### 6"
+    assert rows[1]["golden"] == "3 + 3 = 6\n#### 6" and [r["kind"] for r in rows] == ["math", "math"]
     assert sum(r["first_right"] for r in rows) == 2 * result["accuracy"]
     assert all(isinstance(r["first"], str) and isinstance(r["second"], str) for r in rows)
     assert sum(r["second_right"] for r in rows if not r["first_right"]) == result["wrong_to_right"]

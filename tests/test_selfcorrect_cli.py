@@ -12,15 +12,27 @@ def cli(*args, cwd=REPO):
                           text=True, timeout=300)
 
 
-def test_codes_prints_a_json_list_and_the_decision():
+def test_codes_prints_the_codes_and_the_decision_as_one_json_object():
     out = cli("codes", "--expected", "The answer is 42.", "--predicted", "41", "--question", "What is 40 + 2?")
-    codes = json.loads(out.stdout.splitlines()[0])
-    assert "NUMERIC_ERROR_MISSING_1_VALUES" in codes and "matched: no (final answer 41 != expected 42)" in out.stdout
-    right = cli("codes", "--expected", "42", "--predicted", "The answer is 42")
-    assert json.loads(right.stdout.splitlines()[0]) == [] and "matched: yes" in right.stdout
+    result = json.loads(out.stdout)
+    assert "NUMERIC_ERROR_MISSING_1_VALUES" in result["codes"]
+    assert (result["matched"], result["kind"], result["reason"]) == (False, "math", "final answer 41 != expected 42")
+    right = json.loads(cli("codes", "--expected", "42", "--predicted", "The answer is 42").stdout)
+    assert right["codes"] == [] and right["matched"] is True and right["kind"] == "math"
     flagged = cli("codes", "--expected", "The answer is 42.", "--predicted", "41", "--question", "What is 40 + 2?",
                   "--first-wrong-value")
-    assert json.loads(flagged.stdout.splitlines()[0]) == codes + ["FIRST_WRONG_VALUE_41"]
+    assert json.loads(flagged.stdout)["codes"] == result["codes"] + ["FIRST_WRONG_VALUE_41"]
+    text = cli("codes", "--expected", "42", "--predicted", "41", "--text")
+    assert json.loads(text.stdout.splitlines()[0]) and "matched: no (math: final answer 41" in text.stdout
+
+
+def test_codes_does_not_call_prose_or_json_right_on_a_shared_number():
+    prose = json.loads(cli("codes", "--expected", "Water boils at 100 degrees Celsius at sea level.",
+                           "--predicted", "- Water\n- boils\n- 100").stdout)
+    assert prose["matched"] is False and prose["kind"] == "prose" and "STRUCTURE_SHOULD_BE_PROSE" in prose["codes"]
+    record = json.loads(cli("codes", "--expected", '{"name": "Ada", "age": 36}',
+                            "--predicted", "Her name is Ada and she is 36.").stdout)
+    assert record["matched"] is False and record["kind"] == "json" and "FORMAT_SHOULD_BE_JSON" in record["codes"]
 
 
 def test_build_makes_triples_for_wrong_answers_only(tmp_path):
@@ -85,3 +97,9 @@ def test_demo_and_rules_print():
     assert demo.returncode == 0 and "MISMATCH" in demo.stdout and "self_evaluation" in demo.stdout
     rules = cli("rules")
     assert rules.stdout.count("\n| `") == len(RULES) and "FIRST_WRONG_VALUE_X" in rules.stdout
+
+
+def test_the_readmes_error_code_table_is_the_one_rules_prints():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = cli("rules").stdout.strip().splitlines()
+    assert len(rows) == len(RULES) + 2 and all(row in readme for row in rows)

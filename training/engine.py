@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from core.adapters import AdapterStore
 from core.config import Config
@@ -87,10 +86,9 @@ def sha256_file(path: Path) -> str:
 
 
 class TrainingEngine:
-    def __init__(self, config: Config, root: Path, events: EventLog, console: Console | None = None):
+    def __init__(self, config: Config, root: Path, events: EventLog):
         quiet_transformers()
         self.config, self.root, self.events = config, Path(root), events
-        self.console = console or events.console
         self.data_dir = self.root / "data"
         self.state_path = self.data_dir / "state.json"
         self.checkpoints_dir = self.data_dir / "checkpoints"
@@ -132,8 +130,10 @@ class TrainingEngine:
         (its questions come from the validation pool already).
         """
         path = Path(path)
+        label = name or path.name
         sha256 = sha256_file(path)
         if examples is None:
+            self.events.phase("reading", f"{label}: reading and checking {path.stat().st_size:,} bytes", file=label)
             examples = read_examples(path, max_line_bytes=self.config.training.max_line_bytes)
         promotion = self.config.training.promotion
         keep_gate = promotion.holdout_fraction if promotion.enabled and not generated else 0
@@ -141,11 +141,12 @@ class TrainingEngine:
                                    limit=promotion.max_items_per_file)
         train, heldout = split_holdout(rest, fraction=0 if generated else self.config.validation.holdout_fraction,
                                        seed=sha256)
+        self.events.phase("encoding", f"{label}: encoding {len(train)} examples", file=label)
         encoded = encode_file(self.tokenizer, train, path=path, use_template=self.use_template,
                               max_length=self.config.training.max_seq_length,
                               unlikelihood=self.config.experimental.unlikelihood_weight > 0,
                               preference=self.config.experimental.preference_weight > 0)
-        return Prepared(path, name or path.name, sha256, train, encoded, heldout, gate)
+        return Prepared(path, label, sha256, train, encoded, heldout, gate)
 
     # -- train --------------------------------------------------------------------------------
 
@@ -199,13 +200,8 @@ class TrainingEngine:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         collator = PaddingCollator(self.tokenizer.pad_token_id)
         losses: list[float] = []
-
-        def log_line(step, loss, tps):
-            losses.append(loss)
-            self.events.emit("progress", f"{prepared.name}: step {self.state.global_step + step} loss {loss:.4f} "
-                             f"{tps:.0f} tok/s", file=prepared.name, global_step=self.state.global_step + step, loss=loss)
-
-        progress = ProgressCallback(title=prepared.name, collator=collator, console=self.console, on_log=log_line)
+        progress = ProgressCallback(title=prepared.name, collator=collator, events=self.events,
+                                    step_offset=self.state.global_step, on_loss=losses.append)
         x = self.config.experimental
         if x.preference_weight and add_reference_logps(self.model, prepared.encoded, self.tokenizer.pad_token_id,
                                                         precision=self.plan.precision):
@@ -303,6 +299,7 @@ class TrainingEngine:
                   "steps": steps, "adapter": version, "seconds": round(seconds, 3), "promoted": promoted}
         staging = self.store.staging(version)
         try:
+            self.events.phase("saving", f"{prepared.name}: saving adapter {version}", file=prepared.name)
             self._write_version(staging, record, final_loss=final_loss)
             fault_point("adapter.staged")
             self.store.promote(staging, version)

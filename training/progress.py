@@ -1,56 +1,85 @@
-"""A rich progress bar per file: steps, loss, supervised tokens/s, ETA."""
+"""Training progress for people: where a file stands, its speed and its ETA, never more than 30 s apart.
+
+On a terminal, a rich progress bar. In the log (and on a console that is not a
+terminal), a `progress` line at each `training.logging_steps` (with the loss), and a
+`step` line whenever PLAIN_EVERY seconds passed without one, so a working daemon is
+never silent for long.
+"""
 from __future__ import annotations
 
 import time
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import TrainerCallback
 
+from core.events import duration
+
+PLAIN_EVERY = 30.0  # seconds: the longest the log stays quiet while a file trains
+
 
 class ProgressCallback(TrainerCallback):
-    def __init__(self, *, title: str, collator, console: Console, on_log=None):
+    def __init__(self, *, title: str, collator, events, step_offset: int, on_loss=None):
         self.title = title
         self.collator = collator  # counts supervised tokens as batches are built
-        self.console = console
-        self.on_log_line = on_log  # called with (step, loss, tokens_per_s) at each Trainer log
-        self.progress: Progress | None = None
+        self.events = events
+        self.step_offset = step_offset  # global steps before this file
+        self.on_loss = on_loss  # called with each logged loss
+        self.bar: Progress | None = None
         self.task = None
         self.loss = float("nan")
-        self.started = 0.0
+        self.started = self.last_line = 0.0
         self.tokens_at_start = 0
+        self.first_step = 0  # the file's step training (re)started from
 
     def tokens_per_s(self) -> float:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         return (self.collator.supervised_tokens - self.tokens_at_start) / elapsed
 
+    def eta(self, state) -> float | None:
+        done = state.global_step - self.first_step
+        if done <= 0:
+            return None
+        return (time.perf_counter() - self.started) / done * (state.max_steps - state.global_step)
+
     def on_train_begin(self, args, state, control, **kwargs):
-        self.started, self.tokens_at_start = time.perf_counter(), self.collator.supervised_tokens
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[tps]:.0f} tok/s"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task(self.title, total=state.max_steps, completed=state.global_step, loss=self.loss, tps=0.0)
+        self.started = self.last_line = time.perf_counter()
+        self.tokens_at_start, self.first_step = self.collator.supervised_tokens, state.global_step
+        resumed = f", resuming at step {state.global_step}" if state.global_step else ""
+        self.events.phase("training", f"{self.title}: training {state.max_steps} steps{resumed}", file=self.title,
+                          max_steps=state.max_steps)
+        if self.events.console.is_terminal:
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("loss {task.fields[loss]:.4f}  {task.fields[tps]:.0f} tok/s"),
+                                TimeRemainingColumn(), console=self.events.console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.title, total=state.max_steps, completed=state.global_step,
+                                          loss=self.loss, tps=0.0)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.progress is None:
-            return
-        self.progress.update(self.task, completed=state.global_step, loss=self.loss, tps=self.tokens_per_s())
+        if self.bar is not None:
+            self.bar.update(self.task, completed=state.global_step, loss=self.loss, tps=self.tokens_per_s())
+        if time.perf_counter() - self.last_line >= PLAIN_EVERY:
+            self._line("step", state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "loss" not in logs:
             return
         self.loss = float(logs["loss"])
-        if self.on_log_line:
-            self.on_log_line(state.global_step, self.loss, self.tokens_per_s())
+        if self.on_loss:
+            self.on_loss(self.loss)
+        self._line("progress", state, loss=self.loss)
+
+    def _line(self, kind: str, state, **fields) -> None:
+        self.last_line = time.perf_counter()
+        eta, tps = self.eta(state), self.tokens_per_s()
+        loss = f" loss {fields['loss']:.4f}" if "loss" in fields else ""
+        self.events.emit(kind, f"{self.title}: step {state.global_step}/{state.max_steps} (global "
+                         f"{self.step_offset + state.global_step}){loss}, {tps:.0f} tok/s, ETA {duration(eta)}",
+                         file=self.title, global_step=self.step_offset + state.global_step, step=state.global_step,
+                         max_steps=state.max_steps, tokens_per_s=round(tps, 1),
+                         eta_seconds=None if eta is None else round(eta, 1), **fields)
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

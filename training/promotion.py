@@ -102,7 +102,10 @@ class PromotionGate:
         known = self.scores.setdefault(current, {})
         missing = [i for i in items if i.id not in known]
         if missing:
+            self.events.phase("gate baseline", f"{file}: answering {len(missing)} gate questions with the current "
+                              f"adapter ({current}), once", file=file)
             known.update(score_current(missing))
+        self.events.phase("promotion", f"{file}: answering {len(items)} gate questions with {candidate}", file=file)
         self.scores[candidate] = self.score(model, items, config)
         atomic_write_json(self.scores_path, self.scores)
 
