@@ -2,8 +2,8 @@
 
 On a terminal, a rich progress bar. In the log (and on a console that is not a
 terminal), a `progress` line at each `training.logging_steps` (with the loss), and a
-`step` line whenever PLAIN_EVERY seconds passed without one, so a working daemon is
-never silent for long.
+`step` line at the last step end before PLAIN_EVERY seconds pass without one (judged
+by the step just taken), so a working daemon is never silent for long.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class ProgressCallback(TrainerCallback):
         self.bar: Progress | None = None
         self.task = None
         self.loss = float("nan")
-        self.started = self.last_line = 0.0
+        self.started = self.last_line = self.last_step = 0.0
         self.tokens_at_start = 0
         self.first_step = 0  # the file's step training (re)started from
 
@@ -42,7 +42,7 @@ class ProgressCallback(TrainerCallback):
         return (time.perf_counter() - self.started) / done * (state.max_steps - state.global_step)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.started = self.last_line = time.perf_counter()
+        self.started = self.last_line = self.last_step = time.perf_counter()
         self.tokens_at_start, self.first_step = self.collator.supervised_tokens, state.global_step
         resumed = f", resuming at step {state.global_step}" if state.global_step else ""
         self.events.phase("training", f"{self.title}: training {state.max_steps} steps{resumed}", file=self.title,
@@ -58,7 +58,9 @@ class ProgressCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:
             self.bar.update(self.task, completed=state.global_step, loss=self.loss, tps=self.tokens_per_s())
-        if time.perf_counter() - self.last_line >= PLAIN_EVERY:
+        now = time.perf_counter()
+        step_seconds, self.last_step = now - self.last_step, now
+        if now - self.last_line + step_seconds >= PLAIN_EVERY:  # the next step would end past the limit
             self._line("step", state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
