@@ -33,14 +33,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     mode.add_argument("--eval", type=Path, metavar="FILE.jsonl", help="answer a QA file and report accuracy")
     p.add_argument("--adapter", default="current", help="with --eval: current, base, or a version such as v0003")
     p.add_argument("--limit", type=int, default=None, help="with --eval: only the first N questions")
+    p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
+                   help="with --eval: most new tokens per answer (default: eval_max_tokens from config)")
     p.add_argument("--answers", type=Path, default=None, metavar="OUT.jsonl",
                    help="with --eval: also write every item's answers, codes and verdicts, one line each")
     p.add_argument("--config", type=Path, default=None, help="config file (default: ./config.json)")
     p.add_argument("--root", type=Path, default=None,
                    help="folder holding inbox/ queue/ data/ logs/ (default: the config file's folder)")
     args = p.parse_args(argv)
-    if (args.answers or args.limit is not None) and not args.eval:
-        p.error("--answers and --limit go with --eval FILE.jsonl")
+    if (args.answers or args.limit is not None or args.max_new_tokens is not None) and not args.eval:
+        p.error("--answers, --limit and --max-new-tokens go with --eval FILE.jsonl")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        p.error(f"--max-new-tokens must be at least 1 (got {args.max_new_tokens})")
     return args
 
 
@@ -65,7 +69,8 @@ def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
     return 0
 
 
-def evaluate_file(path: Path, config, root: Path, *, adapter: str, limit: int | None, answers: Path | None) -> int:
+def evaluate_file(path: Path, config, root: Path, *, adapter: str, limit: int | None, answers: Path | None,
+                  max_new_tokens: int | None) -> int:
     from core.qa import read_qa
     from evaluation.evaluate import evaluate
     from inference.loading import load_for_inference
@@ -74,7 +79,8 @@ def evaluate_file(path: Path, config, root: Path, *, adapter: str, limit: int | 
     items = read_qa(path)[:limit]
     model, tokenizer, use_template, label = load_for_inference(config, root, adapter)
     sc = config.self_correction
-    ev = evaluate(model, tokenizer, items, use_template=use_template, max_new_tokens=config.eval_max_tokens,
+    ev = evaluate(model, tokenizer, items, use_template=use_template,
+                  max_new_tokens=max_new_tokens or config.eval_max_tokens,
                   templates=sc.templates, second_attempt=sc.measure_second_attempt, count_tokens=tokenizer,
                   first_wrong_value=config.experimental.first_wrong_value,
                   right_probe=len(items))  # offline, so every right answer is re-asked: right->wrong is a rate
@@ -128,7 +134,7 @@ def main(argv=None) -> int:
         announce(config, config_path, root, events, mode=mode_name(args))
         if args.eval:
             return evaluate_file(args.eval, config, root, adapter=args.adapter, limit=args.limit,
-                                 answers=args.answers)
+                                 answers=args.answers, max_new_tokens=args.max_new_tokens)
         if args.daemon or args.once:
             from daemon.worker import Daemon
 

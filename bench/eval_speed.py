@@ -31,7 +31,7 @@ def one_generate_call(model, tokenizer, conversation, *, use_template: bool, max
     import torch
     from transformers import StoppingCriteriaList
 
-    from inference.generation import LoopStop, stop_token_ids
+    from inference.sampling import LoopStop, stop_token_ids
     from core.encoding import render_prompt
 
     model.eval()
@@ -53,7 +53,7 @@ def main() -> None:
     args = p.parse_args()
 
     from evaluation.evaluate import evaluate
-    from inference.generation import generate_answers
+    from inference.sampling import generate_answers
     from core.qa import QAItem
     from core.config import parse_config
     from training.engine import TrainingEngine

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 from core.qa import QAItem
 from core.templates import render
-from inference.generation import generate_answers
+from inference.sampling import generate_answers
 
 from .error_codes import error_codes
-from .matching import match_answer
+from .matching import answer_kind, match_answer
 
 
 @dataclass
@@ -85,9 +85,11 @@ class Evaluation:
 def evaluate(model, tokenizer, items: list[QAItem], *, use_template: bool, max_new_tokens: int, templates,
              second_attempt: bool = True, right_probe: int = 2, batch_size: int = 16, count_tokens=None,
              first_wrong_value: bool = False) -> Evaluation:
-    """One batched generation for the first attempts, one for the second; greedy, so deterministic."""
+    """One batched generation for the first attempts, one for the second; greedy, so deterministic. An answer
+    to a math question ends once its final-answer line is complete (what follows is never judged)."""
+    numeric = [answer_kind(i.golden) == "math" for i in items]
     answers = generate_answers(model, tokenizer, [i.conversation for i in items], use_template=use_template,
-                               max_new_tokens=max_new_tokens, batch_size=batch_size)
+                               max_new_tokens=max_new_tokens, batch_size=batch_size, stop_at_final_answer=numeric)
     results, reasons = [], []
     for item, answer in zip(items, answers):
         match = match_answer(item.golden, answer, question=item.question)
@@ -109,7 +111,8 @@ def evaluate(model, tokenizer, items: list[QAItem], *, use_template: bool, max_n
         prompt = render(templates.correction, question=items[k].question, previous=results[k].predicted, codes=codes)
         conversations.append(items[k].conversation[:-1] + [{"role": "user", "content": prompt}])
     again = generate_answers(model, tokenizer, conversations, use_template=use_template,
-                             max_new_tokens=max_new_tokens, batch_size=batch_size)
+                             max_new_tokens=max_new_tokens, batch_size=batch_size,
+                             stop_at_final_answer=[numeric[k] for k, _ in asks])
     for (k, _), answer in zip(asks, again):
         ok = match_answer(items[k].golden, answer, question=items[k].question).matched
         (evaluation.second if k in wrong else evaluation.right_probe)[k] = (answer, ok)

@@ -18,7 +18,7 @@ from core.errors import DataError, ProjectError
 from core.fsutil import atomic_write_text
 from core.qa import read_qa
 from evaluation.error_codes import RULES, error_codes
-from evaluation.matching import match_answer
+from evaluation.matching import answer_kind, match_answer
 
 from .correction_examples import build_triple, records_for_answer
 
@@ -103,7 +103,7 @@ def cmd_build(args) -> int:
 
 
 def cmd_initial_answers(args) -> int:
-    from inference.generation import generate_answers
+    from inference.sampling import generate_answers
     from core.config import load_config, locate, names_hub_model
     from inference.loading import load_for_inference
 
@@ -114,7 +114,8 @@ def cmd_initial_answers(args) -> int:
     items = read_qa(args.input)
     model, tokenizer, use_template, label = load_for_inference(config, root, args.adapter)
     answers = generate_answers(model, tokenizer, [i.conversation for i in items], use_template=use_template,
-                               max_new_tokens=args.max_new_tokens or config.eval_max_tokens, batch_size=args.batch_size)
+                               max_new_tokens=args.max_new_tokens or config.eval_max_tokens, batch_size=args.batch_size,
+                               stop_at_final_answer=[answer_kind(i.golden) == "math" for i in items])
     atomic_write_text(args.output, "".join(
         json.dumps({"id": i.id, "question": i.question, "predicted": a}, ensure_ascii=False) + "\n"
         for i, a in zip(items, answers)))

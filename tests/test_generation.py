@@ -1,6 +1,6 @@
 import torch
 
-from inference.generation import LoopStop
+from inference.sampling import LoopStop
 
 
 def test_a_row_stops_only_once_it_repeats_a_block_three_times():
@@ -22,7 +22,7 @@ def test_a_short_repetition_is_not_a_loop():
 
 def test_the_shrinking_batch_gives_the_tokens_generate_gives(tmp_path):
     """Rows that end early leave the batch; every answer must still be exactly what generate() answers."""
-    from inference.generation import greedy_decode
+    from inference.sampling import greedy_tokens
     from tests.conftest import write_config
     from core.config import load_config
     from core.models import load_base_model, load_tokenizer, resolve_model_path
@@ -39,7 +39,7 @@ def test_the_shrinking_batch_gives_the_tokens_generate_gives(tmp_path):
     stops = sorted({int(free[0, 3]), int(free[2, 9])})
     expected = model.generate(**batch, max_new_tokens=24, do_sample=False, eos_token_id=stops,
                               pad_token_id=tokenizer.pad_token_id)[:, batch["input_ids"].shape[1]:].tolist()
-    got = greedy_decode(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=24, stops=stops)
+    got = greedy_tokens(model, tokenizer, batch["input_ids"], batch["attention_mask"], max_new_tokens=24, stops=stops)
     lengths = [len(g) for g in got]
     assert len(set(lengths)) > 1 and max(lengths) == 24  # some rows ended early, one ran to the limit
     for row, tokens in zip(expected, got):
@@ -49,7 +49,7 @@ def test_the_shrinking_batch_gives_the_tokens_generate_gives(tmp_path):
 def test_answers_with_the_adapter_merged_match_the_lora_forward_and_leave_weights_untouched(tmp_path):
     """Evaluation merges LoRA into copies of the weights; answers must match the unmerged forward, and
     training must get back the very same weight tensors, with the LoRA path active again."""
-    from inference.generation import generate_answers, greedy_decode, merged_lora
+    from inference.sampling import generate_answers, greedy_tokens, merged_lora
     from tests.conftest import write_config
     from core.config import load_config
     from core.models import attach_adapter, load_base_model, load_tokenizer, resolve_model_path
@@ -66,13 +66,13 @@ def test_answers_with_the_adapter_merged_match_the_lora_forward_and_leave_weight
     tokenizer.padding_side = "left"
     batch = tokenizer(["What is 2 + 2?", "Count to ten, please."], return_tensors="pt", padding=True)
     model.eval()
-    unmerged = greedy_decode(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=16, stops=[])
+    unmerged = greedy_tokens(model, tokenizer, batch["input_ids"], batch["attention_mask"], max_new_tokens=16, stops=[])
     with merged_lora(model):
         assert any(m.merged for m in model.modules() if hasattr(m, "merged_adapters"))
-        merged = greedy_decode(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=16, stops=[])
+        merged = greedy_tokens(model, tokenizer, batch["input_ids"], batch["attention_mask"], max_new_tokens=16, stops=[])
     assert merged == unmerged
     with model.disable_adapter():
-        without = greedy_decode(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=16, stops=[])
+        without = greedy_tokens(model, tokenizer, batch["input_ids"], batch["attention_mask"], max_new_tokens=16, stops=[])
     assert without != unmerged  # the adapter changes the answers, so the comparison above means something
     for n, p in model.named_parameters():
         ptr, value = weights[n]

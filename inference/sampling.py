@@ -1,0 +1,381 @@
+"""The sampling engine: every answer the model gives goes through `SamplingEngine.generate`.
+
+Live evaluation, second attempts, the promotion gate, `--eval` and `python -m selfcorrect
+initial-answers` all ask it. A request is chat messages (or a raw prompt) with its own
+limits and sampling settings; the answer is K completions, each with its tokens, why it
+ended and, when asked, each token's log-probability under the model.
+
+How it runs (one decode loop for greedy and sampling alike):
+- Requests are batched, left padded, and each prompt is encoded and prefilled once; its KV
+  cache rows are then repeated for its K samples.
+- Greedy rows take the argmax, so greedy gives exactly the tokens
+  `model.generate(do_sample=False)` gives (a test checks it). Sampled rows draw by the
+  Gumbel-max trick from the tempered, top-k and top-p filtered distribution, with a random
+  generator per row seeded by (request seed, sample index): the same request gives the same
+  samples whatever else is in the batch.
+- A row leaves the batch (and the KV cache) as soon as it ends: at a stop token, a stop
+  string, its token limit, a loop (the same block of tokens three times in a row), an
+  enumeration (ENUMERATION_LINES lines of one pattern with changing numbers, such as
+  `3 * 7 = 21`), or, for a short-answer request, once its final-answer line is complete
+  (`#### X`, `\\boxed{X}`, `The answer is X.`).
+- The LoRA adapter is merged into copies of the weights it touches while the answers are
+  generated (one matmul per layer instead of three), where memory allows; the original
+  tensors are put back untouched, so training continues on bit-identical weights.
+- The model is put in eval mode for the call and given back in the mode it was in, with the
+  global RNG state untouched, so answering mid-training does not change the training trajectory.
+"""
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import psutil
+import torch
+from transformers import DynamicCache, StoppingCriteria
+
+from core.encoding import render_prompt
+
+LOOP_REPEATS = 3  # a block of tokens repeated this many times in a row ends the answer
+LOOP_MAX_PERIOD = 64
+LOOP_MIN_TOKENS = 24  # never stop on a short repetition such as "1 + 1 + 1"
+ENUMERATION_LINES = 10  # this many lines of one shape with changing numbers end the answer
+# A final answer is complete at the end of each match: the #### line ended, the box closed, or the
+# "answer is" sentence with a number in it ended (a space or a new line after its full stop).
+FINAL_ANSWER_DONE = (
+    re.compile(r"####[ \t]*\S[^\n]*\n"),
+    re.compile(r"\\boxed\{[^{}]*\}"),
+    re.compile(r"answer is[:\s]*[^\n]*?\d[^\n]*?\.(?=\s)|answer is[:\s]*[^\n]*?\d[^\n]*\n", re.I),
+)
+
+
+@dataclass
+class Request:
+    """What to answer and how. `temperature` 0 is greedy (then top_p, top_k and seed do not matter)."""
+
+    messages: list[dict] | None = None  # chat messages ending with a user turn; or
+    prompt: str | None = None  # a raw prompt, continued as is
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0: no top-k
+    n: int = 1  # completions of this prompt (they share its prefill)
+    seed: int = 0
+    stop: tuple[str, ...] = ()  # stop strings, not included in the text
+    stop_at_final_answer: bool = False  # for numeric answers: end once the final-answer line is complete
+    logprobs: bool = False  # each token's log-probability under the model (before temperature)
+
+
+@dataclass
+class Completion:
+    text: str
+    tokens: list[int]
+    finish_reason: str  # "stop" (a stop token or string), "length", "final_answer", "loop" or "enumeration"
+    logprobs: list[float] | None = None
+
+
+@dataclass
+class Result:
+    prompt_tokens: int
+    completions: list[Completion] = field(default_factory=list)
+
+
+class LoopStop(StoppingCriteria):
+    """Ends a row once its answer has fallen into a loop (the same block of tokens three times in a row).
+
+    A looping answer would otherwise run to its token limit while the others wait; the loop
+    adds nothing to the answer, which is judged wrong either way.
+    """
+
+    def __init__(self, prompt_length: int):
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids, scores, **kwargs):
+        generated = input_ids[:, self.prompt_length:]
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        n = generated.shape[1]
+        for period in range(1, min(LOOP_MAX_PERIOD, n // LOOP_REPEATS) + 1):
+            span = period * LOOP_REPEATS
+            if span < LOOP_MIN_TOKENS:
+                continue
+            tail = generated[:, -span:].reshape(-1, LOOP_REPEATS, period)
+            done |= (tail == tail[:, :1]).all(dim=2).all(dim=1)
+        return done
+
+
+def enumerating(text: str) -> bool:
+    """True when the last ENUMERATION_LINES complete lines share one shape and differ only in their numbers
+    (`3 * 0 = 0`, `3 * 1 = 3`, ...): an answer counting upward that no token loop catches."""
+    lines = text.split("\n")[:-1][-ENUMERATION_LINES:]
+    if len(lines) < ENUMERATION_LINES or not all(re.search(r"\d", line) for line in lines):
+        return False
+    shapes = {re.sub(r"\d+", "#", line).strip() for line in lines}
+    return len(shapes) == 1 and len(set(lines)) > 1
+
+
+def final_answer_end(text: str) -> int | None:
+    """Where the text's first complete final answer ends (None: none yet)."""
+    ends = [m.end() for p in FINAL_ANSWER_DONE if (m := p.search(text))]
+    return min(ends) if ends else None
+
+
+def stop_token_ids(tokenizer, model) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    ids.update(eos if isinstance(eos, list) else [eos])
+    return sorted(i for i in ids if i is not None)
+
+
+def _mergeable_lora_layers(model) -> list:
+    """Plain LoRA layers on float nn.Linear weights, adapter active and not merged yet (DoRA, quantized
+    and disabled layers keep their own forward)."""
+    from peft.tuners.lora import Linear as LoraLinear
+
+    layers = []
+    for module in model.modules():
+        if not isinstance(module, LoraLinear) or module.disable_adapters or module.merged:
+            continue
+        base = module.get_base_layer()
+        active = [a for a in module.active_adapters if a in module.lora_A]
+        if (type(base) is torch.nn.Linear and base.weight.is_floating_point() and active
+                and not any(a in module.lora_variant or module.lora_bias[a] for a in active)):
+            layers.append((module, active))
+    return layers
+
+
+def _free_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return psutil.virtual_memory().available
+
+
+@contextmanager
+def merged_lora(model):
+    """The model with its active LoRA adapters merged into new weight tensors, when twice their size is free."""
+    layers = _mergeable_lora_layers(model)
+    size = sum(m.get_base_layer().weight.nbytes for m, _ in layers)
+    if not layers or 2 * size > _free_memory(layers[0][0].get_base_layer().weight.device):
+        yield model
+        return
+    originals = []
+    try:
+        for module, active in layers:
+            weight = module.get_base_layer().weight
+            originals.append((weight, weight.data))
+            with torch.no_grad():
+                merged = weight.data.clone()
+                for adapter in active:
+                    merged += module.get_delta_weight(adapter).to(merged.dtype)
+            weight.data = merged
+            module.merged_adapters.extend(active)  # peft's forward then calls the base layer alone
+        yield model
+    finally:
+        for (module, _), (weight, original) in zip(layers, originals):
+            weight.data = original
+            module.merged_adapters.clear()
+
+
+@dataclass
+class _Row:
+    """One completion in the making."""
+
+    request: Request
+    index: int  # which request
+    generator: torch.Generator | None  # None for greedy rows
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    finish_reason: str = ""
+    watch: bool = False  # a final-answer marker was seen: check the text at every step
+
+
+def _choose(logits: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
+    """The next token of each row: argmax for greedy rows; Gumbel-max over the tempered, top-k and top-p
+    filtered distribution for the others, with each row's own generator."""
+    token = logits.argmax(-1)
+    sampled = [k for k, r in enumerate(rows) if r.generator is not None]
+    if not sampled:
+        return token
+    idx = torch.tensor(sampled, device=logits.device)
+    scores = logits[idx].float() / torch.tensor([rows[k].request.temperature for k in sampled],
+                                                device=logits.device)[:, None]
+    for j, k in enumerate(sampled):
+        r = rows[k].request
+        if r.top_k and r.top_k < scores.shape[1]:
+            kth = torch.topk(scores[j], r.top_k).values[-1]
+            scores[j] = scores[j].masked_fill(scores[j] < kth, float("-inf"))
+    if any(rows[k].request.top_p < 1 for k in sampled):
+        ordered, order = scores.sort(dim=-1, descending=True)
+        before = ordered.softmax(-1).cumsum(-1) - ordered.softmax(-1)  # the mass of the tokens above each one
+        top_p = torch.tensor([rows[k].request.top_p for k in sampled], device=logits.device)[:, None]
+        ordered = ordered.masked_fill(before >= top_p, float("-inf"))
+        scores = torch.full_like(scores, float("-inf")).scatter(1, order, ordered)
+    noise = torch.stack([torch.rand(scores.shape[1], generator=rows[k].generator) for k in sampled])
+    gumbel = -torch.log(-torch.log(noise.clamp_min(1e-20))).to(scores.device)
+    token[idx] = (scores + gumbel).argmax(-1)
+    return token
+
+
+@torch.no_grad()
+def decode(model, tokenizer, input_ids, attention_mask, rows: list[_Row], *, stops: list[int],
+           repeat: torch.Tensor | None = None) -> None:
+    """The one decode loop: fills each row's tokens, log-probs and finish reason. `input_ids` holds the
+    left-padded prompts, each prefilled once; `repeat[i]` is row i's prompt (default: one row per prompt)."""
+    device = input_ids.device
+    stop = torch.tensor(stops, device=device, dtype=torch.long)
+    cache = DynamicCache()
+    positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    if repeat is not None:  # a prompt's K samples: its cache rows, repeated
+        repeat = repeat.to(device)
+        cache.batch_select_indices(repeat)
+        logits, attention_mask, positions = logits[repeat], attention_mask[repeat], positions[repeat]
+    live = torch.arange(len(rows), device=device)  # which row each line of the shrinking batch belongs to
+    generated = input_ids.new_zeros((len(rows), 0))
+    loop_stop = LoopStop(0)
+    want_logprobs = any(r.request.logprobs for r in rows)
+    limit = max(r.request.max_new_tokens for r in rows)
+    for step in range(limit):
+        active = [rows[i] for i in live.tolist()]
+        token = _choose(logits, active)
+        chosen_logp = (logits.float().log_softmax(-1).gather(1, token[:, None])[:, 0].tolist()
+                       if want_logprobs else None)
+        generated = torch.cat([generated, token[:, None]], dim=1)
+        done = torch.isin(token, stop) | loop_stop(generated, None)
+        for k, (row, t) in enumerate(zip(active, token.tolist())):
+            row.tokens.append(t)
+            if chosen_logp is not None and row.request.logprobs:
+                row.logprobs.append(chosen_logp[k])
+            row.finish_reason = _finished(tokenizer, row, stopped=bool(done[k]), loop=bool(done[k]) and t not in stops)
+            done[k] = bool(row.finish_reason)
+        if done.all():
+            break
+        if done.any():
+            keep = (~done).nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            live, token, generated = live[keep], token[keep], generated[keep]
+            attention_mask, positions = attention_mask[keep], positions[keep]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(live), 1))], dim=1)
+        positions = positions[:, -1:] + 1
+        logits = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=positions,
+                       past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    for row in rows:
+        row.finish_reason = row.finish_reason or "length"
+
+
+def greedy_tokens(model, tokenizer, input_ids, attention_mask, *, max_new_tokens: int, stops: list[int]
+                  ) -> list[list[int]]:
+    """The greedy tokens of each left-padded prompt, through the one decode loop (for callers that bring
+    their own batch: tests and benchmarks)."""
+    rows = [_Row(Request(max_new_tokens=max_new_tokens), k, None) for k in range(len(input_ids))]
+    decode(model, tokenizer, input_ids, attention_mask, rows, stops=stops)
+    return [r.tokens for r in rows]
+
+
+def _finished(tokenizer, row: _Row, *, stopped: bool, loop: bool) -> str:
+    """Why the row ends after its newest token ("" if it goes on). Text checks only where they can fire."""
+    if stopped:
+        return "loop" if loop else "stop"
+    if len(row.tokens) >= row.request.max_new_tokens:
+        return "length"
+    r = row.request
+    piece = tokenizer.decode(row.tokens[-1:], skip_special_tokens=True)
+    if not (r.stop or row.watch or "\n" in piece or "}" in piece or "#" in piece or "answer" in piece.lower()):
+        return ""
+    text = tokenizer.decode(row.tokens, skip_special_tokens=True)
+    if r.stop and any(s in text for s in r.stop):
+        return "stop"
+    if "\n" in piece and enumerating(text):
+        return "enumeration"
+    if r.stop_at_final_answer:
+        row.watch = row.watch or bool(re.search(r"####|\\boxed|answer is", text, re.I))
+        if row.watch and final_answer_end(text) is not None:
+            return "final_answer"
+    return ""
+
+
+class SamplingEngine:
+    """Answers requests with one model: batched, each prompt prefilled once, rows leaving as they end."""
+
+    def __init__(self, model, tokenizer, *, use_template: bool, max_batch: int = 16):
+        self.model, self.tokenizer, self.use_template = model, tokenizer, use_template
+        self.max_batch = max_batch  # completions decoded together
+
+    def render(self, request: Request) -> str:
+        if request.messages is not None:
+            return render_prompt(self.tokenizer, request.messages, self.use_template)
+        if request.prompt is None:
+            raise ValueError("a request needs messages or a prompt")
+        return request.prompt
+
+    def generate(self, requests: list[Request]) -> list[Result]:
+        """One Result per request, in order, with `request.n` completions each."""
+        model, tokenizer = self.model, self.tokenizer
+        was_training, side = model.training, tokenizer.padding_side
+        cpu_rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        tokenizer.padding_side = "left"
+        model.eval()
+        results: list[Result] = []
+        try:
+            device = next(model.parameters()).device
+            stops = stop_token_ids(tokenizer, model)
+            with merged_lora(model):
+                for chunk in self._chunks(requests):
+                    results.extend(self._generate_chunk(chunk, device, stops))
+        finally:
+            tokenizer.padding_side = side
+            model.train(was_training)
+            torch.set_rng_state(cpu_rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
+        return results
+
+    def _chunks(self, requests: list[Request]):
+        """Consecutive requests whose completions fit in one batch (a request with more goes alone)."""
+        chunk, size = [], 0
+        for r in requests:
+            if r.n < 1 or r.max_new_tokens < 1:
+                raise ValueError(f"n and max_new_tokens must be at least 1 (got {r.n}, {r.max_new_tokens})")
+            if any(not s for s in r.stop):
+                raise ValueError("stop: a stop string must not be empty")
+            if chunk and size + r.n > self.max_batch:
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(r)
+            size += r.n
+        if chunk:
+            yield chunk
+
+    def _generate_chunk(self, chunk: list[Request], device, stops: list[int]) -> list[Result]:
+        tokenizer = self.tokenizer
+        batch = tokenizer([self.render(r) for r in chunk], return_tensors="pt", padding=True,
+                          add_special_tokens=not (self.use_template and all(r.messages is not None for r in chunk)))
+        counts = torch.tensor([r.n for r in chunk])
+        # each prompt once in the batch, prefilled once; its cache rows repeated for its samples
+        repeat = torch.repeat_interleave(torch.arange(len(chunk)), counts)
+        rows = [_Row(r, k, None if r.temperature <= 0 else torch.Generator().manual_seed(r.seed * 100_003 + s))
+                for k, r in enumerate(chunk) for s in range(r.n)]
+        decode(self.model, tokenizer, batch["input_ids"].to(device), batch["attention_mask"].to(device), rows,
+               stops=stops, repeat=repeat)
+        results = [Result(int(batch["attention_mask"][k].sum())) for k in range(len(chunk))]
+        for row in rows:
+            text = tokenizer.decode(row.tokens, skip_special_tokens=True)
+            for s in row.request.stop:
+                text = text.split(s, 1)[0]
+            if row.finish_reason == "final_answer":
+                text = text[:final_answer_end(text)]
+            results[row.index].completions.append(
+                Completion(text.strip(), row.tokens, row.finish_reason, row.logprobs if row.request.logprobs else None))
+        return results
+
+
+def generate_answers(model, tokenizer, conversations: list[list[dict]], *, use_template: bool,
+                     max_new_tokens: int, batch_size: int = 16, stop_at_final_answer: bool | list[bool] = False
+                     ) -> list[str]:
+    """One greedy answer per conversation (chat messages ending with a user turn), through the engine."""
+    finals = stop_at_final_answer if isinstance(stop_at_final_answer, list) else [stop_at_final_answer] * len(conversations)
+    engine = SamplingEngine(model, tokenizer, use_template=use_template, max_batch=batch_size)
+    results = engine.generate([Request(messages=c, max_new_tokens=max_new_tokens, stop_at_final_answer=f)
+                               for c, f in zip(conversations, finals)])
+    return [r.completions[0].text for r in results]

@@ -1,0 +1,115 @@
+"""The sampling engine with the tiny-random model: greedy as generate, seeded samples, shared prefill, log-probs,
+stop strings, and the stops for a finished final answer or a runaway enumeration."""
+import pytest
+import torch
+
+from inference.sampling import Request, SamplingEngine, enumerating, final_answer_end
+
+CHAT = [[{"role": "user", "content": "What is 2 + 2?"}], [{"role": "user", "content": "Name a colour."}],
+        [{"role": "user", "content": "Count to ten, please, slowly."}]]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    from core.config import load_config
+    from core.models import load_base_model, load_tokenizer, resolve_model_path
+    from tests.conftest import write_config
+
+    root = tmp_path_factory.mktemp("sampling")
+    config = load_config(write_config(root))
+    path = resolve_model_path(config, root)
+    model = load_base_model(path, config, "cpu", "fp32")
+    return SamplingEngine(model, load_tokenizer(path, config), use_template=True, max_batch=8)
+
+
+def test_greedy_requests_give_the_tokens_generate_gives(engine):
+    got = engine.generate([Request(messages=c, max_new_tokens=12) for c in CHAT])
+    tok, model = engine.tokenizer, engine.model
+    for chat, result in zip(CHAT, got):
+        ids = tok(engine.render(Request(messages=chat)), return_tensors="pt", add_special_tokens=False)
+        out = model.generate(**ids, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id,
+                             eos_token_id=tok.eos_token_id)[0, ids["input_ids"].shape[1]:].tolist()
+        c = result.completions[0]
+        assert c.tokens == out[:len(c.tokens)] and result.prompt_tokens == ids["input_ids"].shape[1]
+        assert c.finish_reason in ("length", "stop", "loop")
+
+
+def test_a_seeded_request_samples_the_same_whatever_else_is_in_the_batch(engine):
+    asked = Request(messages=CHAT[0], max_new_tokens=10, temperature=0.8, top_p=0.95, n=3, seed=7)
+    alone = engine.generate([asked])[0].completions
+    crowded = engine.generate([Request(messages=CHAT[1], max_new_tokens=6, temperature=1.0, n=2, seed=1), asked,
+                               Request(messages=CHAT[2], max_new_tokens=8)])[1].completions
+    assert [c.tokens for c in alone] == [c.tokens for c in crowded]
+    assert len({tuple(c.tokens) for c in alone}) > 1, "three samples of a near-uniform model differ"
+    other_seed = engine.generate([Request(messages=CHAT[0], max_new_tokens=10, temperature=0.8, n=3, seed=8)])
+    assert [c.tokens for c in other_seed[0].completions] != [c.tokens for c in alone]
+
+
+def test_top_k_one_and_a_tiny_top_p_sample_the_greedy_tokens(engine):
+    greedy = engine.generate([Request(messages=CHAT[2], max_new_tokens=10)])[0].completions[0].tokens
+    for request in (Request(messages=CHAT[2], max_new_tokens=10, temperature=1.5, top_k=1, seed=3),
+                    Request(messages=CHAT[2], max_new_tokens=10, temperature=1.5, top_p=1e-9, seed=3)):
+        assert engine.generate([request])[0].completions[0].tokens == greedy
+
+
+def test_k_samples_share_one_prefill(engine):
+    batches = []
+    hook = engine.model.register_forward_pre_hook(lambda m, args, kwargs: batches.append(kwargs["input_ids"].shape),
+                                                  with_kwargs=True)
+    try:
+        engine.generate([Request(messages=CHAT[0], max_new_tokens=4, temperature=1.0, n=5, seed=0),
+                         Request(messages=CHAT[1], max_new_tokens=4, temperature=1.0, n=3, seed=0)])
+    finally:
+        hook.remove()
+    assert batches[0][0] == 2 and batches[0][1] > 1, "the prefill: each prompt once"
+    assert batches[1] == (8, 1), "then one token for each of the 8 samples"
+
+
+def test_log_probs_are_the_models_for_each_chosen_token(engine):
+    result = engine.generate([Request(messages=CHAT[1], max_new_tokens=6, temperature=1.0, seed=5,
+                                      logprobs=True)])[0]
+    c = result.completions[0]
+    tok = engine.tokenizer
+    prompt = tok(engine.render(Request(messages=CHAT[1])), return_tensors="pt", add_special_tokens=False)["input_ids"]
+    full = torch.cat([prompt, torch.tensor([c.tokens])], dim=1)
+    with torch.no_grad():
+        logp = engine.model(full).logits[0, prompt.shape[1] - 1:-1].float().log_softmax(-1)
+    expected = logp.gather(1, torch.tensor(c.tokens)[:, None])[:, 0]
+    assert len(c.logprobs) == len(c.tokens) and torch.allclose(torch.tensor(c.logprobs), expected, atol=1e-4)
+
+
+def test_a_stop_string_ends_the_completion_before_it(engine):
+    asked = dict(messages=CHAT[2], max_new_tokens=24, temperature=1.0, seed=11)
+    free = engine.generate([Request(**asked)])[0].completions[0]
+    assert len(free.text) >= 12, free
+    word = free.text[len(free.text) // 2:len(free.text) // 2 + 3]
+    cut = engine.generate([Request(**asked, stop=(word,))])[0].completions[0]
+    assert cut.finish_reason == "stop" and word not in cut.text and free.text.startswith(cut.text)
+
+
+def test_bad_requests_are_refused_with_the_field():
+    with pytest.raises(ValueError, match="n and max_new_tokens"):
+        list(SamplingEngine(None, None, use_template=False)._chunks([Request(prompt="x", n=0)]))
+    with pytest.raises(ValueError, match="stop"):
+        list(SamplingEngine(None, None, use_template=False)._chunks([Request(prompt="x", stop=("",))]))
+
+
+@pytest.mark.parametrize("text, answer", [
+    ("3 * 4 = 12. The answer is 12. Also", "3 * 4 = 12. The answer is 12."),
+    ("3 * 4 = 12.\n#### 12\nMore", "3 * 4 = 12.\n#### 12\n"),
+    ("so x = \\boxed{12} and", "so x = \\boxed{12}"),
+    ("The answer is 12", None),  # the number may go on
+    ("The answer is 4.", None),  # 4.5?
+    ("The answer is not obvious. Let us see", None),  # no number: not a final answer
+])
+def test_a_final_answer_is_complete_only_once_its_line_or_sentence_ended(text, answer):
+    end = final_answer_end(text)
+    assert (None if end is None else text[:end]) == answer
+
+
+def test_an_answer_counting_upward_is_an_enumeration_but_a_worked_sum_is_not():
+    counting = "".join(f"3 * {i} = {3 * i}\n" for i in range(12))
+    assert enumerating(counting)
+    worked = "12 + 34 = 46.\n46 + 5 = 51.\n51 + 9 = 60.\nThe answer is 60.\n"
+    assert not enumerating(worked)
+    assert not enumerating("same line 1\n" * 12)  # an exact repeat is the token loop's case
