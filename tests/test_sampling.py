@@ -19,7 +19,7 @@ def engine(tmp_path_factory):
     config = load_config(write_config(root))
     path = resolve_model_path(config, root)
     model = load_base_model(path, config, "cpu", "fp32")
-    return SamplingEngine(model, load_tokenizer(path, config), use_template=True, max_batch=8)
+    return SamplingEngine(model, load_tokenizer(path, config), use_template=True, max_batch=8, dtype=None)
 
 
 def test_greedy_requests_give_the_tokens_generate_gives(engine):
@@ -89,9 +89,9 @@ def test_a_stop_string_ends_the_completion_before_it(engine):
 
 def test_bad_requests_are_refused_with_the_field():
     with pytest.raises(ValueError, match="n and max_new_tokens"):
-        list(SamplingEngine(None, None, use_template=False)._chunks([Request(prompt="x", n=0)]))
+        list(SamplingEngine(None, None, use_template=False, dtype=None)._chunks([Request(prompt="x", n=0)]))
     with pytest.raises(ValueError, match="stop"):
-        list(SamplingEngine(None, None, use_template=False)._chunks([Request(prompt="x", stop=("",))]))
+        list(SamplingEngine(None, None, use_template=False, dtype=None)._chunks([Request(prompt="x", stop=("",))]))
 
 
 @pytest.mark.parametrize("text, answer", [
@@ -113,3 +113,18 @@ def test_an_answer_counting_upward_is_an_enumeration_but_a_worked_sum_is_not():
     worked = "12 + 34 = 46.\n46 + 5 = 51.\n51 + 9 = 60.\nThe answer is 60.\n"
     assert not enumerating(worked)
     assert not enumerating("same line 1\n" * 12)  # an exact repeat is the token loop's case
+
+
+def test_bf16_decoding_answers_as_the_bf16_model_and_gives_the_fp32_weights_back(engine):
+    import copy
+
+    model = engine.model
+    weights = {n: (p.data.data_ptr(), p.detach().clone()) for n, p in model.named_parameters()}
+    half = SamplingEngine(model, engine.tokenizer, use_template=True, max_batch=8, dtype=torch.bfloat16)
+    got = half.generate([Request(messages=c, max_new_tokens=10) for c in CHAT])
+    reference = SamplingEngine(copy.deepcopy(model).to(torch.bfloat16), engine.tokenizer, use_template=True,
+                               max_batch=8, dtype=None).generate([Request(messages=c, max_new_tokens=10) for c in CHAT])
+    assert [r.completions[0].tokens for r in got] == [r.completions[0].tokens for r in reference]
+    for n, p in model.named_parameters():
+        ptr, value = weights[n]
+        assert p.dtype == torch.float32 and p.data.data_ptr() == ptr and torch.equal(p.detach(), value), n
