@@ -44,6 +44,8 @@ LOOP_REPEATS = 3  # a block of tokens repeated this many times in a row ends the
 LOOP_MAX_PERIOD = 64
 LOOP_MIN_TOKENS = 24  # never stop on a short repetition such as "1 + 1 + 1"
 ENUMERATION_LINES = 10  # this many lines of one shape with changing numbers end the answer
+FINAL_MARKER = re.compile(r"####|\\boxed|answer is", re.I)
+MARKER_TOKENS = 8  # the newest tokens searched for a final-answer marker
 # A final answer is complete at the end of each match: the #### line ended, the box closed, or the
 # "answer is" sentence with a number in it ended (a space or a new line after its full stop).
 FINAL_ANSWER_DONE = (
@@ -154,6 +156,22 @@ def _free_memory(device: torch.device) -> int:
 
 
 @contextmanager
+def _replaced(params: list, new):
+    """Each parameter's tensor replaced by `new(param)` for the block, then the very same original put back
+    (never recomputed), so training goes on with bit-identical weights."""
+    originals = []
+    try:
+        with torch.no_grad():
+            for p in params:
+                originals.append((p, p.data))
+                p.data = new(p)
+        yield
+    finally:
+        for p, data in originals:
+            p.data = data
+
+
+@contextmanager
 def merged_lora(model):
     """The model with its active LoRA adapters merged into new weight tensors, when twice their size is free."""
     layers = _mergeable_lora_layers(model)
@@ -161,21 +179,18 @@ def merged_lora(model):
     if not layers or 2 * size > _free_memory(layers[0][0].get_base_layer().weight.device):
         yield model
         return
-    originals = []
+    active = {module.get_base_layer().weight: (module, adapters) for module, adapters in layers}
+
+    def merged(weight):
+        module, adapters = active[weight]
+        module.merged_adapters.extend(adapters)  # peft's forward then calls the base layer alone
+        return weight.data + sum(module.get_delta_weight(a).to(weight.dtype) for a in adapters)
+
     try:
-        for module, active in layers:
-            weight = module.get_base_layer().weight
-            originals.append((weight, weight.data))
-            with torch.no_grad():
-                merged = weight.data.clone()
-                for adapter in active:
-                    merged += module.get_delta_weight(adapter).to(merged.dtype)
-            weight.data = merged
-            module.merged_adapters.extend(active)  # peft's forward then calls the base layer alone
-        yield model
+        with _replaced(list(active), merged):
+            yield model
     finally:
-        for (module, _), (weight, original) in zip(layers, originals):
-            weight.data = original
+        for module, _ in layers:
             module.merged_adapters.clear()
 
 
@@ -194,20 +209,11 @@ def weights_as(model, dtype: torch.dtype | None):
     """The model's float parameters as `dtype` copies for the call, when half their size is free; the original
     tensors are put back untouched. Buffers (rotary frequencies) stay as they are."""
     params = [p for p in model.parameters() if p.is_floating_point() and dtype is not None and p.dtype != dtype]
-    size = sum(p.nbytes for p in params)
-    if not params or size // 2 > _free_memory(params[0].device):
+    if not params or sum(p.nbytes for p in params) // 2 > _free_memory(params[0].device):
         yield model
         return
-    originals = []
-    try:
-        with torch.no_grad():
-            for p in params:
-                originals.append((p, p.data))
-                p.data = p.data.to(dtype)
+    with _replaced(params, lambda p: p.data.to(dtype)):
         yield model
-    finally:
-        for p, data in originals:
-            p.data = data
 
 
 @dataclass
@@ -276,12 +282,13 @@ def decode(model, tokenizer, input_ids, attention_mask, rows: list[_Row], *, sto
         chosen_logp = (logits.float().log_softmax(-1).gather(1, token[:, None])[:, 0].tolist()
                        if want_logprobs else None)
         generated = torch.cat([generated, token[:, None]], dim=1)
-        done = torch.isin(token, stop) | loop_stop(generated, None)
+        hit_stop, looped = torch.isin(token, stop).tolist(), loop_stop(generated, None).tolist()
+        done = torch.zeros(len(active), dtype=torch.bool, device=device)
         for k, (row, t) in enumerate(zip(active, token.tolist())):
             row.tokens.append(t)
             if chosen_logp is not None and row.request.logprobs:
                 row.logprobs.append(chosen_logp[k])
-            row.finish_reason = _finished(tokenizer, row, stopped=bool(done[k]), loop=bool(done[k]) and t not in stops)
+            row.finish_reason = ("stop" if hit_stop[k] else "loop" if looped[k] else _finished(tokenizer, row))
             done[k] = bool(row.finish_reason)
         if done.all():
             break
@@ -307,25 +314,25 @@ def greedy_tokens(model, tokenizer, input_ids, attention_mask, *, max_new_tokens
     return [r.tokens for r in rows]
 
 
-def _finished(tokenizer, row: _Row, *, stopped: bool, loop: bool) -> str:
-    """Why the row ends after its newest token ("" if it goes on). Text checks only where they can fire."""
-    if stopped:
-        return "loop" if loop else "stop"
-    if len(row.tokens) >= row.request.max_new_tokens:
-        return "length"
+def _finished(tokenizer, row: _Row) -> str:
+    """Why the row ends after its newest token, short of a stop token or a loop ("" if it goes on). The whole
+    text is decoded only where a check can fire: a stop string asked for, a new line (an enumeration), or a
+    final-answer marker seen in the last few tokens (a marker can span tokens)."""
     r = row.request
-    piece = tokenizer.decode(row.tokens[-1:], skip_special_tokens=True)
-    if not (r.stop or row.watch or "\n" in piece or "}" in piece or "#" in piece or "answer" in piece.lower()):
+    if len(row.tokens) >= r.max_new_tokens:
+        return "length"
+    newline = "\n" in tokenizer.decode(row.tokens[-1:], skip_special_tokens=True)
+    if r.stop_at_final_answer and not row.watch:
+        row.watch = bool(FINAL_MARKER.search(tokenizer.decode(row.tokens[-MARKER_TOKENS:], skip_special_tokens=True)))
+    if not (r.stop or row.watch or newline):
         return ""
     text = tokenizer.decode(row.tokens, skip_special_tokens=True)
     if r.stop and any(s in text for s in r.stop):
         return "stop"
-    if "\n" in piece and enumerating(text):
+    if newline and enumerating(text):
         return "enumeration"
-    if r.stop_at_final_answer:
-        row.watch = row.watch or bool(re.search(r"####|\\boxed|answer is", text, re.I))
-        if row.watch and final_answer_end(text) is not None:
-            return "final_answer"
+    if row.watch and final_answer_end(text) is not None:
+        return "final_answer"
     return ""
 
 

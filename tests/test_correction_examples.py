@@ -49,9 +49,12 @@ def test_templates_come_from_config():
 
 
 def test_a_generated_file_is_known_by_its_outbox_and_adds_nothing_to_the_validation_pool(tmp_path):
+    from core.config import load_config
+    from core.events import EventLog
     from core.qa import split_holdout
     from daemon.queue import Queue
-    from training.engine import TrainingEngine  # noqa: F401 (the engine's prepare is what splits)
+    from tests.conftest import write_config
+    from training.engine import TrainingEngine
 
     q, golden = "What is 17 + 25?", "17 + 25 = 42. The answer is 42."
     records = [build_confirmation(question=q, golden=golden, predicted=golden, step=5,
@@ -64,9 +67,13 @@ def test_a_generated_file_is_known_by_its_outbox_and_adds_nothing_to_the_validat
     jobs = [queue.claim(), queue.claim()]
     assert [(j.original_name, j.origin) for j in jobs] == [("gen.jsonl", "selfcorrect"), ("user.jsonl", None)]
     assert queue.outbox("selfcorrect").pending_count() == 1 and queue.outbox("practice").pending_count() == 0
-    # the engine holds nothing out of a generated file (fraction 0); a task file does give its share
-    confirmations = [parse_record(r) for r in records]
-    assert split_holdout(confirmations, fraction=0, seed="s") == (confirmations, [])
+    # the engine holds nothing out of the generated file; the same records from a user give their share
+    config = load_config(write_config(tmp_path, validation={"holdout_fraction": 0.5},
+                                      training={"promotion": {"enabled": True, "holdout_fraction": 0.2}}))
+    engine = TrainingEngine(config, tmp_path, EventLog(tmp_path / "logs"))
+    generated, user = (engine.prepare(j.path, generated=j.origin is not None) for j in jobs)
+    assert (len(generated.examples), generated.heldout, generated.gate) == (20, [], [])
+    assert (len(user.gate), len(user.heldout)) == (4, 8)
     task = [parse_record({"prompt": q, "response": golden}) for _ in range(20)]
     assert len(split_holdout(task, fraction=0.5, seed="s")[1]) == 10
 
