@@ -4,6 +4,7 @@
     python train.py --daemon                watch inbox/ and queue/ and train until stopped
     python train.py --once                  train everything queued, then exit
     python train.py --status                where the daemon stands (safe while it runs)
+    python train.py --serve                 the current adapter behind an OpenAI-compatible API (beside the daemon)
 
 Phases: parse arguments -> load config -> pick the root -> hand off to the mode.
 """
@@ -31,6 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     mode.add_argument("--status", action="store_true", help="show queue, training progress and adapter")
     mode.add_argument("--report", action="store_true", help="write logs/report.png and logs/report.html")
     mode.add_argument("--eval", type=Path, metavar="FILE.jsonl", help="answer a QA file and report accuracy")
+    mode.add_argument("--serve", action="store_true",
+                      help="serve the current adapter (OpenAI-compatible API and status page) beside the daemon")
+    p.add_argument("--host", default=None, help="with --serve: address to listen on (default: serve.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="with --serve: port (default: serve.port, 8000; 0: any free)")
     p.add_argument("--adapter", default="current", help="with --eval: current, base, or a version such as v0003")
     p.add_argument("--limit", type=int, default=None, help="with --eval: only the first N questions")
     p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
@@ -43,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if (args.answers or args.limit is not None or args.max_new_tokens is not None) and not args.eval:
         p.error("--answers, --limit and --max-new-tokens go with --eval FILE.jsonl")
+    if (args.host or args.port is not None) and not args.serve:
+        p.error("--host and --port go with --serve")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         p.error(f"--max-new-tokens must be at least 1 (got {args.max_new_tokens})")
     return args
@@ -53,11 +60,13 @@ def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
     from daemon.job import train_file
     from daemon.lock import RootLock
     from daemon.queue import Queue
+    from daemon.vllm import attach_vllm_notifier
     from daemon.worker import GENERATED_BY
     from monitor.live_inference import attach_monitor
     from training.engine import TrainingEngine
 
     lock = RootLock(root).acquire()  # a daemon on the same root would corrupt the state
+    notifier = attach_vllm_notifier(config, root, events)
     engine = TrainingEngine(config, root, events)
     monitor = attach_monitor(engine, root=root, config=config, outbox=Queue(root).outbox(GENERATED_BY), events=events)
     # Check every file before training any, so a bad file never leaves the job half done.
@@ -66,6 +75,8 @@ def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
         events.emit("claimed", f"{p.name}: {len(p.encoded)} examples", file=p.name, sha256=p.sha256)
         train_file(p, engine=engine, monitor=monitor, events=events, label=p.name, origin=None, once=False)
     lock.release()  # on an error, process exit releases it
+    if notifier:
+        notifier.wait(timeout=60)
     return 0
 
 
@@ -94,7 +105,8 @@ def evaluate_file(path: Path, config, root: Path, *, adapter: str, limit: int | 
 
 
 def mode_name(args) -> str:
-    return "daemon" if args.daemon else "once" if args.once else "eval" if args.eval else "train"
+    return ("daemon" if args.daemon else "once" if args.once else "eval" if args.eval else "serve" if args.serve
+            else "train")
 
 
 def announce(config, config_path: Path, root: Path, events: EventLog, *, mode: str) -> None:
@@ -135,6 +147,10 @@ def main(argv=None) -> int:
         if args.eval:
             return evaluate_file(args.eval, config, root, adapter=args.adapter, limit=args.limit,
                                  answers=args.answers, max_new_tokens=args.max_new_tokens)
+        if args.serve:
+            from serve.app import serve
+
+            return serve(config, root, events, host=args.host, port=args.port)
         if args.daemon or args.once:
             from daemon.worker import Daemon
 

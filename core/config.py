@@ -181,6 +181,42 @@ class DaemonSection(Section):
         30.0, ge=0, description="After a machine error (disk full), wait this long before training again.")
 
 
+class ServeSection(Section):
+    """`train.py --serve`: the OpenAI-compatible server of the current adapter, and the hook that tells vLLM."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 exposes the model to the network.")
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on (0: any free port, printed at start).")
+    api_key_env: str | None = Field(
+        None, description="Name of an environment variable holding a bearer token every API request must carry.")
+    max_tokens: int = Field(1024, gt=0, description="Most new tokens per completion (also the default).")
+    max_n: int = Field(8, gt=0, description="Most completions one request may ask for (n).")
+    max_batch: int = Field(16, gt=0, description="Completions decoded together.")
+    notify_vllm_url: str | None = Field(
+        None, description="A vLLM server (http://host:port) told of each promoted adapter through "
+                          "/v1/load_lora_adapter; it needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True.")
+    vllm_lora_prefix: str = Field(
+        "selfcorrect", description="Each version is loaded into vLLM as <prefix>-<version>, e.g. selfcorrect-v0007.")
+
+
+class ProviderSection(Section):
+    """A model the seed systems call (judge, generator, reflector): the local one, or an OpenAI-compatible API."""
+
+    kind: Literal["local", "openai"] = Field(..., description="local: this root's model; openai: an HTTP API.")
+    adapter: str = Field("current", description="local: current, base, or a version such as v0003.")
+    base_url: str | None = Field(None, description="openai: the API's address, e.g. http://127.0.0.1:8000/v1.")
+    model: str | None = Field(None, description="openai: the model name the API knows.")
+    api_key_env: str | None = Field(None, description="openai: environment variable holding the API key.")
+    timeout_seconds: float = Field(120.0, gt=0, description="openai: per request.")
+    max_retries: int = Field(3, ge=0, description="openai: retries with backoff on connection errors, 429 and 5xx.")
+    max_concurrency: int = Field(8, gt=0, description="openai: requests in flight at once.")
+
+    @model_validator(mode="after")
+    def _needs(self):
+        if self.kind == "openai" and not (self.base_url and self.model):
+            raise ValueError("kind 'openai' needs base_url and model")
+        return self
+
+
 class Config(Section):
     eval_steps: int = Field(50, gt=0, description="Live inference every N global steps.")
     num_eval_samples: int = Field(4, gt=0, description="Validation questions per evaluation.")
@@ -193,6 +229,10 @@ class Config(Section):
     validation: ValidationSection = Field(
         default_factory=ValidationSection, description="Questions for live evaluation.")
     daemon: DaemonSection = Field(default_factory=DaemonSection, description="Watching and queueing files.")
+    serve: ServeSection = Field(default_factory=ServeSection, description="The OpenAI-compatible server.")
+    providers: dict[str, ProviderSection] = Field(
+        default_factory=dict, description="Named models for the seed systems, e.g. {\"judge\": {\"kind\": "
+                                          "\"openai\", ...}}.")
     experimental: ExperimentalSection = Field(
         default_factory=ExperimentalSection, description="Switches for studies; off by default.")
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 from pathlib import Path
 
 from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
 
 from .config import Config
 
@@ -21,16 +23,25 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 LONGEST_DEFAULT = 40  # longer defaults (the prompt templates) are in config.json
 
 
-def _rows(model: type[BaseModel], instance: BaseModel, prefix: str = ""):
+def _entries(model: type[BaseModel]) -> type[BaseModel] | None:
+    """The section model of a field that maps names to sections (`providers`), else None."""
+    args = typing.get_args(model)
+    return args[1] if len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], BaseModel) else None
+
+
+def _rows(model: type[BaseModel], instance: BaseModel | None, prefix: str = ""):
+    """(key, default, description) of every field; `instance` None: a named entry's fields, defaults from the model."""
     for name, field in model.model_fields.items():
-        value = getattr(instance, name)
+        value = getattr(instance, name) if instance is not None else field.get_default(call_default_factory=True)
         if isinstance(value, BaseModel):
             yield from _rows(type(value), value, f"{prefix}{name}.")
             continue
-        shown = json.dumps(value)
+        shown = "(required)" if value is PydanticUndefined else json.dumps(value)
         if len(shown) > LONGEST_DEFAULT:
             shown = "(in config.json)"
         yield f"{prefix}{name}", shown, field.description or ""
+        if entry := _entries(field.annotation):
+            yield from _rows(entry, None, f"{prefix}{name}.<name>.")
 
 
 def table() -> str:

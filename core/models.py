@@ -170,19 +170,28 @@ def load_base_model(path: str, config: Config, device: str, precision: str):
     return model
 
 
-def load_adapter(base, adapter_dir: Path, *, model_path: str, trainable: bool):
-    """A saved adapter on its base model; a clear error if it was trained on another base."""
+def _check_base(adapter_dir: Path, model_path: str) -> None:
+    """A clear error for an adapter trained on another base model."""
     import json
-
-    from peft import PeftModel
 
     meta_path = Path(adapter_dir) / "meta.json"
     trained_on = json.loads(meta_path.read_text()).get("base_model") if meta_path.exists() else None
     if trained_on and Path(trained_on).name != Path(model_path).name:
         raise ModelError(f"adapter {Path(adapter_dir).name} was trained on {trained_on}, but model.name_or_path "
                          f"resolves to {model_path}; use the same base model, or a new --root for the new one")
+
+
+def load_adapter(base, adapter_dir: Path, *, model_path: str, trainable: bool, name: str = "default"):
+    """A saved adapter on its base model (as adapter `name`); with a PeftModel, one more adapter beside the
+    ones it holds."""
+    from peft import PeftModel
+
+    _check_base(adapter_dir, model_path)
     try:
-        return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
+        if isinstance(base, PeftModel):
+            base.load_adapter(str(adapter_dir), adapter_name=name, is_trainable=trainable)
+            return base
+        return PeftModel.from_pretrained(base, str(adapter_dir), adapter_name=name, is_trainable=trainable)
     except RuntimeError as e:
         raise ModelError(f"adapter {adapter_dir} does not fit the model {model_path}: {str(e)[:300]}") from None
 

@@ -31,6 +31,7 @@ from .live_config import LiveConfig
 from .lock import RootLock
 from .queue import PRIORITIES, Job, Queue
 from .shutdown import Shutdown, StopOnShutdown
+from .vllm import attach_vllm_notifier
 from .watcher import Watcher
 
 GENERATED_BY = "selfcorrect"  # the origin mark of the files the self-correction generator queues
@@ -84,6 +85,7 @@ class Daemon:
         self.shutdown = Shutdown()
         self.lock = RootLock(self.root)
         self.watcher: Watcher | None = None
+        self.notifier = None
         self.engine = None
         self.status = StatusFile(self.root / "data" / "status.json")
         self.retry_at = 0.0
@@ -106,6 +108,7 @@ class Daemon:
         self.watcher.start()
         self.intake = Intake(self.queue, self.events, config=self.config, watcher=self.watcher)
         self.events.listeners.append(self.status.on_event)
+        self.notifier = attach_vllm_notifier(self.config, self.root, self.events)
         self.engine = TrainingEngine(self.config, self.root, self.events)
         self.monitor = attach_monitor(self.engine, root=self.root, config=self.config,
                                       outbox=self.queue.outbox(GENERATED_BY), events=self.events,
@@ -119,6 +122,8 @@ class Daemon:
             self.watcher.stop()
         self.status.write(state="stopped")
         self.lock.release()
+        if self.notifier:
+            self.notifier.wait(timeout=10)  # a call in flight may end; one still retrying is logged as not done
 
     # -- the loop ---------------------------------------------------------------------------------
 

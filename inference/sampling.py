@@ -30,8 +30,10 @@ How it runs (one decode loop for greedy and sampling alike):
 from __future__ import annotations
 
 import re
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Callable
 
 import psutil
 import torch
@@ -70,13 +72,19 @@ class Request:
     stop: tuple[str, ...] = ()  # stop strings, not included in the text
     stop_at_final_answer: bool = False  # for numeric answers: end once the final-answer line is complete
     logprobs: bool = False  # each token's log-probability under the model (before temperature)
+    # End a row that loops or enumerates (see LoopStop, enumerating): for our own questions, whose answers are
+    # short. A server's client asked for what it asked for, so serving turns it off.
+    cut_runaways: bool = True
+    on_token: Callable[[int, int], None] | None = None  # called with (sample index, token id) as each token comes
+    cancel: threading.Event | None = None  # once set, the request's rows end at the next token ("cancelled")
 
 
 @dataclass
 class Completion:
     text: str
     tokens: list[int]
-    finish_reason: str  # "stop" (a stop token or string), "length", "final_answer", "loop" or "enumeration"
+    # "stop" (a stop token or string), "length", "final_answer", "loop", "enumeration" or "cancelled"
+    finish_reason: str
     logprobs: list[float] | None = None
 
 
@@ -84,6 +92,7 @@ class Completion:
 class Result:
     prompt_tokens: int
     completions: list[Completion] = field(default_factory=list)
+    completion_tokens: int = 0  # all completions together (a remote provider has counts, not token ids)
 
 
 class LoopStop(StoppingCriteria):
@@ -223,6 +232,7 @@ class _Row:
     request: Request
     index: int  # which request
     generator: torch.Generator | None  # None for greedy rows
+    sample: int = 0  # which of the request's n completions
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     finish_reason: str = ""
@@ -288,8 +298,11 @@ def decode(model, tokenizer, input_ids, attention_mask, rows: list[_Row], *, sto
             row.tokens.append(t)
             if chosen_logp is not None and row.request.logprobs:
                 row.logprobs.append(chosen_logp[k])
-            row.finish_reason = ("stop" if hit_stop[k] else "loop" if looped[k] else _finished(tokenizer, row))
+            row.finish_reason = ("stop" if hit_stop[k] else "loop" if looped[k] and row.request.cut_runaways
+                                 else _finished(tokenizer, row))
             done[k] = bool(row.finish_reason)
+            if row.request.on_token is not None:
+                row.request.on_token(row.sample, t)
         if done.all():
             break
         if done.any():
@@ -319,9 +332,11 @@ def _finished(tokenizer, row: _Row) -> str:
     text is decoded only where a check can fire: a stop string asked for, a new line (an enumeration), or a
     final-answer marker seen in the last few tokens (a marker can span tokens)."""
     r = row.request
+    if r.cancel is not None and r.cancel.is_set():
+        return "cancelled"
     if len(row.tokens) >= r.max_new_tokens:
         return "length"
-    newline = "\n" in tokenizer.decode(row.tokens[-1:], skip_special_tokens=True)
+    newline = r.cut_runaways and "\n" in tokenizer.decode(row.tokens[-1:], skip_special_tokens=True)
     if r.stop_at_final_answer and not row.watch:
         row.watch = bool(FINAL_MARKER.search(tokenizer.decode(row.tokens[-MARKER_TOKENS:], skip_special_tokens=True)))
     if not (r.stop or row.watch or newline):
@@ -392,25 +407,40 @@ class SamplingEngine:
 
     def _generate_chunk(self, chunk: list[Request], device, stops: list[int]) -> list[Result]:
         tokenizer = self.tokenizer
-        batch = tokenizer([self.render(r) for r in chunk], return_tensors="pt", padding=True,
-                          add_special_tokens=not (self.use_template and all(r.messages is not None for r in chunk)))
+        batch = self._encode_prompts(chunk)
         counts = torch.tensor([r.n for r in chunk])
         # each prompt once in the batch, prefilled once; its cache rows repeated for its samples
         repeat = torch.repeat_interleave(torch.arange(len(chunk)), counts)
-        rows = [_Row(r, k, None if r.temperature <= 0 else torch.Generator().manual_seed(r.seed * 100_003 + s))
+        rows = [_Row(r, k, None if r.temperature <= 0 else torch.Generator().manual_seed(r.seed * 100_003 + s), s)
                 for k, r in enumerate(chunk) for s in range(r.n)]
         decode(self.model, tokenizer, batch["input_ids"].to(device), batch["attention_mask"].to(device), rows,
                stops=stops, repeat=repeat)
         results = [Result(int(batch["attention_mask"][k].sum())) for k in range(len(chunk))]
         for row in rows:
-            text = tokenizer.decode(row.tokens, skip_special_tokens=True)
-            for s in row.request.stop:
-                text = text.split(s, 1)[0]
-            if row.finish_reason == "final_answer":
-                text = text[:final_answer_end(text)]
-            results[row.index].completions.append(
-                Completion(text.strip(), row.tokens, row.finish_reason, row.logprobs if row.request.logprobs else None))
+            result = results[row.index]
+            result.completions.append(Completion(self.text(row.request, row.tokens, row.finish_reason), row.tokens,
+                                                 row.finish_reason, row.logprobs if row.request.logprobs else None))
+            result.completion_tokens += len(row.tokens)
         return results
+
+    def text(self, request: Request, tokens: list[int], finish_reason: str = "") -> str:
+        """A completion's text: its tokens decoded, cut before a stop string and after a final answer, stripped.
+        Mid-way (finish_reason ""), the text so far."""
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        for s in request.stop:
+            text = text.split(s, 1)[0]
+        if finish_reason == "final_answer":
+            text = text[:final_answer_end(text)]
+        return text.strip()
+
+    def _encode_prompts(self, chunk: list[Request]) -> dict:
+        """Left-padded token ids of the requests' prompts; special tokens added unless a chat template does."""
+        return self.tokenizer([self.render(r) for r in chunk], return_tensors="pt", padding=True,
+                              add_special_tokens=not (self.use_template and all(r.messages is not None for r in chunk)))
+
+    def prompt_tokens(self, request: Request) -> int:
+        """How many tokens the request's prompt takes (to check it against the context before queueing it)."""
+        return int(self._encode_prompts([request])["attention_mask"].sum())
 
 
 def generate_answers(model, tokenizer, conversations: list[list[dict]], *, use_template: bool,

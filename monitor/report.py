@@ -24,17 +24,23 @@ def read_events(root: Path) -> list[dict]:
     return out
 
 
+def curve(events: list[dict]) -> dict:
+    """What the report draws: the loss and the evaluations by global step, and where generated files finished."""
+    # A step can appear twice when a killed run is resumed; the later event is the one that counts.
+    losses = sorted({e["global_step"]: e["loss"] for e in events if e["event"] == "progress"}.items())
+    evals = sorted({e["step"]: e for e in events if e["event"] == "evaluation"}.values(), key=lambda e: e["step"])
+    sc_done = [e["global_step"] for e in events if e["event"] == "done" and e.get("origin", "user") != "user"]
+    return {"loss": losses, "evaluations": evals, "self_correction_trained": sc_done}
+
+
 def write_report(root: Path) -> tuple[Path, Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    events = read_events(root)
-    # A step can appear twice when a killed run is resumed; the later event is the one that counts.
-    losses = sorted({e["global_step"]: e["loss"] for e in events if e["event"] == "progress"}.items())
-    evals = sorted({e["step"]: e for e in events if e["event"] == "evaluation"}.values(), key=lambda e: e["step"])
-    sc_done = [e["global_step"] for e in events if e["event"] == "done" and e.get("origin", "user") != "user"]
+    drawn = curve(read_events(root))
+    losses, evals, sc_done = drawn["loss"], drawn["evaluations"], drawn["self_correction_trained"]
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     if evals:

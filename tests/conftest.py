@@ -33,9 +33,9 @@ def write_jsonl(path: Path, records) -> Path:
     return path
 
 
-def run_train(root: Path, *args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
-    """Run train.py as a user would, in its own process."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+def run_train(root: Path, *args, timeout=300, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """Run train.py as a user would, in its own process (`env`: variables to add)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, str(REPO / "train.py"), "--config", str(root / "config.json"), *map(str, args)],
                           cwd=root, env=env, capture_output=True, text=True, timeout=timeout, **kwargs)
 

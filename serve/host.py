@@ -1,0 +1,148 @@
+"""The model behind the server: the base model, loaded once, and each committed adapter version on first use.
+
+Which version is current is read from data/state.json, the daemon's commit point: a version
+exists for the server only once a state commit names it, so an adapter the daemon was
+writing when it was killed is never loaded. peft keeps several adapters on the one base
+model; the worker thread of the `Batcher` answers each batch with the version its requests
+were resolved to when they arrived, so requests in flight finish on the weights they
+started with while new ones get the newly promoted version.
+
+The server never trains, so where the hardware has native bf16 the base weights are
+converted once (the engine then merges each batch's LoRA into bf16 copies of the few
+weights it touches).
+"""
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from core.adapters import AdapterStore
+from core.config import Config
+from core.device import plan_device
+from core.encoding import wants_chat_template
+from core.events import EventLog
+from core.models import load_adapter, load_base_model, load_tokenizer, quiet_transformers, resolve_model_path
+from core.state import TrainingState
+from inference.batching import Batcher
+from inference.sampling import Request, Result, SamplingEngine, decode_dtype
+
+
+class UnknownModel(LookupError):
+    pass
+
+
+class ModelHost:
+    def __init__(self, config: Config, root: Path, events: EventLog):
+        self.config, self.root, self.events = config, Path(root), events
+        self.ready = threading.Event()
+        self.error: str | None = None  # why loading failed (the server then answers 503 with it)
+        self.engine: SamplingEngine | None = None
+        self.counter: SamplingEngine | None = None  # prompt lengths, on the event loop's thread (own tokenizer)
+        self.batcher: Batcher | None = None
+        self.context = 0  # the model's context length, in tokens
+        self.loaded: list[str] = []  # adapter versions held by the model
+        self.answered: Counter = Counter()  # requests answered per version
+        self.finished: Counter = Counter()  # completions by how they ended (a client that left: "cancelled")
+        self.started = time.time()
+        self._current: str | None = None  # the current version last seen, to log a swap once
+
+    # -- loading (in a thread: the server answers 503 meanwhile) -------------------------------------------
+
+    def load(self) -> None:
+        try:
+            quiet_transformers()
+            config = self.config
+            plan = plan_device(config.training.precision)
+            self.model_path = resolve_model_path(config, self.root)
+            tokenizer = load_tokenizer(self.model_path, config)
+            model = load_base_model(self.model_path, config, plan.device, plan.precision)
+            dtype = decode_dtype(model)
+            for p in model.parameters():  # buffers (rotary frequencies) keep their precision
+                if dtype is not None:
+                    p.data = p.data.to(dtype)
+            model.eval()
+            use_template = wants_chat_template(tokenizer, config.model.use_chat_template)
+            self.engine = SamplingEngine(model, tokenizer, use_template=use_template,
+                                         max_batch=config.serve.max_batch, dtype=None)
+            self.counter = SamplingEngine(model, copy.deepcopy(tokenizer), use_template=use_template, dtype=None)
+            self.context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+            self.batcher = Batcher(self._answer, max_batch=config.serve.max_batch, name="serve-batcher")
+            self.events.emit("serve", f"model {config.model.name_or_path} loaded on {plan.device} "
+                             f"({'bf16' if dtype is not None else str(next(model.parameters()).dtype)[6:]} weights); "
+                             f"current adapter {self.current()}", device=plan.device)
+            self.ready.set()
+        except Exception as e:  # the server stays up and says why
+            self.error = f"{type(e).__name__}: {e}"
+            self.events.emit("error", f"serve: the model did not load: {self.error}")
+
+    # -- which version ---------------------------------------------------------------------------------
+
+    def state(self) -> TrainingState:
+        return TrainingState.load(self.root / "data" / "state.json")
+
+    def current(self, state: TrainingState | None = None) -> str:
+        version = (state or self.state()).current_adapter or "base"
+        if version != self._current:
+            if self._current is not None:
+                self.events.emit("serve", f"now serving {version} as current (was {self._current})", adapter=version)
+            self._current = version
+        return version
+
+    def versions(self, state: TrainingState | None = None) -> list[str]:
+        """Committed versions still on disk, oldest first."""
+        store = AdapterStore(self.root / "data" / "adapters")
+        return [v for v in (state or self.state()).versions if store.path(v).is_dir()]
+
+    def resolve(self, name: str) -> str:
+        """The version a request for model `name` is answered with: 'current' (or the base model's own name)
+        -> the current version; 'base'; or a committed version such as 'v0003'."""
+        state = self.state()
+        if name in ("current", self.config.model.name_or_path):
+            return self.current(state)
+        if name == "base" or name in self.versions(state):
+            return name
+        raise UnknownModel(name)
+
+    def models(self) -> list[dict]:
+        state = self.state()
+        current = self.current(state)
+        entries = [("current", current), ("base", "base"), *((v, v) for v in reversed(self.versions(state)))]
+        return [{"id": name, "object": "model", "created": int(self.started), "owned_by": "selfcorrect-daemon",
+                 "root": version, "parent": None if version == "base" else "base"} for name, version in entries]
+
+    # -- answering (the batcher's worker thread only) -----------------------------------------------------
+
+    def _answer(self, version: str, requests: list[Request]) -> list[Result]:
+        results = self._generate(version, requests)
+        self.answered[version] += len(requests)
+        self.finished.update(c.finish_reason for r in results for c in r.completions)
+        return results
+
+    def _generate(self, version: str, requests: list[Request]) -> list[Result]:
+        from peft import PeftModel
+
+        engine = self.engine
+        if version == "base":
+            if isinstance(engine.model, PeftModel):
+                with engine.model.disable_adapter():
+                    return engine.generate(requests)
+            return engine.generate(requests)
+        if version not in self.loaded:
+            path = AdapterStore(self.root / "data" / "adapters").path(version)
+            engine.model = load_adapter(engine.model, path, model_path=self.model_path, trainable=False, name=version)
+            engine.model.eval()
+            self.loaded.append(version)
+            self.events.emit("serve", f"loaded adapter {version}", adapter=version)
+        engine.model.set_adapter(version)
+        self._forget(keep={version, self._current})
+        return engine.generate(requests)
+
+    def _forget(self, keep: set) -> None:
+        """Drop adapters the daemon no longer keeps on disk (pruned), so memory does not grow with versions."""
+        committed = set(self.versions())
+        for version in [v for v in self.loaded if v not in keep and v not in committed]:
+            self.engine.model.delete_adapter(version)
+            self.loaded.remove(version)

@@ -1,0 +1,157 @@
+"""The OpenAI API's request bodies, as pydantic models, and its error shape.
+
+Fields the API has and we do not honour are refused with a 400 naming them, unless they
+are at their no-op value (a client that sends `presence_penalty: 0` works); unknown extra
+fields are ignored, as OpenAI-compatible servers do.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class APIError(Exception):
+    """An error answered in the OpenAI shape: {"error": {"message", "type", "param", "code"}}."""
+
+    TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+             413: "invalid_request_error", 503: "service_unavailable"}
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.TYPES.get(self.status, "server_error"),
+                          "param": self.param, "code": self.code}}
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def plain(self) -> dict:
+        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        return {"role": self.role, "content": text}
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class Sampling(BaseModel):
+    """What chat and text completions share."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = "current"
+    max_tokens: int | None = Field(None, gt=0)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)  # vLLM's extension; 0 or absent: off
+    n: int = Field(1, gt=0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls(cls, data):
+        """null means the default, as in OpenAI's API (clients send `"logprobs": null`)."""
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, value):
+        stops = [value] if isinstance(value, str) else value or []
+        if len(stops) > 4:
+            raise ValueError("at most 4 stop strings")
+        if any(not s for s in stops):
+            raise ValueError("a stop string must not be empty")
+        return stops
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return False
+
+    @model_validator(mode="after")
+    def _unsupported(self):
+        for name in ("presence_penalty", "frequency_penalty"):
+            if getattr(self, name):
+                raise ValueError(f"{name}: not supported by this server; leave it out or 0")
+        if self.logit_bias:
+            raise ValueError("logit_bias: not supported by this server; leave it out")
+        return self
+
+
+class ChatRequest(Sampling):
+    messages: list[Message] = Field(..., min_length=1)
+    max_completion_tokens: int | None = Field(None, gt=0)  # the newer name of max_tokens
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=0)  # only the chosen token's log-prob is given
+    tools: list | None = None
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.logprobs
+
+    @model_validator(mode="after")
+    def _chat(self):
+        if self.tools:
+            raise ValueError("tools: not supported by this server")
+        if self.messages[-1].role == "assistant":
+            raise ValueError("messages: the last message must be from the user or the system, not the assistant")
+        self.max_tokens = self.max_completion_tokens or self.max_tokens
+        return self
+
+
+class CompletionRequest(Sampling):
+    prompt: str | list[str]
+    logprobs: int | None = Field(None, ge=0, le=0)  # 0: the chosen tokens' log-probs (no alternatives)
+    echo: bool = False
+    suffix: str | None = None
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.logprobs is not None
+
+    @model_validator(mode="after")
+    def _completion(self):
+        if self.echo or self.suffix:
+            raise ValueError("echo and suffix: not supported by this server")
+        if isinstance(self.prompt, list) and not self.prompt:
+            raise ValueError("prompt: must not be empty")
+        return self
+
+    @property
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else self.prompt
+
+
+def validation_message(errors: list[dict]) -> tuple[str, str | None]:
+    """(message, param) for the first of pydantic's errors on a request body."""
+    err = errors[0]
+    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+    if err.get("type") == "json_invalid":
+        return f"the body is not valid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}", None
+    if err.get("type") == "model_attributes_type" or not loc and err.get("type") == "dict_type":
+        return "the body must be a JSON object", None
+    param = ".".join(loc) or None
+    message = err.get("msg", "invalid")
+    message = message.removeprefix("Value error, ")
+    if param and message.startswith(f"{param}:"):
+        return message, param
+    if not param and ":" in message.split(" ", 1)[0]:  # a model-level check names its own field
+        return message, message.split(":", 1)[0]
+    return f"{param}: {message}" if param else message, param

@@ -1,0 +1,336 @@
+"""`train.py --serve`: a real server process on loopback, real HTTP clients (urllib, the openai client, Chromium),
+the tiny-random model, adapters trained by real one-shot runs."""
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from core.faults import KILL_ENV
+from core.synthetic import integer_sums
+from tests.conftest import REPO, run_train, write_config, write_jsonl
+from tests.serve_helpers import Server, chat
+
+GREEDY = {"temperature": 0, "max_tokens": 24}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A root with two committed versions (v0001, v0002), and the state.json of each commit."""
+    root = tmp_path_factory.mktemp("trained")
+    write_config(root, training={"learning_rate": 0.05, "batch_size": 4, "logging_steps": 1,
+                                 "promotion": {"enabled": False}})
+    for name, seed in (("a", 1), ("b", 2)):
+        done = run_train(root, write_jsonl(root / f"{name}.jsonl", integer_sums(16, seed=seed)))
+        assert done.returncode == 0, done.stderr
+        shutil.copy(root / "data" / "state.json", root / f"state.after-{name}.json")
+    return root
+
+
+@pytest.fixture
+def servers():
+    started = []
+
+    def start(root, *args, **kw):
+        server = Server(root, *args, **kw)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def copy_root(trained, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(trained, root, symlinks=True)
+    return root
+
+
+def commit(root, state_file):
+    """Put a saved state.json in place as the daemon commits one: written aside, then renamed over."""
+    tmp = root / "data" / "state.json.tmp"
+    shutil.copy(state_file, tmp)
+    os.replace(tmp, root / "data" / "state.json")
+
+
+def test_the_api_answers_in_the_openai_shape_and_refuses_bad_requests_by_field(root, servers):
+    server = servers(root)
+    server.wait_ready()
+    assert server.get("/health") == (200, {"status": "ok", "current": "base"})
+    status, models = server.get("/v1/models")
+    assert status == 200 and [m["id"] for m in models["data"]] == ["current", "base"]
+
+    status, r = server.post("/v1/chat/completions", chat("What is 2+3?", logprobs=True, **GREEDY))
+    assert status == 200 and r["object"] == "chat.completion" and r["model"] == "base"
+    choice = r["choices"][0]
+    assert choice["message"]["role"] == "assistant" and choice["finish_reason"] in ("stop", "length")
+    assert 0 < r["usage"]["completion_tokens"] <= 24 and r["usage"]["prompt_tokens"] > 5
+    assert len(choice["logprobs"]["content"]) >= 1 and all(t["logprob"] <= 0 for t in choice["logprobs"]["content"])
+
+    # the stream carries the same greedy text, piece by piece, then its finish reason and [DONE]
+    events = server.stream("/v1/chat/completions", chat("What is 2+3?", stream_options={"include_usage": True},
+                                                        **GREEDY))
+    assert events[0]["choices"][0]["delta"]["role"] == "assistant"
+    pieces = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
+    assert pieces == choice["message"]["content"]
+    assert [e["choices"][0]["finish_reason"] for e in events if e["choices"]][-1] == choice["finish_reason"]
+    assert events[-1]["usage"] == r["usage"]
+
+    # raw prompts, n samples each; a seed makes sampling reproducible
+    body = {"prompt": ["Once upon", "The sum"], "n": 2, "max_tokens": 6, "temperature": 0.9, "seed": 7}
+    status, a = server.post("/v1/completions", body)
+    assert status == 200 and a["object"] == "text_completion" and [c["index"] for c in a["choices"]] == [0, 1, 2, 3]
+    assert server.post("/v1/completions", body)[1]["choices"] == a["choices"]
+    assert server.post("/v1/completions", {**body, "seed": 8})[1]["choices"] != a["choices"]
+
+    bad = [
+        (b"{not json", 400, None),
+        (b"[1, 2]", 400, None),
+        (json.dumps({"model": "current"}).encode(), 400, "messages"),
+        (json.dumps(chat("x", max_tokens=0)).encode(), 400, "max_tokens"),
+        (json.dumps(chat("x", max_tokens=100_000)).encode(), 400, "max_tokens"),
+        (json.dumps(chat("x", n=99)).encode(), 400, "n"),
+        (json.dumps(chat("x", temperature=-1)).encode(), 400, "temperature"),
+        (json.dumps({"messages": [{"role": "robot", "content": "x"}]}).encode(), 400, "messages.0.role"),
+        (json.dumps(chat("x", presence_penalty=0.5)).encode(), 400, "presence_penalty"),
+        (json.dumps(chat("word " * 3000)).encode(), 413, "messages"),
+        (json.dumps(chat("x", model="v0042")).encode(), 404, "model"),
+    ]
+    for raw, code, param in bad:
+        status, err = server.post("/v1/chat/completions", raw=raw)
+        assert status == code, (raw[:60], status, err)
+        assert set(err["error"]) == {"message", "type", "param", "code"} and err["error"]["param"] == param, err
+        if param:
+            assert param.split(".")[0] in err["error"]["message"]
+    assert server.post("/v1/chat/completions", chat("still there?", **GREEDY))[0] == 200
+    assert server.proc.poll() is None
+
+
+def test_a_model_that_cannot_load_gets_503_naming_why_and_the_server_stays_up(root, servers):
+    write_config(root, model={"name_or_path": "./no-such-model"})
+    server = servers(root)
+    deadline = time.time() + 60
+    while (health := server.get("/health"))[1]["status"] == "loading" and time.time() < deadline:
+        time.sleep(0.1)
+    assert health == (503, {"status": "error", "error": health[1]["error"]})
+    assert "no-such-model" in health[1]["error"]
+    status, err = server.post("/v1/chat/completions", chat("x"))
+    assert status == 503 and "the model did not load" in err["error"]["message"] and "no-such-model" in err["error"]["message"]
+    assert server.get("/status.json")[1]["server"]["error"] == health[1]["error"]
+
+
+def test_a_promoted_version_answers_the_next_request_while_one_in_flight_finishes_on_its_own(trained, tmp_path,
+                                                                                               servers):
+    root = copy_root(trained, tmp_path)
+    commit(root, root / "state.after-a.json")  # only v0001 committed so far
+    server = servers(root)
+    server.wait_ready()
+    assert [m["id"] for m in server.get("/v1/models")[1]["data"]] == ["current", "base", "v0001"]
+    question = chat("What is 12 + 30?", temperature=0, max_tokens=600, logprobs=True)
+    status, before = server.post("/v1/chat/completions", question)
+    assert status == 200 and before["model"] == "v0001"
+
+    # a long answer in flight on v0001 when v0002 is committed
+    streamed = {}
+    reader = threading.Thread(target=lambda: streamed.update(events=server.stream("/v1/chat/completions", question)))
+    reader.start()
+    time.sleep(0.5)
+    commit(root, root / "state.after-b.json")
+    status, after = server.post("/v1/chat/completions", question)
+    reader.join(timeout=300)
+    assert status == 200 and after["model"] == "v0002"
+    assert {e["model"] for e in streamed["events"]} == {"v0001"}
+    text = "".join(e["choices"][0]["delta"].get("content", "") for e in streamed["events"] if e["choices"])
+    assert text == before["choices"][0]["message"]["content"]  # the weights it started with, to the end
+    logprobs = [[t["logprob"] for t in r["choices"][0]["logprobs"]["content"]] for r in (before, after)]
+    assert logprobs[0] != logprobs[1]  # v0002 is another model (learning rate 0.05)
+    # any committed version by name, the base model too
+    assert server.post("/v1/chat/completions", {**question, "model": "v0001"})[1]["choices"] == before["choices"]
+    assert server.post("/v1/chat/completions", {**question, "model": "base"})[1]["model"] == "base"
+    assert "now serving v0002 as current (was v0001)" in server.output()
+
+
+def test_a_kill_mid_promotion_is_never_served_and_the_server_restarts_after_sigkill(trained, tmp_path, servers):
+    root = copy_root(trained, tmp_path)
+    server = servers(root)
+    server.wait_ready()
+    killed = run_train(root, write_jsonl(root / "c.jsonl", integer_sums(8, seed=3)),
+                       env={KILL_ENV: "adapter.promoted"})
+    assert killed.returncode == -signal.SIGKILL
+    assert (root / "data" / "adapters" / "v0003").is_dir()  # renamed into place, never committed
+    assert [m["id"] for m in server.get("/v1/models")[1]["data"]] == ["current", "base", "v0002", "v0001"]
+    assert server.post("/v1/chat/completions", chat("x", **GREEDY))[1]["model"] == "v0002"
+    assert server.post("/v1/chat/completions", chat("x", model="v0003", **GREEDY))[0] == 404
+
+    port = server.port
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait()
+    again = servers(root, port=port)
+    again.wait_ready()
+    assert again.post("/v1/chat/completions", chat("x", **GREEDY))[1]["model"] == "v0002"
+
+
+def test_with_an_api_key_every_request_must_carry_it_and_it_is_never_logged(root, servers):
+    write_config(root, serve={"api_key_env": "SELFCORRECT_TEST_KEY"})
+    secret = "sk-test-" + os.urandom(8).hex()
+    server = servers(root, env={"SELFCORRECT_TEST_KEY": secret})
+    server.wait_ready()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": secret}):
+        status, err = server.get("/v1/models", headers=headers)
+        assert status == 401 and err["error"]["type"] == "authentication_error"
+        assert server.post("/v1/chat/completions", chat("x", **GREEDY), headers=headers)[0] == 401
+        assert server.get("/status.json", headers=headers)[0] == 401
+    good = {"Authorization": f"Bearer {secret}"}
+    assert server.get("/v1/models", headers=good)[0] == 200
+    assert server.post("/v1/chat/completions", chat("x", **GREEDY), headers=good)[0] == 200
+    assert server.get("/health")[0] == 200  # for load balancers: no data, no key
+    logged = server.output() + "".join(p.read_text() for p in (root / "logs").glob("*") if p.is_file())
+    assert "API key required" in logged and secret not in logged
+
+    missing = run_train(root, "--serve", "--port", "0", env={"SELFCORRECT_TEST_KEY": ""})
+    assert missing.returncode == 1 and "serve.api_key_env: the environment variable SELFCORRECT_TEST_KEY" in missing.stderr
+
+
+def test_the_openai_provider_gets_the_servers_answers_and_the_local_provider_batches(root, servers):
+    from inference.loading import load_for_inference
+    from inference.providers import LocalProvider, make_provider
+    from inference.sampling import Request, SamplingEngine
+    from core.config import load_config
+
+    server = servers(root)
+    server.wait_ready()
+    write_config(root, providers={"judge": {"kind": "openai", "base_url": f"{server.url}/v1", "model": "current"},
+                                  "here": {"kind": "local", "adapter": "base"}})
+    config = load_config(root / "config.json")
+    requests = [Request(messages=[{"role": "user", "content": f"What is {k} + {k}?"}], max_new_tokens=12)
+                for k in range(3)] + [Request(prompt="Counting: one, two,", max_new_tokens=8, logprobs=True)]
+
+    async def ask(provider):
+        try:
+            return await provider.generate(requests)
+        finally:
+            await provider.close()
+
+    remote = make_provider("judge", config, root)
+    answers = asyncio.run(ask(remote))
+    assert remote.answered_by == ["base"] * 4
+    direct = [server.post("/v1/chat/completions", chat(f"What is {k} + {k}?", temperature=0, max_tokens=12))[1]
+              for k in range(3)]
+    assert [a.completions[0].text for a in answers[:3]] == [d["choices"][0]["message"]["content"] for d in direct]
+    assert [a.completion_tokens for a in answers[:3]] == [d["usage"]["completion_tokens"] for d in direct]
+    assert len(answers[3].completions[0].logprobs) == answers[3].completion_tokens
+
+    local = make_provider("here", config, root)
+    assert isinstance(local, LocalProvider)
+    mine = asyncio.run(ask(local))
+    assert [a.completions[0].text for a in mine[:3]] == [a.completions[0].text for a in answers[:3]]
+
+    # concurrent callers share batches: four single-request calls, fewer engine calls than requests
+    model, tokenizer, use_template, _ = load_for_inference(config, root, "base")
+    engine = SamplingEngine(model, tokenizer, use_template=use_template)
+    calls = []
+    answer = engine.generate
+    engine.generate = lambda rs: calls.append(len(rs)) or answer(rs)
+    provider = LocalProvider(engine)
+
+    async def together():
+        try:
+            return await asyncio.gather(*(provider.generate([r]) for r in requests))
+        finally:
+            await provider.close()
+
+    shared = asyncio.run(together())
+    assert [s[0].completions[0].text for s in shared] == [m.completions[0].text for m in mine]
+    assert sum(calls) == 4 and len(calls) < 4
+
+    with pytest.raises(Exception, match="providers.nobody: no such provider"):
+        make_provider("nobody", config, root)
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_slot(root, servers):
+    server = servers(root)
+    server.wait_ready()
+    body = json.dumps(chat("Tell me a long story.", temperature=0, max_tokens=1000, stream=True)).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        received = b""
+        while received.count(b"data: ") < 4:
+            received += s.recv(4096)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        finished = server.get("/status.json")[1]["server"]["finished"]
+        if finished:
+            break
+        time.sleep(0.05)
+    assert finished == {"cancelled": 1}
+    status, r = server.post("/v1/chat/completions", chat("and now?", **GREEDY))
+    assert status == 200
+
+
+def test_the_status_page_shows_the_adapter_and_the_queue_in_chromium(trained, tmp_path, servers):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            raise AssertionError("chromium is missing; .ci/run installs Debian's chromium package")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    root = copy_root(trained, tmp_path)
+    for priority, count in (("high", 1), ("normal", 3)):
+        for k in range(count):
+            write_jsonl(root / "queue" / priority / f"waiting-{k}.jsonl", integer_sums(2, seed=k))
+    server = servers(root)
+    server.wait_ready()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=8000"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", server.url + "/"], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert '<div class="big" id="adapter">v0002</div>' in dom, dom[:2000]
+    assert '<td class="n" data-queue="high">1</td>' in dom and '<td class="n" data-queue="normal">3</td>' in dom
+    assert "<polyline" in dom  # the loss curve of the two trained files
+    shot = tmp_path / "status.png"
+    subprocess.run([chromium, *flags, "--window-size=1100,900", f"--screenshot={shot}", server.url + "/"],
+                   capture_output=True, timeout=120)
+    assert shot.stat().st_size > 10_000
+
+
+def test_each_promotion_is_loaded_into_vllm_under_its_own_name(root):
+    calls = []
+
+    class FakeVLLM(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            calls.append((self.path, body))
+            failing = len(calls) == 1  # the first call fails: it is retried
+            self.send_response(500 if failing else 200)
+            self.end_headers()
+            self.wfile.write(b"busy" if failing else b"Success")
+
+        def log_message(self, *args):
+            pass
+
+    vllm = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeVLLM)
+    threading.Thread(target=vllm.serve_forever, daemon=True).start()
+    try:
+        write_config(root, serve={"notify_vllm_url": f"http://127.0.0.1:{vllm.server_port}",
+                                  "vllm_lora_prefix": "mine"})
+        for name, seed in (("a", 1), ("b", 2)):
+            assert run_train(root, write_jsonl(root / f"{name}.jsonl", integer_sums(8, seed=seed))).returncode == 0
+    finally:
+        vllm.shutdown()
+    adapters = (root / "data" / "adapters").resolve()
+    assert calls == [("/v1/load_lora_adapter", {"lora_name": "mine-v0001", "lora_path": str(adapters / "v0001")}),
+                     ("/v1/load_lora_adapter", {"lora_name": "mine-v0001", "lora_path": str(adapters / "v0001")}),
+                     ("/v1/load_lora_adapter", {"lora_name": "mine-v0002", "lora_path": str(adapters / "v0002")})]
+    log = (root / "logs" / "events.jsonl").read_text()
+    assert "did not load mine-v0001 (HTTP 500: busy); retrying" in log and "loaded adapter v0002 as mine-v0002" in log
