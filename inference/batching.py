@@ -1,20 +1,25 @@
-"""Requests from many callers answered in shared batches by one worker thread.
+"""Requests from many callers answered together by one worker thread, with continuous batching.
 
-The server's HTTP handlers and the local provider's callers submit requests from any
-thread or coroutine; one thread owns the model and answers them. Each turn it takes the
-oldest waiting submission and every other waiting one for the same key (the adapter
-version it must be answered with), up to `max_batch` completions, and answers them in one
-call. So concurrent requests share a decode loop, and a request is answered by the version
-it was submitted for, whatever was promoted meanwhile.
+The server's HTTP handlers and the local provider's callers submit requests from any thread
+or coroutine; one thread owns the model and answers them through the engine's `run`, which
+asks for more work whenever completion slots are free. A submission is taken whole, and
+only while it has the key (the adapter version it must be answered with) of the run in
+progress and no submission for another key waits before it; that one gets the next run. So
+concurrent requests share the decode loop, each request is answered by the version it was
+submitted for, whatever was promoted meanwhile, and no version waits behind an endless stream
+of another's requests.
 """
 from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
 from .sampling import Request, Result
+
+Take = Callable[[int], list[tuple[object, Request]]]
+Deliver = Callable[[object, Result], None]
 
 
 @dataclass
@@ -22,6 +27,8 @@ class _Submission:
     key: Hashable
     requests: list[Request]
     future: Future
+    results: list = field(default_factory=list)
+    left: int = 0
 
     @property
     def size(self) -> int:
@@ -29,15 +36,14 @@ class _Submission:
 
 
 class Batcher:
-    def __init__(self, answer: Callable[[Hashable, list[Request]], list[Result]], *, max_batch: int,
-                 name: str = "batcher"):
-        self._answer = answer
+    def __init__(self, run: Callable[[Hashable, Take, Deliver], None], *, max_batch: int, name: str = "batcher"):
+        self._run_key = run  # run(key, take, deliver): answer what take() gives, for this key
         self.max_batch = max_batch
         self._waiting: list[_Submission] = []
         self._cv = threading.Condition()
         self._closed = False
-        self.busy = False  # a batch is being answered
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.busy = False  # a run is in progress
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, key: Hashable, requests: list[Request]) -> Future:
@@ -46,12 +52,13 @@ class Batcher:
         with self._cv:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
-            self._waiting.append(_Submission(key, list(requests), future))
+            self._waiting.append(_Submission(key, list(requests), future, [None] * len(requests), len(requests)))
             self._cv.notify()
         return future
 
     @property
     def waiting(self) -> int:
+        """Completions submitted and not yet taken."""
         with self._cv:
             return sum(s.size for s in self._waiting)
 
@@ -62,36 +69,47 @@ class Batcher:
             self._cv.notify()
         self._thread.join()
 
-    def _take(self) -> list[_Submission]:
-        """The next batch: the oldest submission and those after it with the same key, while they fit."""
+    def _next_key(self):
         with self._cv:
             while not self._waiting and not self._closed:
                 self._cv.wait()
-            if not self._waiting:
-                return []
-            key, batch, size = self._waiting[0].key, [], 0
-            for s in list(self._waiting):
-                if s.key == key and (not batch or size + s.size <= self.max_batch):
-                    batch.append(s)
-                    size += s.size
-                    self._waiting.remove(s)
-            return batch
+            return (self._waiting[0].key,) if self._waiting else None
 
-    def _run(self) -> None:
-        while batch := self._take():
-            batch = [s for s in batch if s.future.set_running_or_notify_cancel()]  # skip those cancelled meanwhile
-            if not batch:
-                continue
+    def _work(self) -> None:
+        while (next_key := self._next_key()) is not None:
+            key, taken = next_key[0], []
+
+            def take(free: int) -> list[tuple[object, Request]]:
+                out = []
+                with self._cv:
+                    while self._waiting and self._waiting[0].key == key:
+                        s = self._waiting[0]
+                        if s.size > free and (out or free < self.max_batch):
+                            break  # it waits for room; one larger than a batch goes alone
+                        self._waiting.pop(0)
+                        if not s.future.set_running_or_notify_cancel():
+                            continue  # its caller gave up before it started
+                        taken.append(s)
+                        out += [((s, i), r) for i, r in enumerate(s.requests)]
+                        free -= s.size
+                return out
+
+            def deliver(ticket, result: Result) -> None:
+                s, i = ticket
+                s.results[i] = result
+                s.left -= 1
+                if s.left == 0:
+                    s.future.set_result(s.results)
+
             self.busy = True
             try:
-                results = self._answer(batch[0].key, [r for s in batch for r in s.requests])
-            except BaseException as e:  # each caller gets the error; the worker goes on
-                for s in batch:
-                    s.future.set_exception(e)
-                continue
+                self._run_key(key, take, deliver)
+            except BaseException as e:  # each caller still waiting gets the error; the worker goes on
+                for s in taken:
+                    if not s.future.done():
+                        s.future.set_exception(e)
             finally:
                 self.busy = False
-            at = 0
-            for s in batch:
-                s.future.set_result(results[at:at + len(s.requests)])
-                at += len(s.requests)
+            for s in taken:  # a run that returned without answering everything it took is a bug: say so
+                if not s.future.done():
+                    s.future.set_exception(RuntimeError(f"{s.left} request(s) taken but never answered"))

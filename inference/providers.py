@@ -38,11 +38,12 @@ class Provider(Protocol):
 
 class LocalProvider:
     """A model in this process. Its engine is used from the provider's worker thread only while a call waits
-    on it, so a caller that owns the model (the daemon, between steps) may use it too."""
+    on it, so a caller that owns the model (the daemon, between steps) may use it too. Concurrent calls share
+    the decode loop (continuous batching)."""
 
     def __init__(self, engine: SamplingEngine, name: str = "local"):
         self.engine, self.name = engine, name
-        self.batcher = Batcher(lambda _key, requests: engine.generate(requests), max_batch=engine.max_batch,
+        self.batcher = Batcher(lambda _key, take, deliver: engine.run(take, deliver), max_batch=engine.max_batch,
                                name=f"provider-{name}")
 
     async def generate(self, requests: list[Request]) -> list[Result]:

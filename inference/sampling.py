@@ -6,8 +6,11 @@ limits and sampling settings; the answer is K completions, each with its tokens,
 ended and, when asked, each token's log-probability under the model.
 
 How it runs (one decode loop for greedy and sampling alike):
-- Requests are batched, left padded, and each prompt is encoded and prefilled once; its KV
-  cache rows are then repeated for its K samples.
+- Continuous batching: up to `max_batch` completions decode together. Each prompt is encoded
+  and prefilled once and its KV cache rows repeated for its K samples; when rows end, waiting
+  requests are prefilled and join the running batch (caches padded on the left to one width),
+  so one long answer never holds the others. `run(take, deliver)` is the loop for callers whose
+  requests keep arriving (the server); `generate(requests)` answers a list.
 - Greedy rows take the argmax, so greedy gives exactly the tokens
   `model.generate(do_sample=False)` gives (a test checks it). Sampled rows draw by the
   Gumbel-max trick from the tempered, top-k and top-p filtered distribution, with a random
@@ -38,6 +41,7 @@ from typing import Callable
 import psutil
 import torch
 from transformers import DynamicCache, StoppingCriteria
+from transformers.cache_utils import DynamicLayer
 
 from core.device import cpu_has_fast_bf16
 from core.encoding import render_prompt
@@ -230,13 +234,14 @@ class _Row:
     """One completion in the making."""
 
     request: Request
-    index: int  # which request
+    key: object  # whose request it is (handed back with the result)
     generator: torch.Generator | None  # None for greedy rows
     sample: int = 0  # which of the request's n completions
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     finish_reason: str = ""
     watch: bool = False  # a final-answer marker was seen: check the text at every step
+    owner: "_Open | None" = None  # the admitted request this row answers
 
 
 def _choose(logits: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
@@ -266,56 +271,141 @@ def _choose(logits: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
     return token
 
 
+LOOP_WINDOW = LOOP_MAX_PERIOD * LOOP_REPEATS  # the newest tokens the loop check looks at
+
+
+def _joinable(cache: DynamicCache) -> bool:
+    """Rows can join a running batch when every layer's cache is a plain tensor per layer (not a sliding window,
+    not quantized or offloaded): then its keys and values can be padded and concatenated."""
+    return all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+@dataclass
+class _Batch:
+    """The rows decoded together: their KV cache, left-padded attention mask, the position of each row's last
+    token, the next token's logits, and each row's newest tokens (for the loop check)."""
+
+    rows: list[_Row]
+    cache: DynamicCache
+    mask: torch.Tensor
+    positions: torch.Tensor  # [rows, 1]
+    logits: torch.Tensor
+    recent: torch.Tensor  # [rows, <= LOOP_WINDOW]
+
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep these rows, and drop the leading columns that are padding in every row left (their keys and
+        values are masked out, and each row's positions are its own, so nothing changes but the work)."""
+        self.cache.batch_select_indices(keep)
+        self.rows = [self.rows[k] for k in keep.tolist()]
+        self.mask, self.positions, self.recent = self.mask[keep], self.positions[keep], self.recent[keep]
+        self.logits = self.logits[keep]
+        lead = int((self.mask.sum(0) == 0).int().cumprod(0).sum())
+        if lead and _joinable(self.cache):
+            self.pad(-lead)
+
+    def pad(self, columns: int) -> None:
+        """Add this many columns of padding on the left (a negative number removes them)."""
+        for layer in self.cache.layers:
+            if columns > 0:
+                b, h, _, d = layer.keys.shape
+                layer.keys = torch.cat([layer.keys.new_zeros((b, h, columns, d)), layer.keys], dim=2)
+                layer.values = torch.cat([layer.values.new_zeros((b, h, columns, d)), layer.values], dim=2)
+            else:
+                layer.keys, layer.values = layer.keys[:, :, -columns:], layer.values[:, :, -columns:]
+        self.mask = (torch.cat([self.mask.new_zeros((len(self.rows), columns)), self.mask], dim=1) if columns > 0
+                     else self.mask[:, -columns:])
+
+    def join(self, other: "_Batch") -> None:
+        """Take the rows of a newly prefilled batch in (both caches padded on the left to one width)."""
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        for b in (self, other):
+            if b.mask.shape[1] < width:
+                b.pad(width - b.mask.shape[1])
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
+            mine.keys = torch.cat([mine.keys, theirs.keys])
+            mine.values = torch.cat([mine.values, theirs.values])
+        recent = max(self.recent.shape[1], other.recent.shape[1])
+        self.rows += other.rows
+        self.mask = torch.cat([self.mask, other.mask])
+        self.positions = torch.cat([self.positions, other.positions])
+        self.logits = torch.cat([self.logits, other.logits])
+        self.recent = torch.cat([_left_fill(self.recent, recent), _left_fill(other.recent, recent)])
+
+
+def _left_fill(recent: torch.Tensor, width: int) -> torch.Tensor:
+    """Pad the newest-token window on the left with distinct negative numbers, which never look like a loop."""
+    missing = width - recent.shape[1]
+    if missing <= 0:
+        return recent
+    fill = torch.arange(-missing, 0, device=recent.device).expand(recent.shape[0], missing)
+    return torch.cat([fill.to(recent.dtype), recent], dim=1)
+
+
 @torch.no_grad()
-def decode(model, tokenizer, input_ids, attention_mask, rows: list[_Row], *, stops: list[int],
-           repeat: torch.Tensor | None = None) -> None:
-    """The one decode loop: fills each row's tokens, log-probs and finish reason. `input_ids` holds the
-    left-padded prompts, each prefilled once; `repeat[i]` is row i's prompt (default: one row per prompt)."""
-    device = input_ids.device
-    stop = torch.tensor(stops, device=device, dtype=torch.long)
+def prefill(model, input_ids, attention_mask, rows: list[_Row], repeat: torch.Tensor | None = None) -> _Batch:
+    """Left-padded prompts through the model once; `repeat[i]` is the prompt of row i (a prompt's K samples
+    share its prefill: its cache rows are repeated). Default: one row per prompt."""
     cache = DynamicCache()
     positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                    past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-    if repeat is not None:  # a prompt's K samples: its cache rows, repeated
-        repeat = repeat.to(device)
+    if repeat is not None:
+        repeat = repeat.to(input_ids.device)
         cache.batch_select_indices(repeat)
         logits, attention_mask, positions = logits[repeat], attention_mask[repeat], positions[repeat]
-    live = torch.arange(len(rows), device=device)  # which row each line of the shrinking batch belongs to
-    generated = input_ids.new_zeros((len(rows), 0))
+    return _Batch(rows, cache, attention_mask, positions[:, -1:], logits, input_ids.new_zeros((len(rows), 0)))
+
+
+@torch.no_grad()
+def decode(model, tokenizer, admit: Callable[[int], _Batch | None], *, stops: list[int],
+           finished: Callable[[_Row], None] = lambda row: None) -> None:
+    """The one decode loop, with continuous batching: before each step, `admit(rows running)` may bring newly
+    prefilled rows, which join the batch; a row leaves it (and the KV cache) as soon as it ends, and
+    `finished(row)` gets it. Returns once no row runs and nothing is admitted."""
+    batch: _Batch | None = None
     loop_stop = LoopStop(0)
-    want_logprobs = any(r.request.logprobs for r in rows)
-    limit = max(r.request.max_new_tokens for r in rows)
-    for step in range(limit):
-        active = [rows[i] for i in live.tolist()]
-        token = _choose(logits, active)
-        chosen_logp = (logits.float().log_softmax(-1).gather(1, token[:, None])[:, 0].tolist()
-                       if want_logprobs else None)
-        generated = torch.cat([generated, token[:, None]], dim=1)
-        hit_stop, looped = torch.isin(token, stop).tolist(), loop_stop(generated, None).tolist()
-        done = torch.zeros(len(active), dtype=torch.bool, device=device)
-        for k, (row, t) in enumerate(zip(active, token.tolist())):
+    stop = None
+    while True:
+        joining = admit(len(batch.rows) if batch else 0)
+        if joining is not None:
+            if batch is None:
+                batch = joining
+            else:
+                batch.join(joining)
+        if batch is None:
+            return
+        if stop is None:
+            stop = torch.tensor(stops, device=batch.logits.device, dtype=torch.long)
+        rows = batch.rows
+        token = _choose(batch.logits, rows)
+        chosen_logp = (batch.logits.float().log_softmax(-1).gather(1, token[:, None])[:, 0].tolist()
+                       if any(r.request.logprobs for r in rows) else None)
+        batch.recent = torch.cat([batch.recent, token[:, None]], dim=1)[:, -LOOP_WINDOW:]
+        hit_stop, looped = torch.isin(token, stop).tolist(), loop_stop(batch.recent, None).tolist()
+        going = []
+        for k, (row, t) in enumerate(zip(rows, token.tolist())):
             row.tokens.append(t)
             if chosen_logp is not None and row.request.logprobs:
                 row.logprobs.append(chosen_logp[k])
             row.finish_reason = ("stop" if hit_stop[k] else "loop" if looped[k] and row.request.cut_runaways
                                  else _finished(tokenizer, row))
-            done[k] = bool(row.finish_reason)
             if row.request.on_token is not None:
                 row.request.on_token(row.sample, t)
-        if done.all():
-            break
-        if done.any():
-            keep = (~done).nonzero().squeeze(1)
-            cache.batch_select_indices(keep)
-            live, token, generated = live[keep], token[keep], generated[keep]
-            attention_mask, positions = attention_mask[keep], positions[keep]
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(live), 1))], dim=1)
-        positions = positions[:, -1:] + 1
-        logits = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=positions,
-                       past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-    for row in rows:
-        row.finish_reason = row.finish_reason or "length"
+            if row.finish_reason:
+                finished(row)
+            else:
+                going.append(k)
+        if not going:
+            batch = None
+            continue
+        if len(going) < len(rows):
+            keep = torch.tensor(going, device=token.device)
+            batch.select(keep)
+            token = token[keep]
+        batch.mask = torch.cat([batch.mask, batch.mask.new_ones((len(batch.rows), 1))], dim=1)
+        batch.positions = batch.positions + 1
+        batch.logits = model(input_ids=token[:, None], attention_mask=batch.mask, position_ids=batch.positions,
+                             past_key_values=batch.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
 
 
 def greedy_tokens(model, tokenizer, input_ids, attention_mask, *, max_new_tokens: int, stops: list[int]
@@ -323,7 +413,8 @@ def greedy_tokens(model, tokenizer, input_ids, attention_mask, *, max_new_tokens
     """The greedy tokens of each left-padded prompt, through the one decode loop (for callers that bring
     their own batch: tests and benchmarks)."""
     rows = [_Row(Request(max_new_tokens=max_new_tokens), k, None) for k in range(len(input_ids))]
-    decode(model, tokenizer, input_ids, attention_mask, rows, stops=stops)
+    pending = [prefill(model, input_ids, attention_mask, rows)]
+    decode(model, tokenizer, lambda running: pending.pop() if pending else None, stops=stops)
     return [r.tokens for r in rows]
 
 
@@ -351,8 +442,28 @@ def _finished(tokenizer, row: _Row) -> str:
     return ""
 
 
+def check_request(r: Request) -> None:
+    if r.n < 1 or r.max_new_tokens < 1:
+        raise ValueError(f"n and max_new_tokens must be at least 1 (got {r.n}, {r.max_new_tokens})")
+    if any(not s for s in r.stop):
+        raise ValueError("stop: a stop string must not be empty")
+    if r.messages is None and r.prompt is None:
+        raise ValueError("a request needs messages or a prompt")
+
+
+@dataclass
+class _Open:
+    """A request admitted and not yet answered: its completions arrive as its rows end."""
+
+    request: Request
+    prompt_tokens: int
+    rows: list[_Row]
+    left: int
+
+
 class SamplingEngine:
-    """Answers requests with one model: batched, each prompt prefilled once, rows leaving as they end."""
+    """Answers requests with one model, with continuous batching: up to `max_batch` completions decode together,
+    each prompt prefilled once, a finished row's slot given to the next waiting request."""
 
     def __init__(self, model, tokenizer, *, use_template: bool, max_batch: int = 16, dtype="auto"):
         self.model, self.tokenizer, self.use_template = model, tokenizer, use_template
@@ -368,60 +479,80 @@ class SamplingEngine:
 
     def generate(self, requests: list[Request]) -> list[Result]:
         """One Result per request, in order, with `request.n` completions each."""
+        for r in requests:
+            check_request(r)
+        waiting = list(enumerate(requests))
+        results: list[Result | None] = [None] * len(requests)
+
+        def take(free: int) -> list[tuple[object, Request]]:
+            taken = []
+            # a request with more completions than a batch holds goes alone
+            while waiting and (waiting[0][1].n <= free or free == self.max_batch and not taken):
+                taken.append(waiting.pop(0))
+                free -= taken[-1][1].n
+            return taken
+
+        self.run(take, lambda key, result: results.__setitem__(key, result))
+        return results
+
+    def run(self, take: Callable[[int], list[tuple[object, Request]]],
+            deliver: Callable[[object, Result], None]) -> None:
+        """Answer what `take(free completion slots)` gives, (key, request) pairs, until it gives nothing and every
+        row has ended; `deliver(key, result)` gets each request's result as soon as its last completion ends.
+        The model is in eval mode for the call and given back as it was, the global RNG state untouched."""
         model, tokenizer = self.model, self.tokenizer
         was_training, side = model.training, tokenizer.padding_side
         cpu_rng = torch.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
         tokenizer.padding_side = "left"
         model.eval()
-        results: list[Result] = []
+        device = next(model.parameters()).device
+        joinable = [True]  # until a prefill shows a cache that cannot take rows mid-way
+
+        def admit(running: int) -> _Batch | None:
+            if running >= self.max_batch or running and not joinable[0]:
+                return None
+            pairs = take(self.max_batch - running)
+            if not pairs:
+                return None
+            for _, r in pairs:
+                check_request(r)
+            batch = self._encode_prompts([r for _, r in pairs])
+            rows = []
+            for k, (key, r) in enumerate(pairs):
+                owner = _Open(r, int(batch["attention_mask"][k].sum()), [], r.n)
+                owner.rows = [_Row(r, key, None if r.temperature <= 0 else
+                                   torch.Generator().manual_seed(r.seed * 100_003 + s), s, owner=owner)
+                              for s in range(r.n)]
+                rows += owner.rows
+            repeat = torch.repeat_interleave(torch.arange(len(pairs)), torch.tensor([r.n for _, r in pairs]))
+            joined = prefill(model, batch["input_ids"].to(device), batch["attention_mask"].to(device), rows, repeat)
+            joinable[0] = _joinable(joined.cache)
+            return joined
+
+        def finished(row: _Row) -> None:
+            row.owner.left -= 1
+            if row.owner.left == 0:
+                deliver(row.key, self._result(row.owner))
+
         try:
-            device = next(model.parameters()).device
             stops = stop_token_ids(tokenizer, model)
             with merged_lora(model), weights_as(model, self.dtype):
-                for chunk in self._chunks(requests):
-                    results.extend(self._generate_chunk(chunk, device, stops))
+                decode(model, tokenizer, admit, stops=stops, finished=finished)
         finally:
             tokenizer.padding_side = side
             model.train(was_training)
             torch.set_rng_state(cpu_rng)
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
-        return results
 
-    def _chunks(self, requests: list[Request]):
-        """Consecutive requests whose completions fit in one batch (a request with more goes alone)."""
-        chunk, size = [], 0
-        for r in requests:
-            if r.n < 1 or r.max_new_tokens < 1:
-                raise ValueError(f"n and max_new_tokens must be at least 1 (got {r.n}, {r.max_new_tokens})")
-            if any(not s for s in r.stop):
-                raise ValueError("stop: a stop string must not be empty")
-            if chunk and size + r.n > self.max_batch:
-                yield chunk
-                chunk, size = [], 0
-            chunk.append(r)
-            size += r.n
-        if chunk:
-            yield chunk
-
-    def _generate_chunk(self, chunk: list[Request], device, stops: list[int]) -> list[Result]:
-        tokenizer = self.tokenizer
-        batch = self._encode_prompts(chunk)
-        counts = torch.tensor([r.n for r in chunk])
-        # each prompt once in the batch, prefilled once; its cache rows repeated for its samples
-        repeat = torch.repeat_interleave(torch.arange(len(chunk)), counts)
-        rows = [_Row(r, k, None if r.temperature <= 0 else torch.Generator().manual_seed(r.seed * 100_003 + s), s)
-                for k, r in enumerate(chunk) for s in range(r.n)]
-        decode(self.model, tokenizer, batch["input_ids"].to(device), batch["attention_mask"].to(device), rows,
-               stops=stops, repeat=repeat)
-        results = [Result(int(batch["attention_mask"][k].sum())) for k in range(len(chunk))]
-        for row in rows:
-            result = results[row.index]
+    def _result(self, o: _Open) -> Result:
+        result = Result(o.prompt_tokens)
+        for row in o.rows:
             result.completions.append(Completion(self.text(row.request, row.tokens, row.finish_reason), row.tokens,
                                                  row.finish_reason, row.logprobs if row.request.logprobs else None))
             result.completion_tokens += len(row.tokens)
-        return results
+        return result
 
     def text(self, request: Request, tokens: list[int], finish_reason: str = "") -> str:
         """A completion's text: its tokens decoded, cut before a stop string and after a final answer, stripped.

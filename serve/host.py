@@ -27,7 +27,7 @@ from core.events import EventLog
 from core.models import load_adapter, load_base_model, load_tokenizer, quiet_transformers, resolve_model_path
 from core.state import TrainingState
 from inference.batching import Batcher
-from inference.sampling import Request, Result, SamplingEngine, decode_dtype
+from inference.sampling import Result, SamplingEngine, decode_dtype
 
 
 class UnknownModel(LookupError):
@@ -115,21 +115,21 @@ class ModelHost:
 
     # -- answering (the batcher's worker thread only) -----------------------------------------------------
 
-    def _answer(self, version: str, requests: list[Request]) -> list[Result]:
-        results = self._generate(version, requests)
-        self.answered[version] += len(requests)
-        self.finished.update(c.finish_reason for r in results for c in r.completions)
-        return results
-
-    def _generate(self, version: str, requests: list[Request]) -> list[Result]:
+    def _answer(self, version: str, take, deliver) -> None:
+        """One run of the engine with this version's weights, for as long as its requests keep coming."""
         from peft import PeftModel
+
+        def counted(ticket, result: Result) -> None:
+            self.answered[version] += 1
+            self.finished.update(c.finish_reason for c in result.completions)
+            deliver(ticket, result)
 
         engine = self.engine
         if version == "base":
             if isinstance(engine.model, PeftModel):
                 with engine.model.disable_adapter():
-                    return engine.generate(requests)
-            return engine.generate(requests)
+                    return engine.run(take, counted)
+            return engine.run(take, counted)
         if version not in self.loaded:
             path = AdapterStore(self.root / "data" / "adapters").path(version)
             engine.model = load_adapter(engine.model, path, model_path=self.model_path, trainable=False, name=version)
@@ -138,7 +138,7 @@ class ModelHost:
             self.events.emit("serve", f"loaded adapter {version}", adapter=version)
         engine.model.set_adapter(version)
         self._forget(keep={version, self._current})
-        return engine.generate(requests)
+        return engine.run(take, counted)
 
     def _forget(self, keep: set) -> None:
         """Drop adapters the daemon no longer keeps on disk (pruned), so memory does not grow with versions."""

@@ -65,6 +65,29 @@ def test_k_samples_share_one_prefill(engine):
     assert batches[1] == (8, 1), "then one token for each of the 8 samples"
 
 
+def test_a_waiting_request_takes_a_finished_rows_slot_and_answers_as_it_would_alone(engine):
+    small = SamplingEngine(engine.model, engine.tokenizer, use_template=True, max_batch=2, dtype=None)
+    asked = [Request(messages=CHAT[0], max_new_tokens=30, cut_runaways=False),
+             Request(messages=CHAT[1], max_new_tokens=2),
+             Request(messages=CHAT[2], max_new_tokens=12, temperature=0.9, seed=4, logprobs=True),
+             Request(messages=CHAT[1], max_new_tokens=5)]
+    shapes = []
+    hook = engine.model.register_forward_pre_hook(lambda m, args, kwargs: shapes.append(kwargs["input_ids"].shape),
+                                                  with_kwargs=True)
+    try:
+        together = small.generate(asked)
+    finally:
+        hook.remove()
+    alone = [small.generate([r])[0] for r in asked]
+    assert [r.completions[0].tokens for r in together] == [r.completions[0].tokens for r in alone]
+    assert torch.allclose(torch.tensor(together[2].completions[0].logprobs), torch.tensor(alone[2].completions[0].logprobs),
+                          atol=1e-5)
+    assert len(together[0].completions[0].tokens) == 30
+    prefills = [s for s in shapes if s[1] > 1]
+    assert [s[0] for s in prefills] == [2, 1, 1], "two at first, then each waiting one as a slot frees"
+    assert max(s[0] for s in shapes) == 2 and len(shapes) < 30 + 2 + 12 + 5, "never more than two rows; steps shared"
+
+
 def test_log_probs_are_the_models_for_each_chosen_token(engine):
     result = engine.generate([Request(messages=CHAT[1], max_new_tokens=6, temperature=1.0, seed=5,
                                       logprobs=True)])[0]
@@ -87,11 +110,14 @@ def test_a_stop_string_ends_the_completion_before_it(engine):
     assert cut.finish_reason == "stop" and word not in cut.text and free.text.startswith(cut.text)
 
 
-def test_bad_requests_are_refused_with_the_field():
+def test_bad_requests_are_refused_with_the_field_before_any_work():
+    idle = SamplingEngine(None, None, use_template=False, dtype=None)  # no model: a refusal must come first
     with pytest.raises(ValueError, match="n and max_new_tokens"):
-        list(SamplingEngine(None, None, use_template=False, dtype=None)._chunks([Request(prompt="x", n=0)]))
+        idle.generate([Request(prompt="x", n=0)])
     with pytest.raises(ValueError, match="stop"):
-        list(SamplingEngine(None, None, use_template=False, dtype=None)._chunks([Request(prompt="x", stop=("",))]))
+        idle.generate([Request(prompt="x", stop=("",))])
+    with pytest.raises(ValueError, match="messages or a prompt"):
+        idle.generate([Request()])
 
 
 @pytest.mark.parametrize("text, answer", [
