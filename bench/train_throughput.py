@@ -1,10 +1,13 @@
-"""Training throughput: the project's path against a plain fp32 Trainer, same model, data and steps.
+"""Training throughput: the project's path against a plain fp32 Trainer and TRL's SFTTrainer, same model, data, steps.
 
     python bench/train_throughput.py [--examples 320] [--model smollm2-135m-instruct] [--set lora.dropout=0 ...]
+                                     [--no-trl]
 
-Each arm runs in its own subprocess (so peak RSS is per arm) on the same
-generated prompt/response pairs. Prints supervised tokens/s for each, the ratio,
-and ends with one JSON line of the figures.
+Each arm runs in its own subprocess (so peak RSS is per arm) on the same generated prompt/response pairs:
+a plain fp32 `Trainer` with `DataCollatorForSeq2Seq`; TRL's `SFTTrainer` (`pip install -e .[bench]`) with and
+without its packing, bf16 where the CPU has it natively, the faster of the two kept; the project.
+Prints supervised tokens/s for each, the ratios, the project's MFU against a matmul timed in the same run, and
+ends with one JSON line. Run it alone (two torch processes on 2 cores slow each other by up to 7x).
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.generation_speed import matmul_peak, processor  # noqa: E402
 
 
 def make_data(n: int, seed: int) -> list[dict]:
@@ -68,7 +73,9 @@ def run_project(data_path: Path, heldout: Path, config: dict) -> dict:
     seconds = time.perf_counter() - t0
     tokens = sum(e.trainable - (e.labels[0] != -100) for e in prepared.encoded)
     return {"tokens_per_s": tokens / seconds, "seconds": seconds, "steps": result.steps,
-            "final_loss": heldout_loss(engine.model, engine.tokenizer, heldout), "precision": engine.plan.precision}
+            "final_loss": heldout_loss(engine.model, engine.tokenizer, heldout), "precision": engine.plan.precision,
+            "all_tokens": sum(len(e.input_ids) for e in prepared.encoded),
+            "params": sum(p.numel() for p in engine.model.parameters())}
 
 
 def run_baseline(data_path: Path, heldout: Path, config: dict) -> dict:
@@ -106,9 +113,59 @@ def run_baseline(data_path: Path, heldout: Path, config: dict) -> dict:
             "final_loss": heldout_loss(model, tok, heldout), "precision": "fp32"}
 
 
+def run_trl(data_path: Path, heldout: Path, config: dict, *, packed: bool) -> dict:
+    """TRL's SFTTrainer set for speed: prompt/completion chats, loss on the completion only, the same LoRA, bf16 where
+    the CPU has it natively, no activation checkpointing (its default trades speed for memory); with or without its
+    best-fit-decreasing packing (padding-free rows, position ids restarting per sequence)."""
+    from datasets import Dataset
+    from transformers.utils import logging as hf_logging
+    from trl import SFTConfig, SFTTrainer
+
+    from core.config import parse_config
+    from core.data import read_examples
+    from core.device import cpu_has_fast_bf16
+    from core.encoding import encode_file
+    from core.models import attach_adapter, load_base_model, load_tokenizer, resolve_model_path
+
+    hf_logging.set_verbosity_error()
+    cfg = parse_config(config)
+    path = resolve_model_path(cfg, REPO)
+    tok = load_tokenizer(path, cfg)
+    model = attach_adapter(load_base_model(path, cfg, "cpu", "fp32"), cfg, None)
+    rows = [json.loads(line) for line in data_path.read_text().splitlines()]
+    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}],
+                                  "completion": [{"role": "assistant", "content": r["response"]}]} for r in rows])
+    t = cfg.training
+    bf16 = cpu_has_fast_bf16()
+    args = SFTConfig(
+        output_dir=tempfile.mkdtemp(prefix="bench-trl-"), per_device_train_batch_size=t.batch_size,
+        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_steps,
+        num_train_epochs=t.epochs_per_file, logging_steps=t.logging_steps, save_strategy="no", seed=t.seed,
+        use_cpu=True, report_to=[], disable_tqdm=True, bf16=bf16, gradient_checkpointing=False,
+        packing=packed, packing_strategy="bfd", max_length=t.max_seq_length, completion_only_loss=True)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok)
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    # the same yardstick as the other arms: supervised tokens as our encoder counts them
+    encoded = encode_file(tok, read_examples(data_path), path=data_path, use_template=True, max_length=t.max_seq_length)
+    tokens = sum(e.trainable - (e.labels[0] != -100) for e in encoded)
+    return {"tokens_per_s": tokens / seconds, "seconds": seconds, "steps": trainer.state.global_step,
+            "final_loss": heldout_loss(model, tok, heldout),
+            "precision": f"{'bf16' if bf16 else 'fp32'}{', packed' if packed else ''}"}
+
+
+ARMS = {
+    "baseline": run_baseline,
+    "trl": lambda d, h, c: run_trl(d, h, c, packed=False),
+    "trl-packed": lambda d, h, c: run_trl(d, h, c, packed=True),
+    "project": run_project,
+}
+
+
 def child(arm: str, data_path: Path, config: dict) -> None:
     heldout = data_path.with_name("heldout.jsonl")
-    figures = (run_project if arm == "project" else run_baseline)(data_path, heldout, config)
+    figures = ARMS[arm](data_path, heldout, config)
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(figures), flush=True)
 
@@ -120,7 +177,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=JSON",
                    help="a config setting of the project arm only, e.g. training.precision=\"fp32\" or lora.dropout=0")
-    p.add_argument("--child", choices=["project", "baseline"], help=argparse.SUPPRESS)
+    p.add_argument("--no-trl", action="store_true", help="skip TRL's arms (they need `pip install -e .[bench]`)")
+    p.add_argument("--arms", default="", help=f"a comma-separated subset of {', '.join(ARMS)} (baseline and project "
+                                              "are always run)")
+    p.add_argument("--child", choices=list(ARMS), help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--config-json", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -150,25 +210,49 @@ def main() -> None:
     data_path.with_name("heldout.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in make_data(32, args.seed + 1000)))
     results = {}
-    for arm in ("baseline", "project"):
+    arms = [a for a in ARMS if not (args.no_trl and a.startswith("trl"))]
+    arms = [a for a in arms if not args.arms or a in args.arms.split(",") or a in ("baseline", "project")]
+    for arm in arms:
         out = subprocess.run([sys.executable, __file__, "--child", arm, "--data", str(data_path),
                               "--config-json", json.dumps(project_config if arm == "project" else config)],
                              capture_output=True, text=True, cwd=REPO)
         line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if line is None and arm.startswith("trl"):  # TRL's own failure on this machine is a figure, not a stop
+            print(f"{arm:>16}: failed (exit {out.returncode}): {out.stderr.strip().splitlines()[-1][:300]}", flush=True)
+            continue
         if line is None:
-            sys.exit(f"{arm} arm failed:\n{out.stderr[-3000:]}")
+            sys.exit(f"{arm} arm failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
         results[arm] = json.loads(line[len("RESULT "):])
         r = results[arm]
-        print(f"{arm:>8}: {r['tokens_per_s']:8.1f} supervised tok/s  {r['steps']} steps  {r['seconds']:.1f}s  "
+        print(f"{arm:>16}: {r['tokens_per_s']:8.1f} supervised tok/s  {r['steps']} steps  {r['seconds']:.1f}s  "
               f"loss {r['final_loss']:.4f}  {r['precision']}  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     b, q = results["baseline"], results["project"]
     ratio = q["tokens_per_s"] / b["tokens_per_s"]
-    print(f"   ratio: {ratio:.2f}x (project / baseline); loss difference "
+    trl = max((results[a] for a in arms if a.startswith("trl") and a in results), key=lambda r: r["tokens_per_s"],
+              default=None)
+    print(f"processor: {processor()}")
+    print(f"   ratio: {ratio:.2f}x (project / plain Trainer); loss difference "
           f"{100 * (q['final_loss'] - b['final_loss']) / b['final_loss']:+.1f}%")
-    print(json.dumps({"baseline_tokens_per_s": round(b["tokens_per_s"], 1), "project_tokens_per_s": round(q["tokens_per_s"], 1),
-                      "ratio": round(ratio, 3), "baseline_final_loss": round(b["final_loss"], 4),
+    if trl:
+        print(f"   against TRL at its best here ({trl['precision']}): {q['tokens_per_s'] / trl['tokens_per_s']:.2f}x; "
+              f"loss difference {100 * (q['final_loss'] - trl['final_loss']) / trl['final_loss']:+.1f}%")
+    import torch
+
+    # A frozen base costs about 4 FLOPs per parameter per token (forward, and the backward to the activations);
+    # the LoRA matrices' own cost is small beside it. MFU: that rate over a matmul's, timed now in the same dtype.
+    flops = 4 * q["params"] * q["all_tokens"] / q["seconds"]
+    peak = matmul_peak(torch.bfloat16 if q["precision"] == "bf16" else torch.float32, "cpu")
+    print(f"   MFU {100 * flops / (peak * 1e9):.1f}% ({flops / 1e9:.1f} of {peak:.0f} GFLOP/s)")
+    print(json.dumps({"processor": processor(), "baseline_tokens_per_s": round(b["tokens_per_s"], 1),
+                      "trl_tokens_per_s": round(trl["tokens_per_s"], 1) if trl else None,
+                      "trl_setting": trl["precision"] if trl else None,
+                      "project_tokens_per_s": round(q["tokens_per_s"], 1), "ratio": round(ratio, 3),
+                      "ratio_vs_trl": round(q["tokens_per_s"] / trl["tokens_per_s"], 3) if trl else None,
+                      "baseline_final_loss": round(b["final_loss"], 4),
+                      "trl_final_loss": round(trl["final_loss"], 4) if trl else None,
                       "project_final_loss": round(q["final_loss"], 4), "project_precision": q["precision"],
                       "peak_rss_mb": round(q["peak_rss_mb"], 1), "baseline_peak_rss_mb": round(b["peak_rss_mb"], 1),
+                      "mfu": round(flops / (peak * 1e9), 4),
                       "examples": args.examples, "model": args.model, "project_settings": args.set}))
 
 
