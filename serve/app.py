@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import os
 import secrets
 import socket
@@ -186,8 +187,6 @@ def create_app(host: ModelHost, *, root: Path, config: Config, api_key: str | No
     def stream(version: str, requests: list[Request], body: Sampling, *, chat: bool) -> StreamingResponse:
         """Server-sent events: a chunk per new piece of text of each choice, then each choice's finish reason,
         then `[DONE]`. A client that goes away cancels its rows at the next token, freeing their slots."""
-        import json
-
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
         created, n = int(time.time()), body.n
 
