@@ -124,7 +124,8 @@ def parse_record(obj) -> Example:
     raise _LineError(f"no known shape: keys are {sorted(obj)[:8]}")
 
 
-def parse_line(raw: bytes, max_line_bytes: int) -> Example:
+def parse_line(raw: bytes, max_line_bytes: int, parse=parse_record):
+    """One raw line -> `parse(decoded JSON)`, or _LineError saying what is wrong."""
     if len(raw) > max_line_bytes:
         raise _LineError(f"line is {len(raw)} bytes, over training.max_line_bytes ({max_line_bytes})")
     try:
@@ -137,28 +138,29 @@ def parse_line(raw: bytes, max_line_bytes: int) -> Example:
         raise _LineError(f"invalid JSON at column {e.colno}: {e.msg}") from None
     except RecursionError:
         raise _LineError("JSON is nested too deeply") from None
-    return parse_record(obj)
+    return parse(obj)
 
 
-def read_examples(path: Path, *, max_line_bytes: int = 1_000_000) -> list[Example]:
-    """Every example of a JSONL file, or DataError listing every bad line."""
+def read_jsonl(path: Path, parse, expected: str, *, max_line_bytes: int = 1_000_000) -> list:
+    """Every record of a JSONL file through `parse` (which raises _LineError), each given its line number; or
+    DataError listing every bad line with the expected shape."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise DataError(path, [(0, f"cannot read: {e.strerror}")], EXPECTED_SHAPE) from None
+        raise DataError(path, [(0, f"cannot read: {e.strerror}")], expected) from None
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise DataError(path, [(1, "file is UTF-16; save it as UTF-8")], EXPECTED_SHAPE)
+        raise DataError(path, [(1, "file is UTF-16; save it as UTF-8")], expected)
     if data.startswith(b"\xef\xbb\xbf"):
-        raise DataError(path, [(1, "file starts with a byte-order mark (BOM); save it as UTF-8 without BOM")], EXPECTED_SHAPE)
+        raise DataError(path, [(1, "file starts with a byte-order mark (BOM); save it as UTF-8 without BOM")], expected)
     lines = data.split(b"\n")
-    examples, problems = [], []
+    records, problems = [], []
     for number, raw in enumerate(lines, start=1):
         raw = raw.rstrip(b"\r")
         if not raw.strip():
             continue
         try:
-            example = parse_line(raw, max_line_bytes)
+            record = parse_line(raw, max_line_bytes, parse)
         except _LineError as e:
             reason = str(e)
             if number == len(lines) and not data.endswith(b"\n") and reason.startswith("invalid JSON"):
@@ -167,13 +169,18 @@ def read_examples(path: Path, *, max_line_bytes: int = 1_000_000) -> list[Exampl
             if len(problems) >= MAX_PROBLEMS:
                 break
             continue
-        example.line = number
-        examples.append(example)
+        record.line = number
+        records.append(record)
     if problems:
-        raise DataError(path, problems, EXPECTED_SHAPE)
-    if not examples:
-        raise DataError(path, [(0, "file is empty: it holds no example")], EXPECTED_SHAPE)
-    return examples
+        raise DataError(path, problems, expected)
+    if not records:
+        raise DataError(path, [(0, "file is empty: it holds no example")], expected)
+    return records
+
+
+def read_examples(path: Path, *, max_line_bytes: int = 1_000_000) -> list[Example]:
+    """Every example of a JSONL file, or DataError listing every bad line."""
+    return read_jsonl(path, parse_record, EXPECTED_SHAPE, max_line_bytes=max_line_bytes)
 
 
 def write_examples(path: Path, records: list[dict]) -> None:
