@@ -5,6 +5,7 @@
     python train.py --once                  train everything queued, then exit
     python train.py --status                where the daemon stands (safe while it runs)
     python train.py --serve                 the current adapter behind an OpenAI-compatible API (beside the daemon)
+    python train.py --practice FILE.jsonl   verified self-training: sample solutions, train those that verify
 
 Phases: parse arguments -> load config -> pick the root -> hand off to the mode.
 """
@@ -32,6 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     mode.add_argument("--status", action="store_true", help="show queue, training progress and adapter")
     mode.add_argument("--report", action="store_true", help="write logs/report.png and logs/report.html")
     mode.add_argument("--eval", type=Path, metavar="FILE.jsonl", help="answer a QA file and report accuracy")
+    mode.add_argument("--practice", nargs="+", type=Path, metavar="FILE.jsonl",
+                      help="verified self-training: sample solutions to these problems, train the ones that verify")
     mode.add_argument("--serve", action="store_true",
                       help="serve the current adapter (OpenAI-compatible API and status page) beside the daemon")
     p.add_argument("--host", default=None, help="with --serve: address to listen on (default: serve.host, 127.0.0.1)")
@@ -80,6 +83,48 @@ def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
     return 0
 
 
+def practice(files: list[Path], config, root: Path, events: EventLog) -> int:
+    """Verified self-training, one-shot: for each file, `practice.rounds` rounds of sample -> verify -> train, each
+    round sampling from the adapter the last one made. Every file is checked before any work."""
+    import hashlib
+
+    from core.practice import read_problems
+    from daemon.job import train_file
+    from daemon.lock import RootLock
+    from daemon.queue import Queue
+    from daemon.worker import GENERATED_BY
+    from inference.sampling import SamplingEngine
+    from monitor.live_inference import attach_monitor
+    from selfcorrect.practice import Practice, write_round
+    from training.engine import TrainingEngine
+
+    lock = RootLock(root).acquire()
+    problems = {f: read_problems(f, max_line_bytes=config.training.max_line_bytes) for f in files}
+    engine = TrainingEngine(config, root, events)
+    monitor = attach_monitor(engine, root=root, config=config, outbox=Queue(root).outbox(GENERATED_BY), events=events)
+    for f, items in problems.items():
+        work = root / "data" / "practice" / f"{f.stem}-{hashlib.sha256(f.read_bytes()).hexdigest()[:12]}"
+        for round_no in range(1, config.practice.rounds + 1):
+            adapter = engine.state.current_adapter or "base"
+            sampler = SamplingEngine(engine.model, engine.tokenizer, use_template=engine.use_template)
+            records, stats = Practice(sampler, config.practice, events, adapter=adapter).run(items, work, round_no)
+            out = write_round(work, round_no, records, stats)
+            events.emit("practice", f"{f.name} round {round_no} with {adapter}: pass@1 {stats.pass_at_1:.0%}, "
+                        f"pass@{config.practice.samples} {stats.pass_at_k:.0%} of {stats.problems} problems; "
+                        f"{stats.kept} verified solutions kept, {stats.golden} golden, {len(stats.unsolved)} unsolved",
+                        file=f.name, **{k: v for k, v in vars(stats).items() if k != "unsolved"},
+                        unsolved=len(stats.unsolved))
+            if not records:
+                events.emit("practice", f"{f.name} round {round_no}: nothing verified and no golden solution; "
+                            "nothing to train")
+                break
+            prepared = engine.prepare(out, name=f"{f.stem}.round-{round_no}.jsonl", generated=True)
+            train_file(prepared, engine=engine, monitor=monitor, events=events, label=prepared.name,
+                       origin="practice", once=True)
+    lock.release()
+    return 0
+
+
 def evaluate_file(path: Path, config, root: Path, *, adapter: str, limit: int | None, answers: Path | None,
                   max_new_tokens: int | None) -> int:
     from core.qa import read_qa
@@ -106,7 +151,7 @@ def evaluate_file(path: Path, config, root: Path, *, adapter: str, limit: int | 
 
 def mode_name(args) -> str:
     return ("daemon" if args.daemon else "once" if args.once else "eval" if args.eval else "serve" if args.serve
-            else "train")
+            else "practice" if args.practice else "train")
 
 
 def announce(config, config_path: Path, root: Path, events: EventLog, *, mode: str) -> None:
@@ -147,6 +192,8 @@ def main(argv=None) -> int:
         if args.eval:
             return evaluate_file(args.eval, config, root, adapter=args.adapter, limit=args.limit,
                                  answers=args.answers, max_new_tokens=args.max_new_tokens)
+        if args.practice:
+            return practice(args.practice, config, root, events)
         if args.serve:
             from serve.app import serve
 

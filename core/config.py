@@ -181,6 +181,37 @@ class DaemonSection(Section):
         30.0, ge=0, description="After a machine error (disk full), wait this long before training again.")
 
 
+class PracticeSection(Section):
+    """Verified self-training (seed 004): sample solutions to practice problems, keep those that verify, train them."""
+
+    samples: int = Field(4, gt=0, description="Solutions sampled per problem (K).")
+    temperature_math: float = Field(0.7, ge=0, description="Sampling temperature for math / QA problems (0: greedy).")
+    temperature_code: float = Field(0.8, ge=0, description="Sampling temperature for code problems (0: greedy).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
+    max_new_tokens_math: int = Field(512, gt=0, description="Most new tokens per math solution.")
+    max_new_tokens_code: int = Field(1024, gt=0, description="Most new tokens per code solution.")
+    keep_per_problem: int = Field(2, gt=0, description="Most verified solutions kept per problem (distinct ones).")
+    rounds: int = Field(1, gt=0, description="Rounds of sample -> verify -> train, each from the adapter the last made.")
+    code_wall_seconds: float = Field(10.0, gt=0, description="Wall-clock limit of one code test run.")
+    code_memory_mb: int = Field(1024, gt=64, description="Address-space limit of one code test run.")
+    prompt_math: str = Field(
+        "You are a helpful AI math assistant. You excel at solving math problems by breaking them down into clear, "
+        "logical steps.\n\nProblem:\n{problem}\n\nSolve this problem step by step, showing your reasoning clearly, "
+        "and end with the line: Therefore, the answer is <answer>.", description="Prompt of a math / QA problem.")
+    prompt_code: str = Field(
+        "You are an expert coding assistant. You excel at solving programming problems with clear step-by-step "
+        "reasoning.\n\nProblem:\n{problem}\n\nSolve this coding problem step by step in Python, explaining your "
+        "thought process and then providing the final working code in a ```python block.",
+        description="Prompt of a code problem.")
+
+    @field_validator("prompt_math", "prompt_code")
+    @classmethod
+    def _problem_placeholder(cls, value: str) -> str:
+        if "{problem}" not in value:
+            raise ValueError("must contain {problem}")
+        return value
+
+
 class ServeSection(Section):
     """`train.py --serve`: the OpenAI-compatible server of the current adapter, and the hook that tells vLLM."""
 
@@ -229,6 +260,7 @@ class Config(Section):
     validation: ValidationSection = Field(
         default_factory=ValidationSection, description="Questions for live evaluation.")
     daemon: DaemonSection = Field(default_factory=DaemonSection, description="Watching and queueing files.")
+    practice: PracticeSection = Field(default_factory=PracticeSection, description="Verified self-training.")
     serve: ServeSection = Field(default_factory=ServeSection, description="The OpenAI-compatible server.")
     providers: dict[str, ProviderSection] = Field(
         default_factory=dict, description="Named models for the seed systems, e.g. {\"judge\": {\"kind\": "

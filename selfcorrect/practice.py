@@ -1,0 +1,177 @@
+"""Verified self-training (seed 004): K sampled solutions per practice problem, only those that verify trained.
+
+This is rejection sampling, the loop of STaR and ReST-EM: the current adapter samples
+`practice.samples` solutions to each problem through the sampling engine; a math solution
+verifies when its final answer matches the known one, a code solution when it passes the
+problem's tests in the sandbox; the distinct verified ones (at most `keep_per_problem`) become
+training records. A problem with none uses its golden `solution` if it has one (counted apart),
+else it is listed as unsolved.
+
+Crash safety: each problem's outcome is appended and fsynced to `round-N.progress.jsonl` in
+the work folder as soon as it is verified, so a kill loses no verified sample and a restart
+samples only the problems not yet done; the round's training file is written whole, by
+atomic rename, once every problem is done.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from core.config import PracticeSection
+from core.events import EventLog, duration
+from core.fsutil import atomic_write_json, atomic_write_text
+from core.practice import Problem
+from evaluation.sandbox import Limits
+from evaluation.verify import Verdict, verify_answer, verify_code
+from inference.sampling import Request, SamplingEngine
+
+BATCH = 8  # problems per call of the engine (each with K samples)
+
+
+@dataclass
+class RoundStats:
+    round: int
+    adapter: str
+    problems: int = 0
+    samples: int = 0
+    verified: int = 0  # samples that verified
+    pass_at_1: float = 0.0  # the mean share of a problem's samples that verified
+    pass_at_k: float = 0.0  # the share of problems with at least one verified sample
+    kept: int = 0  # verified solutions written for training
+    golden: int = 0  # problems trained on their golden solution (none verified)
+    unsolved: list[str] = field(default_factory=list)
+    by_category: dict = field(default_factory=dict)  # category -> {problems, pass_at_k}
+    seconds: float = 0.0
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+class Practice:
+    def __init__(self, engine: SamplingEngine, settings: PracticeSection, events: EventLog, *, adapter: str):
+        self.engine, self.settings, self.events, self.adapter = engine, settings, events, adapter
+        self.limits = Limits(wall_seconds=settings.code_wall_seconds, memory_mb=settings.code_memory_mb)
+
+    def messages(self, p: Problem) -> list[dict]:
+        template = self.settings.prompt_code if p.kind == "code" else self.settings.prompt_math
+        return [{"role": "user", "content": template.replace("{problem}", p.prompt)}]
+
+    def request(self, p: Problem, round_no: int) -> Request:
+        s, code = self.settings, p.kind == "code"
+        return Request(messages=self.messages(p), n=s.samples, top_p=s.top_p,
+                       temperature=s.temperature_code if code else s.temperature_math,
+                       max_new_tokens=s.max_new_tokens_code if code else s.max_new_tokens_math,
+                       seed=zlib.crc32(p.id.encode()) + 7919 * round_no, stop_at_final_answer=not code)
+
+    def verify(self, p: Problem, solution: str) -> Verdict:
+        if p.kind == "code":
+            return verify_code(solution, p.tests, entry_point=p.entry_point, limits=self.limits)
+        return verify_answer(p.answer, solution, question=p.prompt)
+
+    def run(self, problems: list[Problem], work: Path, round_no: int) -> tuple[list[dict], RoundStats]:
+        """The round's training records and figures; resumes from the progress file of an interrupted run."""
+        work.mkdir(parents=True, exist_ok=True)
+        progress = work / f"round-{round_no}.progress.jsonl"
+        done = _read_progress(progress)
+        todo = [p for p in problems if p.id not in done]
+        started, sampled = time.perf_counter(), 0
+        with open(progress, "a", encoding="utf-8") as log:
+            for at in range(0, len(todo), BATCH):
+                batch = todo[at:at + BATCH]
+                results = self.engine.generate([self.request(p, round_no) for p in batch])
+                for p, result in zip(batch, results):
+                    done[p.id] = self._outcome(p, result.completions)
+                    log.write(json.dumps(done[p.id]) + "\n")
+                    log.flush()
+                    os.fsync(log.fileno())  # verified samples are kept from here on, whatever happens next
+                sampled += sum(len(r.completions) for r in results)
+                self._report(round_no, problems, done, sampled, time.perf_counter() - started, len(todo) - at - len(batch))
+        return self._records(problems, done, round_no), self._stats(problems, done, round_no,
+                                                                     time.perf_counter() - started)
+
+    def _outcome(self, p: Problem, completions) -> dict:
+        passed, kept, seen = [], [], set()
+        for k, c in enumerate(completions):
+            v = self.verify(p, c.text)
+            passed.append(v.passed)
+            if v.passed and _normal(c.text) not in seen and len(kept) < self.settings.keep_per_problem:
+                seen.add(_normal(c.text))
+                kept.append({"sample": k, "text": c.text, "verdict": v.reason, "verify_seconds": v.seconds})
+        return {"id": p.id, "category": p.category, "kind": p.kind, "passed": passed, "kept": kept,
+                "adapter": self.adapter}
+
+    def _report(self, round_no: int, problems: list[Problem], done: dict, sampled: int, seconds: float,
+                left: int) -> None:
+        solved = sum(1 for o in done.values() if any(o["passed"]))
+        rate = sampled / seconds if seconds else 0.0
+        eta = left * self.settings.samples / rate if rate else None
+        self.events.emit("practice", f"round {round_no}: {len(done)}/{len(problems)} problems, pass@"
+                         f"{self.settings.samples} {solved / max(len(done), 1):.0%} so far, {rate:.1f} samples/s, "
+                         f"ETA {duration(eta)}", round=round_no, done=len(done), problems=len(problems))
+
+    def _records(self, problems: list[Problem], done: dict, round_no: int) -> list[dict]:
+        records = []
+        for p in problems:
+            o = done[p.id]
+            meta = {"problem": p.id, "category": p.category, "round": round_no, "adapter": o["adapter"]}
+            for kept in o["kept"]:
+                temperature = self.settings.temperature_code if p.kind == "code" else self.settings.temperature_math
+                records.append({"messages": [*self.messages(p), {"role": "assistant", "content": kept["text"]}],
+                                "practice": {**meta, "sample": kept["sample"], "temperature": temperature,
+                                             "verdict": kept["verdict"], "verify_seconds": kept["verify_seconds"]}})
+            if not o["kept"] and p.solution:
+                records.append({"messages": [*self.messages(p), {"role": "assistant", "content": p.solution}],
+                                "practice": {**meta, "golden": True}})
+        return records
+
+    def _stats(self, problems: list[Problem], done: dict, round_no: int, seconds: float) -> RoundStats:
+        outcomes = [done[p.id] for p in problems]
+        stats = RoundStats(round_no, self.adapter, problems=len(problems),
+                           samples=sum(len(o["passed"]) for o in outcomes),
+                           verified=sum(sum(o["passed"]) for o in outcomes),
+                           kept=sum(len(o["kept"]) for o in outcomes), seconds=round(seconds, 1))
+        stats.pass_at_1 = round(sum(sum(o["passed"]) / len(o["passed"]) for o in outcomes) / len(outcomes), 4)
+        stats.pass_at_k = round(sum(1 for o in outcomes if any(o["passed"])) / len(outcomes), 4)
+        for p, o in zip(problems, outcomes):
+            if not o["kept"]:
+                if p.solution:
+                    stats.golden += 1
+                else:
+                    stats.unsolved.append(p.id)
+            c = stats.by_category.setdefault(p.category or "none", {"problems": 0, "solved": 0})
+            c["problems"] += 1
+            c["solved"] += any(o["passed"])
+        for c in stats.by_category.values():
+            c["pass_at_k"] = round(c.pop("solved") / c["problems"], 4)
+        return stats
+
+
+def _read_progress(path: Path) -> dict:
+    """The outcomes an earlier run fsynced. A line cut by a kill mid-write is cut off the file (that problem runs
+    again), so the next outcome starts on a line of its own."""
+    done = {}
+    if path.exists():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            os.truncate(path, data.rfind(b"\n") + 1)
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                outcome = json.loads(line)
+            except ValueError:
+                continue
+            done[outcome["id"]] = outcome
+    return done
+
+
+def write_round(work: Path, round_no: int, records: list[dict], stats: RoundStats) -> Path:
+    """The round's training file and its figures beside it, each written whole (once; a rerun keeps the first)."""
+    path = work / f"round-{round_no}.jsonl"
+    if not path.exists():
+        atomic_write_json(work / f"round-{round_no}.meta.json", asdict(stats))
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    return path
