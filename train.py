@@ -92,6 +92,7 @@ def practice(files: list[Path], config, root: Path, events: EventLog) -> int:
     from daemon.job import train_file
     from daemon.lock import RootLock
     from daemon.queue import Queue
+    from daemon.vllm import attach_vllm_notifier
     from daemon.worker import GENERATED_BY
     from inference.sampling import SamplingEngine
     from monitor.live_inference import attach_monitor
@@ -99,6 +100,7 @@ def practice(files: list[Path], config, root: Path, events: EventLog) -> int:
     from training.engine import TrainingEngine
 
     lock = RootLock(root).acquire()
+    notifier = attach_vllm_notifier(config, root, events)
     problems = {f: read_problems(f, max_line_bytes=config.training.max_line_bytes) for f in files}
     engine = TrainingEngine(config, root, events)
     monitor = attach_monitor(engine, root=root, config=config, outbox=Queue(root).outbox(GENERATED_BY), events=events)
@@ -122,6 +124,8 @@ def practice(files: list[Path], config, root: Path, events: EventLog) -> int:
             train_file(prepared, engine=engine, monitor=monitor, events=events, label=prepared.name,
                        origin="practice", once=True)
     lock.release()
+    if notifier:
+        notifier.wait(timeout=60)
     return 0
 
 

@@ -123,7 +123,7 @@ class Daemon:
         self.status.write(state="stopped")
         self.lock.release()
         if self.notifier:
-            self.notifier.wait(timeout=10)  # a call in flight may end; one still retrying is logged as not done
+            self.notifier.wait(timeout=10)  # a call in flight may end; one still retrying ends with the process
 
     # -- the loop ---------------------------------------------------------------------------------
 
