@@ -1,9 +1,9 @@
-"""The README's table of every config field, generated from the pydantic models so that it cannot drift.
+"""The table of every config field (docs/configuration.md), generated from the pydantic models so that it cannot drift.
 
     python -m core.config_table            print the table
-    python -m core.config_table --write    replace the table between the markers in README.md
+    python -m core.config_table --write    replace the table between the markers in docs/configuration.md
 
-A test checks that the README's table is the one printed here.
+A test checks that the document's table is the one printed here.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pydantic_core import PydanticUndefined
 from .config import Config
 
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"  # where the table lives
 LONGEST_DEFAULT = 40  # longer defaults (the prompt templates) are in config.json
 
 

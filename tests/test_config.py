@@ -74,7 +74,7 @@ def test_a_key_that_moved_to_experimental_names_its_new_place():
 def test_the_readmes_config_table_is_the_one_the_models_generate():
     from core.config_table import readme_table, table
 
-    assert readme_table((REPO / "README.md").read_text(encoding="utf-8")) == table(), \
+    assert readme_table((REPO / "docs" / "configuration.md").read_text(encoding="utf-8")) == table(), \
         "run: python -m core.config_table --write"
     keys = {line.split("`")[1] for line in table().splitlines()[2:]}
     assert {"eval_steps", "training.promotion.tolerance", "experimental.preference_beta"} <= keys
