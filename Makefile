@@ -26,7 +26,7 @@ run: models
 
 test: models
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # The loop in minutes on a CPU: the daemon (--once) on a bundled file in its own root, demo/, with
 # examples/demo_config.json (live inference every 5 steps, a self-correction file every 10), then the report.

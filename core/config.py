@@ -75,6 +75,8 @@ class TrainingSection(Section):
     epochs_per_file: float = Field(1.0, gt=0, description="Passes over each training file.")
     save_steps: int = Field(50, gt=0, description="Mid-file checkpoint every N optimizer steps (for crash resume).")
     logging_steps: int = Field(10, gt=0, description="Log loss every N optimizer steps.")
+    quiet_seconds: float = Field(30.0, gt=0, description="The longest the log stays quiet while a file trains: "
+                                                         "a `step` line (step, tok/s, ETA) comes at least this often.")
     seed: int = Field(42, description="Seed for data order, LoRA init and dropout.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="auto: bf16 on CUDA/CPUs that support it, fp16 on older CUDA, else fp32."
@@ -192,6 +194,9 @@ class PracticeSection(Section):
     max_new_tokens_code: int = Field(1024, gt=0, description="Most new tokens per code solution.")
     keep_per_problem: int = Field(2, gt=0, description="Most verified solutions kept per problem (distinct ones).")
     rounds: int = Field(1, gt=0, description="Rounds of sample -> verify -> train, each from the adapter the last made.")
+    queue: Literal["high", "normal", "low"] = Field(
+        "high", description="Queue a round's training file joins in the daemon; rounds are sampled when no file "
+                            "of this priority or above waits.")
     code_wall_seconds: float = Field(10.0, gt=0, description="Wall-clock limit of one code test run.")
     code_memory_mb: int = Field(1024, gt=64, description="Address-space limit of one code test run.")
     prompt_math: str = Field(

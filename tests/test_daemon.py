@@ -217,10 +217,10 @@ def test_a_dropped_file_is_parsed_once_and_read_again_only_if_it_changed(root):
 
 
 def test_a_working_daemon_says_so_within_seconds_and_status_tells_the_stage(root, spawn):
-    """Every stage of a file is a `phase` line; while it trains, a line comes at least every 30 s even with no
-    logging step due, and --status tells the phase, the step of the total, the ETA and the last step's age."""
+    """Every stage of a file is a `phase` line; while it trains, a line comes at least every `quiet_seconds` even
+    with no logging step due, and --status tells the phase, the step of the total, the ETA and the last step's age."""
     write_config(root, training={"logging_steps": 100_000, "gradient_accumulation_steps": 32, "epochs_per_file": 3,
-                                 "promotion": {"enabled": True}})
+                                 "quiet_seconds": 4, "promotion": {"enabled": True}})
     drop(root, "small.jsonl", integer_sums(40, seed=3), "queue/high")
     drop(root, "long.jsonl", integer_sums(4000, seed=4), "queue/normal")
     proc = spawn(root)
@@ -234,7 +234,7 @@ def test_a_working_daemon_says_so_within_seconds_and_status_tells_the_stage(root
         assert time.time() - status["last_step_at"] < 60 and status["eta_seconds"] is not None
         shown = run_train(root, "--status").stdout
         assert "long.jsonl: training for" in shown and f"/{status['max_steps']}" in shown and "ETA" in shown
-        line = wait_event(root, "step", timeout=90)[0]  # no logging step is due: the 30 s line
+        line = wait_event(root, "step", file="long.jsonl", timeout=90)[0]  # no logging step is due: the quiet line
         assert line["file"] == "long.jsonl" and line["max_steps"] == status["max_steps"] and "ETA" in line["message"]
     finally:
         proc.terminate()

@@ -201,7 +201,8 @@ class TrainingEngine:
         collator = PaddingCollator(self.tokenizer.pad_token_id)
         losses: list[float] = []
         progress = ProgressCallback(title=prepared.name, collator=collator, events=self.events,
-                                    step_offset=self.state.global_step, on_loss=losses.append)
+                                    step_offset=self.state.global_step, on_loss=losses.append,
+                                    quiet_seconds=self.config.training.quiet_seconds)
         x = self.config.experimental
         if x.preference_weight and add_reference_logps(self.model, prepared.encoded, self.tokenizer.pad_token_id,
                                                         precision=self.plan.precision):

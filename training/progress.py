@@ -1,8 +1,8 @@
-"""Training progress for people: where a file stands, its speed and its ETA, never more than 30 s apart.
+"""Training progress for people: where a file stands, its speed and its ETA, at least every `quiet_seconds`.
 
 On a terminal, a rich progress bar. In the log (and on a console that is not a
 terminal), a `progress` line at each `training.logging_steps` (with the loss), and a
-`step` line at the last step end before PLAIN_EVERY seconds pass without one (judged
+`step` line at the last step end before `training.quiet_seconds` pass without one (judged
 by the step just taken), so a working daemon is never silent for long.
 """
 from __future__ import annotations
@@ -14,12 +14,11 @@ from transformers import TrainerCallback
 
 from core.events import duration
 
-PLAIN_EVERY = 30.0  # seconds: the longest the log stays quiet while a file trains
-
 
 class ProgressCallback(TrainerCallback):
-    def __init__(self, *, title: str, collator, events, step_offset: int, on_loss=None):
+    def __init__(self, *, title: str, collator, events, step_offset: int, on_loss=None, quiet_seconds: float = 30.0):
         self.title = title
+        self.quiet_seconds = quiet_seconds
         self.collator = collator  # counts supervised tokens as batches are built
         self.events = events
         self.step_offset = step_offset  # global steps before this file
@@ -60,7 +59,7 @@ class ProgressCallback(TrainerCallback):
             self.bar.update(self.task, completed=state.global_step, loss=self.loss, tps=self.tokens_per_s())
         now = time.perf_counter()
         step_seconds, self.last_step = now - self.last_step, now
-        if now - self.last_line + step_seconds >= PLAIN_EVERY:  # the next step would end past the limit
+        if now - self.last_line + step_seconds >= self.quiet_seconds:  # the next step would end past the limit
             self._line("step", state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
