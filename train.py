@@ -58,9 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
-    """Train the named files in order, through the daemon's own job path; the files stay where they are."""
-    from daemon.job import train_file
+def warm_up(config, root: Path, events: EventLog):
+    """What every one-shot mode holds while it trains: the root's lock (a daemon on the same root would corrupt
+    the state), the vLLM hook, the engine with the model loaded, and the live monitor."""
     from daemon.lock import RootLock
     from daemon.queue import Queue
     from daemon.vllm import attach_vllm_notifier
@@ -68,64 +68,56 @@ def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
     from monitor.live_inference import attach_monitor
     from training.engine import TrainingEngine
 
-    lock = RootLock(root).acquire()  # a daemon on the same root would corrupt the state
+    lock = RootLock(root).acquire()
     notifier = attach_vllm_notifier(config, root, events)
     engine = TrainingEngine(config, root, events)
     monitor = attach_monitor(engine, root=root, config=config, outbox=Queue(root).outbox(GENERATED_BY), events=events)
+    return lock, notifier, engine, monitor
+
+
+def cool_down(lock, notifier) -> None:
+    lock.release()  # on an error, process exit releases it
+    if notifier:
+        notifier.wait(timeout=60)
+
+
+def one_shot(files: list[Path], config, root: Path, events: EventLog) -> int:
+    """Train the named files in order, through the daemon's own job path; the files stay where they are."""
+    from daemon.job import train_file
+
+    lock, notifier, engine, monitor = warm_up(config, root, events)
     # Check every file before training any, so a bad file never leaves the job half done.
     prepared = [engine.prepare(f) for f in files]
     for p in prepared:
         events.emit("claimed", f"{p.name}: {len(p.encoded)} examples", file=p.name, sha256=p.sha256)
         train_file(p, engine=engine, monitor=monitor, events=events, label=p.name, origin=None, once=False)
-    lock.release()  # on an error, process exit releases it
-    if notifier:
-        notifier.wait(timeout=60)
+    cool_down(lock, notifier)
     return 0
 
 
 def practice(files: list[Path], config, root: Path, events: EventLog) -> int:
     """Verified self-training, one-shot: for each file, `practice.rounds` rounds of sample -> verify -> train, each
-    round sampling from the adapter the last one made. Every file is checked before any work."""
-    import hashlib
-
+    round sampling from the adapter the last one made (the daemon's rounds, trained here instead of queued).
+    Every file is checked before any work."""
     from core.practice import read_problems
     from daemon.job import train_file
-    from daemon.lock import RootLock
-    from daemon.queue import Queue
-    from daemon.vllm import attach_vllm_notifier
-    from daemon.worker import GENERATED_BY
-    from inference.sampling import SamplingEngine
-    from monitor.live_inference import attach_monitor
-    from selfcorrect.practice import Practice, write_round
-    from training.engine import TrainingEngine
+    from selfcorrect.practice import practice_round, round_name, work_folder
 
-    lock = RootLock(root).acquire()
-    notifier = attach_vllm_notifier(config, root, events)
     problems = {f: read_problems(f, max_line_bytes=config.training.max_line_bytes) for f in files}
-    engine = TrainingEngine(config, root, events)
-    monitor = attach_monitor(engine, root=root, config=config, outbox=Queue(root).outbox(GENERATED_BY), events=events)
+    lock, notifier, engine, monitor = warm_up(config, root, events)
     for f, items in problems.items():
-        work = root / "data" / "practice" / f"{f.stem}-{hashlib.sha256(f.read_bytes()).hexdigest()[:12]}"
+        work = work_folder(root, f)
         for round_no in range(1, config.practice.rounds + 1):
-            adapter = engine.state.current_adapter or "base"
-            sampler = SamplingEngine(engine.model, engine.tokenizer, use_template=engine.use_template)
-            records, stats = Practice(sampler, config.practice, events, adapter=adapter).run(items, work, round_no)
-            out = write_round(work, round_no, records, stats)
-            events.emit("practice", f"{f.name} round {round_no} with {adapter}: pass@1 {stats.pass_at_1:.0%}, "
-                        f"pass@{config.practice.samples} {stats.pass_at_k:.0%} of {stats.problems} problems; "
-                        f"{stats.kept} verified solutions kept, {stats.golden} golden, {len(stats.unsolved)} unsolved",
-                        file=f.name, **{k: v for k, v in vars(stats).items() if k != "unsolved"},
-                        unsolved=len(stats.unsolved))
-            if not records:
+            out, stats = practice_round(engine, items, work, round_no, label=f.name, settings=config.practice,
+                                        events=events)
+            if not stats.kept + stats.golden:
                 events.emit("practice", f"{f.name} round {round_no}: nothing verified and no golden solution; "
                             "nothing to train")
                 break
-            prepared = engine.prepare(out, name=f"{f.stem}.round-{round_no}.jsonl", generated=True)
+            prepared = engine.prepare(out, name=round_name(work, round_no), generated=True)
             train_file(prepared, engine=engine, monitor=monitor, events=events, label=prepared.name,
                        origin="practice", once=True)
-    lock.release()
-    if notifier:
-        notifier.wait(timeout=60)
+    cool_down(lock, notifier)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""What may enter the queue: complete, valid .jsonl files from inbox/ (or dropped straight into queue/<p>/).
+"""What may enter the queue: complete, valid .jsonl files from inbox/ (or dropped straight into queue/<p>/),
+and practice files from inbox/practice/.
 
 A file is complete when it arrived by rename (the watcher saw it), or when it has
 not changed for `daemon.settle_seconds`. Dotfiles and partial-download names are
@@ -18,8 +19,9 @@ from pathlib import Path
 from core.config import Config
 from core.data import Example, read_examples
 from core.errors import DataError
+from core.practice import read_problems
 
-from .queue import PRIORITIES, STAMPED, Job, Queue, ignored, refusal
+from .queue import PRACTICE, PRIORITIES, STAMPED, Job, Queue, ignored, refusal
 
 
 PARSED_BYTES = 64 << 20  # the most file bytes whose examples are kept for their claim
@@ -59,7 +61,9 @@ class Intake:
     def _candidates(self) -> list[tuple[Path, str]]:
         """Unadmitted entries, oldest first: files found in one scan (say, at start-up) are
         stamped in the order they were written, the best evidence of arrival there is."""
-        found = [(self.queue.inbox / n, "normal") for n in os.listdir(self.queue.inbox)]
+        q = self.queue
+        found = [(q.inbox / n, "normal") for n in os.listdir(q.inbox) if q.inbox / n != q.practice_inbox]
+        found += [(q.practice_inbox / n, PRACTICE) for n in os.listdir(q.practice_inbox)]
         for priority in PRIORITIES:
             folder = self.queue.folder(priority)
             found += [(folder / n, priority) for n in os.listdir(folder) if not STAMPED.match(n)]
@@ -88,7 +92,12 @@ class Intake:
                     waiting += 1
                     continue
                 signature = _signature(path)
-                examples = read_examples(path, max_line_bytes=self.config.training.max_line_bytes)
+                max_line_bytes = self.config.training.max_line_bytes
+                examples = None
+                if priority == PRACTICE:
+                    read_problems(path, max_line_bytes=max_line_bytes)  # checked whole now, read again per round
+                else:
+                    examples = read_examples(path, max_line_bytes=max_line_bytes)
             except FileNotFoundError:
                 continue  # removed or renamed by its writer since the listing
             except DataError as e:
@@ -99,7 +108,8 @@ class Intake:
                 if self.watcher is not None:
                     self.watcher.forget(path)
             target = self.queue.admit(path, priority)
-            self._keep(target.name, signature, examples)
+            if examples is not None:
+                self._keep(target.name, signature, examples)
             admitted += 1
             self.events.emit("queued", f"{path.name} -> queue/{priority}/{target.name}", file=path.name,
                              priority=priority)

@@ -4,6 +4,8 @@
                                                                     \\--fail----> queue/failed/
     (at start-up, processing/ --recover--> the head of its queue)
 
+    inbox/practice/ --admit--> queue/practice/ --(its rounds trained, see daemon/practice.py)--> queue/done/
+
 Names in the queue folders carry an arrival stamp (`20261123T101500.123456789--name.jsonl`),
 so sorting by name is first-in first-out, and a file put back from processing/
 sorts ahead of everything that arrived after it. A file we generated carries its
@@ -24,6 +26,7 @@ from core.faults import fault_point
 from core.fsutil import atomic_write_bytes, atomic_write_json, durable_replace
 
 PRIORITIES = ("high", "normal", "low")
+PRACTICE = "practice"  # the folder of practice files, in inbox/ and in queue/
 STAMPED = re.compile(r"^\d{8}T\d{6}\.\d{9}(?:\.(?P<origin>[a-z]+))?--")
 IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
 MAX_NAME_BYTES = 150
@@ -83,8 +86,11 @@ class Queue:
         self.processing = self.base / "processing"
         self.done_dir = self.base / "done"
         self.failed_dir = self.base / "failed"
+        self.practice_inbox = self.inbox / PRACTICE
+        self.practice_dir = self.base / PRACTICE
         self._last_stamp = 0
-        for d in (self.inbox, *(self.base / p for p in PRIORITIES), self.processing, self.done_dir, self.failed_dir):
+        for d in (self.inbox, *(self.base / p for p in PRIORITIES), self.processing, self.done_dir, self.failed_dir,
+                  self.practice_inbox, self.practice_dir):
             d.mkdir(parents=True, exist_ok=True)
 
     def folder(self, priority: str) -> Path:
@@ -107,8 +113,9 @@ class Queue:
     # -- transitions ----------------------------------------------------------------------------
 
     def admit(self, path: Path, priority: str = "normal") -> Path:
-        """inbox/ (or an unstamped name in queue/<p>/) -> queue/<priority>/ under a stamped name."""
-        target = self.folder(priority) / self.stamped(path.name)
+        """inbox/ (or an unstamped name in queue/<p>/) -> queue/<priority>/ under a stamped name; a practice
+        file (priority PRACTICE) -> queue/practice/."""
+        target = (self.practice_dir if priority == PRACTICE else self.folder(priority)) / self.stamped(path.name)
         fault_point("queue.admit")
         durable_replace(path, target)
         return target
@@ -119,16 +126,20 @@ class Queue:
         atomic_write_bytes(target, data)
         return target
 
-    def pending(self) -> list[tuple[str, Path]]:
-        """Queued files in training order: priority, then arrival."""
+    def pending(self, up_to: str = PRIORITIES[-1]) -> list[tuple[str, Path]]:
+        """Queued files in training order: priority, then arrival (`up_to`: only this priority and above)."""
         out = []
-        for p in PRIORITIES:
+        for p in PRIORITIES[:PRIORITIES.index(up_to) + 1]:
             names = sorted(n for n in os.listdir(self.folder(p)) if STAMPED.match(n) and not ignored(n))
             out.extend((p, self.folder(p) / n) for n in names)
         return out
 
-    def claim(self) -> Job | None:
-        for priority, path in self.pending():
+    def practice_files(self) -> list[Path]:
+        """Practice files in work, in arrival order."""
+        return [self.practice_dir / n for n in sorted(os.listdir(self.practice_dir)) if STAMPED.match(n)]
+
+    def claim(self, up_to: str = PRIORITIES[-1]) -> Job | None:
+        for priority, path in self.pending(up_to):
             target = self.processing / f"{priority}~{path.name}"
             fault_point("queue.claim")
             try:
@@ -161,6 +172,17 @@ class Queue:
         fault_point("queue.fail")
         durable_replace(path, self.failed_dir / name)
         return self.failed_dir / name
+
+    def where(self, name: str, *, since: str = "") -> str | None:
+        """Where a file queued under `name` is: "waiting" (queued or in training), "failed" (if it failed after
+        the stamp `since`), or None (done, or never queued)."""
+        suffix = f"--{name}"
+        for folder in (*(self.folder(p) for p in PRIORITIES), self.processing):
+            if any(n.endswith(suffix) for n in os.listdir(folder) if not ignored(n)):
+                return "waiting"
+        if any(n.endswith(suffix) and n > since for n in os.listdir(self.failed_dir) if STAMPED.match(n)):
+            return "failed"
+        return None
 
     def recover(self) -> list[Job]:
         """At start-up, every file left in processing/ goes back to the head of its queue."""

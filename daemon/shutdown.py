@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 from transformers import TrainerCallback
 
 
 class Shutdown:
     def __init__(self):
-        self.requested = False
+        # An Event rather than a bool so that a long generation can watch it too (a request's `cancel`).
+        self.event = threading.Event()
         self.signals = 0
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._handle)
@@ -25,7 +31,7 @@ class Shutdown:
         self.signals += 1
         if self.signals > 1:
             os._exit(128 + signum)
-        self.requested = True
+        self.event.set()
 
 
 class StopOnShutdown(TrainerCallback):

@@ -13,7 +13,7 @@ from core.events import duration
 from core.state import TrainingState
 
 from .lock import holder_pid
-from .queue import PRIORITIES, ignored
+from .queue import PRACTICE, PRIORITIES, ignored
 
 
 REPORTS = (".manifest.json", ".error.json")
@@ -39,12 +39,17 @@ def collect(root: Path) -> dict:
     pid = holder_pid(root)
     depth = {p: _count(q / p) for p in PRIORITIES}
     depth.update(processing=_count(q / "processing"), done=_count(q / "done"), failed=_count(q / "failed"),
-                 inbox=_count(root / "inbox"))
+                 # the practice folder counts by its files
+                 inbox=_count(root / "inbox") - (root / "inbox" / PRACTICE).is_dir() + _count(root / "inbox" / PRACTICE),
+                 practice=_count(q / PRACTICE))
+    working = status if pid and status.get("state") in ("training", "practicing") else None
     return {
         "running": pid is not None,
         "pid": pid,
         "queue": depth,
-        "training": status if pid and status.get("state") == "training" else None,
+        "training": working if working and working["state"] == "training" else None,
+        "practicing": working if working and working["state"] == "practicing" else None,
+        "practice_rounds": (_json(root / "data" / PRACTICE / "rounds.json") or [])[-3:],
         "adapter": state.current_adapter,
         "global_step": state.global_step,
         "files_trained": len(state.files_trained),
@@ -70,8 +75,17 @@ def show(root: Path, console: Console | None = None) -> dict:
         phase = f"{t.get('phase', 'claimed')} for {duration(now - t.get('phase_since', t.get('updated', now)))}"
         table.add_row("training", f"{t.get('file')}: {phase}; step {t.get('step', 0)}/{t.get('max_steps', '?')}"
                       f"{pct}{eta}{last}")
-    else:
+    elif not s["practicing"]:
         table.add_row("training", "idle")
+    p = s["practicing"]
+    if p:
+        eta = "" if p.get("eta_seconds") is None else f", ETA {duration(p['eta_seconds'])}"
+        table.add_row("practice", f"{p['file']}: sampling round {p['round']}/{p['rounds']} with "
+                      f"{p.get('adapter') or 'base'}, {p.get('done', 0)}/{p['problems']} problems{eta}")
+    for r in s["practice_rounds"]:
+        table.add_row("practice round", f"{r['file']} #{r['round']} with {r['adapter']}: pass@1 {r['pass_at_1']:.0%}, "
+                      f"pass@{r['k']} {r['pass_at_k']:.0%} of {r['problems']}; {r['kept']} kept, {r['golden']} golden, "
+                      f"{r['unsolved']} unsolved")
     table.add_row("adapter", f"{s['adapter'] or 'none yet'} (global step {s['global_step']}, "
                   f"{s['files_trained']} files trained)")
     ev = s["last_evaluation"]

@@ -29,7 +29,8 @@ from .intake import Intake
 from .job import train_file
 from .live_config import LiveConfig
 from .lock import RootLock
-from .queue import PRIORITIES, Job, Queue
+from .practice import PracticeFiles
+from .queue import PRIORITIES, STAMPED, Job, Queue
 from .shutdown import Shutdown, StopOnShutdown
 from .vllm import attach_vllm_notifier
 from .watcher import Watcher
@@ -55,11 +56,13 @@ class StatusFile(TrainerCallback):
         atomic_write_json(self.path, self.fields)
 
     def _update(self, **fields) -> None:
-        if self.fields.get("state") == "training":
+        if self.fields.get("state") in ("training", "practicing"):
             self.write(**{**self.fields, **fields})
 
     def on_event(self, record: dict) -> None:
-        if record["event"] == "phase":
+        if record["event"] == "practice" and "done" in record:  # a practice round's progress
+            self._update(**{k: record[k] for k in ("done", "problems", "eta_seconds")})
+        elif record["event"] == "phase":
             self._update(phase=record["phase"], phase_since=record["time"], detail=record["message"])
         elif record["event"] in ("progress", "step"):
             self._update(**{k: record[k] for k in ("step", "max_steps", "eta_seconds", "tokens_per_s", "loss")
@@ -104,7 +107,8 @@ class Daemon:
         for job in self.queue.recover():
             self.events.emit("recovered", f"{job.original_name}: back to the head of queue/{job.priority}/",
                              file=job.name)
-        self.watcher = Watcher([self.queue.inbox, *(self.queue.folder(p) for p in PRIORITIES), self.live.path.parent])
+        self.watcher = Watcher([self.queue.inbox, self.queue.practice_inbox, *(self.queue.folder(p) for p in PRIORITIES),
+                                self.live.path.parent])
         self.watcher.start()
         self.intake = Intake(self.queue, self.events, config=self.config, watcher=self.watcher)
         self.events.listeners.append(self.status.on_event)
@@ -113,6 +117,7 @@ class Daemon:
         self.monitor = attach_monitor(self.engine, root=self.root, config=self.config,
                                       outbox=self.queue.outbox(GENERATED_BY), events=self.events,
                                       refresh=self.live.latest)
+        self.practice = PracticeFiles(self.queue, self.engine, self.events, self.status)
         self.status.write(state="idle", adapter=self.engine.state.current_adapter)
         self.events.emit("daemon", f"watching {self.queue.inbox} and {self.queue.base}/{{high,normal,low}} "
                          f"(pid {os.getpid()})", pid=os.getpid())
@@ -150,13 +155,17 @@ class Daemon:
                 return
 
     def run_once(self, now: float | None = None) -> bool:
-        """One iteration: apply config edits, admit complete files, train the next one. True if it trained."""
+        """One iteration: apply config edits, admit complete files, then the next piece of work: a file of
+        `practice.queue` priority or above, else a practice file's next step, else any file. True if it worked."""
         now = time.time() if now is None else now
         self._apply_config()
         self.intake.scan(now)
         if now < self.retry_at:
             return False
-        job = self.queue.claim()
+        job = self.queue.claim(up_to=self.config.practice.queue)
+        if job is None and self._practice():
+            return True
+        job = job or self.queue.claim()
         if job is None:
             return False
         self.process(job)
@@ -167,6 +176,37 @@ class Daemon:
         self.live.poll()
         self.engine.config = self.intake.config = self.config
         self.monitor.apply(self.config)
+
+    def _practice(self) -> bool:
+        """The next step of the first practice file that can take one (see daemon/practice.py); True if one did."""
+        for path in self.queue.practice_files():
+            try:
+                if self.practice.advance(path, self.config, cancel=self.shutdown.event):
+                    return True
+            except Exception as e:
+                self._set_aside(e, path, STAMPED.sub("", path.name), path.name, put_back=None, where="queue/practice/")
+                return not isinstance(e, OSError)
+        return False
+
+    def _set_aside(self, e: Exception, path: Path, label: str, name: str, *, put_back, where: str) -> None:
+        """A file whose work raised: bad data or a bug fails it, with the reason beside it; an OSError (a full
+        disk and the like: the file is fine, the machine is not) leaves it in `where` and pauses the loop."""
+        if isinstance(e, OSError):
+            if put_back:
+                put_back()
+            wait = self.config.daemon.retry_after_seconds
+            self.retry_at = time.time() + wait
+            hint = " (disk full)" if e.errno == errno.ENOSPC else ""
+            self.events.emit("error", f"{label}: {e}{hint}; nothing partial was kept, the file is back in {where}, "
+                             f"retrying in {wait:.0f}s", file=name)
+            return
+        if isinstance(e, DataError):
+            self.queue.fail(path, e.report())
+            self.events.emit("failed", str(e), file=name, problems=e.problems)
+            return
+        self.queue.fail(path, {"file": label, "reason": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(),
+                               "problems": []})
+        self.events.emit("failed", f"{label}: {type(e).__name__}: {e}", file=name)
 
     # -- one file ---------------------------------------------------------------------------------
 
@@ -188,21 +228,9 @@ class Daemon:
                 self.queue.requeue(job)
                 self.events.emit("requeued", f"{job.original_name}: stopped at step {outcome.steps}, checkpoint "
                                  f"saved; back at the head of queue/{job.priority}/", file=job.name)
-        except DataError as e:
-            self.queue.fail(job.path, e.report())
-            self.events.emit("failed", str(e), file=job.name, problems=e.problems)
-        except OSError as e:
-            # Disk full and the like: the file is fine, the machine is not. Keep it and retry later.
-            self.queue.requeue(job)
-            wait = self.config.daemon.retry_after_seconds
-            self.retry_at = time.time() + wait
-            hint = " (disk full)" if e.errno == errno.ENOSPC else ""
-            self.events.emit("error", f"{job.original_name}: {e}{hint}; nothing partial was kept, the file is back in "
-                             f"queue/{job.priority}/, retrying in {wait:.0f}s", file=job.name)
-        except Exception as e:  # a bug or an unusable file: keep the daemon running, keep the reason
-            self.queue.fail(job.path, {"file": job.original_name, "reason": f"{type(e).__name__}: {e}",
-                                       "traceback": traceback.format_exc(), "problems": []})
-            self.events.emit("failed", f"{job.original_name}: {type(e).__name__}: {e}", file=job.name)
+        except Exception as e:
+            self._set_aside(e, job.path, job.original_name, job.name, put_back=lambda: self.queue.requeue(job),
+                            where=f"queue/{job.priority}/")
         finally:
             self.status.write(state="idle", adapter=self.engine.state.current_adapter,
                               global_step=self.engine.state.global_step)

@@ -477,22 +477,32 @@ class SamplingEngine:
             raise ValueError("a request needs messages or a prompt")
         return request.prompt
 
-    def generate(self, requests: list[Request]) -> list[Result]:
-        """One Result per request, in order, with `request.n` completions each."""
+    def generate(self, requests: list[Request], on_result: Callable[[int, Result], None] | None = None
+                 ) -> list[Result]:
+        """One Result per request, in order, with `request.n` completions each. `on_result(index, result)` is
+        called as each request ends (out of order), for callers that keep each result as it comes. A request
+        cancelled before it started is never prefilled: its Result has no completions."""
         for r in requests:
             check_request(r)
         waiting = list(enumerate(requests))
         results: list[Result | None] = [None] * len(requests)
 
+        def deliver(key: int, result: Result) -> None:
+            results[key] = result
+            if on_result is not None:
+                on_result(key, result)
+
         def take(free: int) -> list[tuple[object, Request]]:
             taken = []
+            while waiting and waiting[0][1].cancel is not None and waiting[0][1].cancel.is_set():
+                deliver(waiting.pop(0)[0], Result(prompt_tokens=0))
             # a request with more completions than a batch holds goes alone
             while waiting and (waiting[0][1].n <= free or free == self.max_batch and not taken):
                 taken.append(waiting.pop(0))
                 free -= taken[-1][1].n
             return taken
 
-        self.run(take, lambda key, result: results.__setitem__(key, result))
+        self.run(take, deliver)
         return results
 
     def run(self, take: Callable[[int], list[tuple[object, Request]]],

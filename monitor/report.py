@@ -1,7 +1,7 @@
 """`train.py --report`: logs/report.png and logs/report.html from logs/events.jsonl.
 
-Evaluation accuracy (first and second attempt) and training loss against the
-global step, with a mark where each self-correction file finished training.
+Evaluation accuracy (first and second attempt), practice rounds' pass@1 and pass@K, and
+training loss against the global step, with a mark where each self-correction file finished training.
 """
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ def curve(events: list[dict]) -> dict:
     # A step can appear twice when a killed run is resumed; the later event is the one that counts.
     losses = sorted({e["global_step"]: e["loss"] for e in events if e["event"] == "progress"}.items())
     evals = sorted({e["step"]: e for e in events if e["event"] == "evaluation"}.values(), key=lambda e: e["step"])
-    sc_done = [e["global_step"] for e in events if e["event"] == "done" and e.get("origin", "user") != "user"]
-    return {"loss": losses, "evaluations": evals, "self_correction_trained": sc_done}
+    sc_done = [e["global_step"] for e in events if e["event"] == "done" and e.get("origin") == "selfcorrect"]
+    practice = [e for e in events if e["event"] == "practice" and e.get("summary")]
+    return {"loss": losses, "evaluations": evals, "self_correction_trained": sc_done, "practice_rounds": practice}
 
 
 def write_report(root: Path) -> tuple[Path, Path]:
@@ -48,6 +49,11 @@ def write_report(root: Path) -> tuple[Path, Path]:
         second = [(e["step"], 100 * e["second_attempt_accuracy"]) for e in evals if e.get("second_attempt_accuracy") is not None]
         if second:
             top.plot(*zip(*second), "s--", label="second attempt (with error codes)")
+    if drawn["practice_rounds"]:  # sampled at the step the round's adapter had reached
+        rounds = drawn["practice_rounds"]
+        top.plot([r["step"] for r in rounds], [100 * r["pass_at_1"] for r in rounds], "^", label="practice pass@1")
+        top.plot([r["step"] for r in rounds], [100 * r["pass_at_k"] for r in rounds], "v",
+                 label=f"practice pass@{rounds[-1]['k']}")
     top.set_ylabel("evaluation accuracy (%)")
     top.set_ylim(-2, 102)
     if losses:
@@ -75,11 +81,19 @@ def write_report(root: Path) -> tuple[Path, Path]:
         f"<tr><td>{e['step']}</td><td>{percent(e['accuracy'])}</td><td>{percent(e.get('second_attempt_accuracy'))}</td>"
         f"<td>{e['n']}</td><td>{html.escape(', '.join(f'{k} {v}' for k, v in e.get('codes', {}).items()))}</td></tr>"
         for e in evals)
+    practice = "".join(
+        f"<tr><td>{r['step']}</td><td>{html.escape(r['file'])}</td><td>{r['round']}</td><td>{r['adapter']}</td>"
+        f"<td>{percent(r['pass_at_1'])}</td><td>{percent(r['pass_at_k'])} (K={r['k']})</td><td>{r['kept']}</td>"
+        f"<td>{r['golden']}</td><td>{r['unsolved']}</td></tr>" for r in drawn["practice_rounds"])
+    if practice:
+        practice = (f"<h2>Practice rounds</h2><table border=1 cellpadding=4><tr><th>step</th><th>file</th><th>round</th>"
+                    f"<th>adapter</th><th>pass@1</th><th>pass@K</th><th>kept</th><th>golden</th><th>unsolved</th></tr>"
+                    f"{practice}</table>")
     page = (f"<!doctype html><meta charset='utf-8'><title>Training report</title>"
             f"<h1>Training report</h1><img src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'>"
             f"<p>{len(losses)} loss points, {len(evals)} evaluations, {len(sc_done)} self-correction files trained.</p>"
             f"<table border=1 cellpadding=4><tr><th>step</th><th>accuracy</th><th>second attempt</th><th>n</th>"
-            f"<th>error codes</th></tr>{rows}</table>")
+            f"<th>error codes</th></tr>{rows}</table>{practice}")
     page_path = logs / "report.html"
     page_path.write_text(page, encoding="utf-8")
     return png, page_path

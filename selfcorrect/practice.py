@@ -14,8 +14,10 @@ atomic rename, once every problem is done.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import threading
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -28,8 +30,9 @@ from core.practice import Problem
 from evaluation.sandbox import Limits
 from evaluation.verify import Verdict, verify_answer, verify_code
 from inference.sampling import Request, SamplingEngine
+from training.engine import TrainingEngine
 
-BATCH = 8  # problems per call of the engine (each with K samples)
+REPORT_EVERY = 8  # problems between two progress lines
 
 
 @dataclass
@@ -61,36 +64,47 @@ class Practice:
         template = self.settings.prompt_code if p.kind == "code" else self.settings.prompt_math
         return [{"role": "user", "content": template.replace("{problem}", p.prompt)}]
 
-    def request(self, p: Problem, round_no: int) -> Request:
+    def request(self, p: Problem, round_no: int, cancel: threading.Event | None = None) -> Request:
         s, code = self.settings, p.kind == "code"
         return Request(messages=self.messages(p), n=s.samples, top_p=s.top_p,
                        temperature=s.temperature_code if code else s.temperature_math,
                        max_new_tokens=s.max_new_tokens_code if code else s.max_new_tokens_math,
-                       seed=zlib.crc32(p.id.encode()) + 7919 * round_no, stop_at_final_answer=not code)
+                       seed=zlib.crc32(p.id.encode()) + 7919 * round_no, stop_at_final_answer=not code, cancel=cancel)
 
     def verify(self, p: Problem, solution: str) -> Verdict:
         if p.kind == "code":
             return verify_code(solution, p.tests, entry_point=p.entry_point, limits=self.limits)
         return verify_answer(p.answer, solution, question=p.prompt)
 
-    def run(self, problems: list[Problem], work: Path, round_no: int) -> tuple[list[dict], RoundStats]:
-        """The round's training records and figures; resumes from the progress file of an interrupted run."""
+    def run(self, problems: list[Problem], work: Path, round_no: int, *,
+            cancel: threading.Event | None = None) -> tuple[list[dict], RoundStats] | None:
+        """The round's training records and figures; resumes from the progress file of an interrupted run.
+
+        Every problem not yet done goes to the engine at once (it keeps its batch full), and each outcome is
+        verified and fsynced as its request ends. None if `cancel` was set (a stop was asked): the answers
+        cut short by it are dropped unrecorded, everything verified before is kept for the resume."""
         work.mkdir(parents=True, exist_ok=True)
         progress = work / f"round-{round_no}.progress.jsonl"
         done = _read_progress(progress)
         todo = [p for p in problems if p.id not in done]
         started, sampled = time.perf_counter(), 0
         with open(progress, "a", encoding="utf-8") as log:
-            for at in range(0, len(todo), BATCH):
-                batch = todo[at:at + BATCH]
-                results = self.engine.generate([self.request(p, round_no) for p in batch])
-                for p, result in zip(batch, results):
-                    done[p.id] = self._outcome(p, result.completions)
-                    log.write(json.dumps(done[p.id]) + "\n")
-                    log.flush()
-                    os.fsync(log.fileno())  # verified samples are kept from here on, whatever happens next
-                sampled += sum(len(r.completions) for r in results)
-                self._report(round_no, problems, done, sampled, time.perf_counter() - started, len(todo) - at - len(batch))
+            def record(index: int, result) -> None:
+                nonlocal sampled
+                if cancel is not None and cancel.is_set():
+                    return
+                p = todo[index]
+                done[p.id] = self._outcome(p, result.completions)
+                log.write(json.dumps(done[p.id]) + "\n")
+                log.flush()
+                os.fsync(log.fileno())  # verified samples are kept from here on, whatever happens next
+                sampled += len(result.completions)
+                if len(done) % REPORT_EVERY == 0 or len(done) == len(problems):
+                    self._report(round_no, problems, done, sampled, time.perf_counter() - started)
+
+            self.engine.generate([self.request(p, round_no, cancel) for p in todo], on_result=record)
+        if cancel is not None and cancel.is_set():
+            return None
         return self._records(problems, done, round_no), self._stats(problems, done, round_no,
                                                                      time.perf_counter() - started)
 
@@ -105,14 +119,14 @@ class Practice:
         return {"id": p.id, "category": p.category, "kind": p.kind, "passed": passed, "kept": kept,
                 "adapter": self.adapter}
 
-    def _report(self, round_no: int, problems: list[Problem], done: dict, sampled: int, seconds: float,
-                left: int) -> None:
+    def _report(self, round_no: int, problems: list[Problem], done: dict, sampled: int, seconds: float) -> None:
         solved = sum(1 for o in done.values() if any(o["passed"]))
         rate = sampled / seconds if seconds else 0.0
-        eta = left * self.settings.samples / rate if rate else None
+        eta = (len(problems) - len(done)) * self.settings.samples / rate if rate else None
         self.events.emit("practice", f"round {round_no}: {len(done)}/{len(problems)} problems, pass@"
                          f"{self.settings.samples} {solved / max(len(done), 1):.0%} so far, {rate:.1f} samples/s, "
-                         f"ETA {duration(eta)}", round=round_no, done=len(done), problems=len(problems))
+                         f"ETA {duration(eta)}", round=round_no, done=len(done), problems=len(problems),
+                         eta_seconds=None if eta is None else round(eta, 1))
 
     def _records(self, problems: list[Problem], done: dict, round_no: int) -> list[dict]:
         records = []
@@ -175,3 +189,47 @@ def write_round(work: Path, round_no: int, records: list[dict], stats: RoundStat
         atomic_write_json(work / f"round-{round_no}.meta.json", asdict(stats))
         atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return path
+
+
+def work_folder(root: Path, path: Path, name: str | None = None) -> Path:
+    """Where a practice file's rounds live, by name (`name`, else the file's) and content: the same file
+    practiced again resumes there, and finds its rounds trained."""
+    stem = Path(name or path.name).stem
+    return Path(root) / "data" / "practice" / f"{stem}-{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+
+
+def round_name(work: Path, round_no: int) -> str:
+    """The name a round's training file trains under (in events, state.json and the queue)."""
+    return f"{work.name}.round-{round_no}.jsonl"
+
+
+HISTORY = 50  # rounds kept in data/practice/rounds.json for `--status`
+
+
+def practice_round(engine: TrainingEngine, problems: list[Problem], work: Path, round_no: int, *, label: str,
+                   settings: PracticeSection, events: EventLog,
+                   cancel: threading.Event | None = None) -> tuple[Path, RoundStats] | None:
+    """One round, as every mode runs it: sample from the engine's current adapter, verify, write the round's
+    training file and figures; the summary goes to the log and to data/practice/rounds.json. None if cancelled."""
+    adapter = engine.state.current_adapter or "base"
+    sampler = SamplingEngine(engine.model, engine.tokenizer, use_template=engine.use_template)
+    ran = Practice(sampler, settings, events, adapter=adapter).run(problems, work, round_no, cancel=cancel)
+    if ran is None:
+        return None
+    records, stats = ran
+    out = write_round(work, round_no, records, stats)
+    figures = {k: v for k, v in asdict(stats).items() if k != "unsolved"}
+    events.emit("practice", f"{label} round {round_no} with {adapter}: pass@1 {stats.pass_at_1:.0%}, "
+                f"pass@{settings.samples} {stats.pass_at_k:.0%} of {stats.problems} problems; {stats.kept} verified "
+                f"solutions kept, {stats.golden} golden, {len(stats.unsolved)} unsolved ({stats.seconds:.0f}s)",
+                file=label, summary=True, step=engine.state.global_step, **figures, unsolved=len(stats.unsolved), k=settings.samples)
+    history = work.parent / "rounds.json"
+    try:
+        rounds = json.loads(history.read_text())
+    except (OSError, ValueError):
+        rounds = []
+    rounds = [r for r in rounds if (r["work"], r["round"]) != (work.name, round_no)]
+    atomic_write_json(history, [*rounds, {"file": label, "work": work.name, "k": settings.samples, **figures,
+                                          "unsolved": len(stats.unsolved), "records": len(records),
+                                          "time": time.time()}][-HISTORY:])
+    return out, stats

@@ -34,8 +34,9 @@ def check_invariants(root, inputs: dict[str, str], bad: set[str]):
     assert sorted(trained) == sorted(inputs), "each good input trained exactly once"
     assert sorted(original(n) for n in entries(root / "queue" / "done")) == sorted(inputs.values())
     assert sorted(original(n) for n in entries(root / "queue" / "failed")) == sorted(bad)
-    for folder in ("inbox", "queue/high", "queue/normal", "queue/low", "queue/processing"):
-        assert not [n for n in os.listdir(root / folder)], f"{folder} should be empty"
+    for folder in ("inbox", "inbox/practice", "queue/high", "queue/normal", "queue/low", "queue/processing",
+                   "queue/practice"):
+        assert not [n for n in os.listdir(root / folder) if n != "practice"], f"{folder} should be empty"
     adapters = root / "data" / "adapters"
     assert not [n for n in os.listdir(adapters) if n.startswith(".")], "no staging leftovers"
     assert os.readlink(adapters / "current") == state["current_adapter"]
@@ -138,7 +139,8 @@ def test_odd_names_are_confined_to_their_folders(root):
         write_jsonl(root / "inbox" / name, integer_sums(4, seed=i))
     assert once(root).returncode == 0
     done = entries(root / "queue" / "done")
-    assert len(done) == 4 and os.listdir(root / "inbox") == ["..hidden.jsonl"], "dotfiles are never touched"
+    assert len(done) == 4 and sorted(os.listdir(root / "inbox")) == ["..hidden.jsonl", "practice"], \
+        "dotfiles are never touched"
     assert all("/" not in n and "\n" not in n and len(n.encode()) <= 255 for n in done)
     assert any(original(n) == "données ü 日本.jsonl" for n in done)
     assert any(original(n) == "with_newline.jsonl" for n in done)
