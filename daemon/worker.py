@@ -185,7 +185,7 @@ class Daemon:
                     return True
             except Exception as e:
                 self._set_aside(e, path, STAMPED.sub("", path.name), path.name, put_back=None, where="queue/practice/")
-                return not isinstance(e, OSError)
+                return True  # set aside (or, on an OSError, the pause begins: the next iteration waits)
         return False
 
     def _set_aside(self, e: Exception, path: Path, label: str, name: str, *, put_back, where: str) -> None:
