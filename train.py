@@ -6,6 +6,7 @@
     python train.py --status                where the daemon stands (safe while it runs)
     python train.py --serve                 the current adapter behind an OpenAI-compatible API (beside the daemon)
     python train.py --practice FILE.jsonl   verified self-training: sample solutions, train those that verify
+    python train.py --analyze FILE.jsonl    failure analysis: where the adapter fails, by category and cluster
 
 Phases: parse arguments -> load config -> pick the root -> hand off to the mode.
 """
@@ -35,12 +36,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     mode.add_argument("--eval", type=Path, metavar="FILE.jsonl", help="answer a QA file and report accuracy")
     mode.add_argument("--practice", nargs="+", type=Path, metavar="FILE.jsonl",
                       help="verified self-training: sample solutions to these problems, train the ones that verify")
+    mode.add_argument("--analyze", type=Path, metavar="FILE.jsonl",
+                      help="failure analysis: answer a QA file, judge, cluster the failures, label the patterns")
     mode.add_argument("--serve", action="store_true",
                       help="serve the current adapter (OpenAI-compatible API and status page) beside the daemon")
     p.add_argument("--host", default=None, help="with --serve: address to listen on (default: serve.host, 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="with --serve: port (default: serve.port, 8000; 0: any free)")
-    p.add_argument("--adapter", default="current", help="with --eval: current, base, or a version such as v0003")
+    p.add_argument("--adapter", default="current",
+                   help="with --eval or --analyze: current, base, or a version such as v0003")
     p.add_argument("--limit", type=int, default=None, help="with --eval: only the first N questions")
+    p.add_argument("--sample", type=int, default=None, metavar="N",
+                   help="with --analyze: a stratified sample of N items (default: all)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="with --analyze: the analysis folder (default: data/analysis/<time>/; give it to resume)")
+    p.add_argument("--from-step", type=int, default=None, choices=range(1, 6), metavar="N",
+                   help="with --analyze: run again from step N (1-5) on the earlier steps' files in --out")
+    p.add_argument("--clusters", type=int, default=None, metavar="K",
+                   help="with --analyze: K clusters (default: chosen by silhouette, 2-8)")
     p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
                    help="with --eval: most new tokens per answer (default: eval_max_tokens from config)")
     p.add_argument("--answers", type=Path, default=None, metavar="OUT.jsonl",
@@ -53,6 +65,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--answers, --limit and --max-new-tokens go with --eval FILE.jsonl")
     if (args.host or args.port is not None) and not args.serve:
         p.error("--host and --port go with --serve")
+    if (args.sample is not None or args.out or args.from_step or args.clusters) and not args.analyze:
+        p.error("--sample, --out, --from-step and --clusters go with --analyze FILE.jsonl")
+    if args.from_step and not args.out:
+        p.error("--from-step needs --out DIR: the analysis folder whose earlier steps it reuses")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         p.error(f"--max-new-tokens must be at least 1 (got {args.max_new_tokens})")
     return args
@@ -145,9 +161,33 @@ def evaluate_file(path: Path, config, root: Path, *, adapter: str, limit: int | 
     return 0
 
 
+def analyze_file(path: Path, config, root: Path, events: EventLog, *, adapter: str, sample: int | None,
+                 out: Path | None, from_step: int | None, clusters: int | None) -> int:
+    import time
+
+    from core.qa import read_qa
+    from evaluation.analysis import analyze
+    from inference.loading import load_for_inference
+    from inference.sampling import SamplingEngine
+
+    items = read_qa(path)
+    out = out or root / "data" / "analysis" / time.strftime("%Y%m%d-%H%M%S")
+
+    def load_engine():
+        model, tokenizer, use_template, label = load_for_inference(config, root, adapter)
+        return SamplingEngine(model, tokenizer, use_template=use_template), label
+
+    patterns = analyze(items, out, load_engine=load_engine, events=events, sample=sample,
+                       seed=config.training.seed, from_step=from_step, max_new_tokens=config.eval_max_tokens,
+                       clusters=clusters)
+    print(json.dumps({"out": str(out), **json.loads((out / "summary.json").read_text()),
+                      "patterns": [p["label"] for p in patterns]}))
+    return 0
+
+
 def mode_name(args) -> str:
     return ("daemon" if args.daemon else "once" if args.once else "eval" if args.eval else "serve" if args.serve
-            else "practice" if args.practice else "train")
+            else "practice" if args.practice else "analyze" if args.analyze else "train")
 
 
 def announce(config, config_path: Path, root: Path, events: EventLog, *, mode: str) -> None:
@@ -190,6 +230,9 @@ def main(argv=None) -> int:
                                  answers=args.answers, max_new_tokens=args.max_new_tokens)
         if args.practice:
             return practice(args.practice, config, root, events)
+        if args.analyze:
+            return analyze_file(args.analyze, config, root, events, adapter=args.adapter, sample=args.sample,
+                                out=args.out, from_step=args.from_step, clusters=args.clusters)
         if args.serve:
             from serve.app import serve
 

@@ -21,6 +21,7 @@ class QAItem:
     golden: str
     file: str
     line: int
+    category: str | None = None  # the record's "category", where it has one
 
     @property
     def question(self) -> str:
@@ -54,7 +55,9 @@ def read_qa(path: Path) -> list[QAItem]:
             problems.append((ex.line, '{"text"} records have no question and answer; use prompt/response'
                              if ex.messages is None else "the last answer does not follow a user turn"))
             continue
-        items.append(QAItem(str(ex.meta.get("id", f"{path.name}:{ex.line}")), *qa, path.name, ex.line))
+        category = ex.meta.get("category")
+        items.append(QAItem(str(ex.meta.get("id", f"{path.name}:{ex.line}")), *qa, path.name, ex.line,
+                            str(category) if category is not None else None))
     if problems:
         raise DataError(path, problems, "question/answer records: prompt+response, question+answer or messages")
     return items

@@ -1,0 +1,314 @@
+"""Failure analysis (seed 001): where the model fails, by category and by cluster.
+
+    1 stratify  test_dataset.jsonl, test_dataset_stats.json    a sample in proportion to the categories
+    2 generate  model_outputs.jsonl, generation_stats.json     the adapter's answers, once, batched
+    3 judge     judged_results.jsonl, failures.jsonl, summary.json
+    4 cluster   clusters.json                                  TF-IDF over the failures, k-means, k by silhouette
+    5 label     patterns.json                                  per cluster: codes, terms, categories, examples
+
+Each step reads the files of the steps before it and writes its own whole (atomic rename), so a step can be run
+again on its own (`--from-step N`): the outputs of step 2 are never generated twice to judge them another way.
+Step 2 appends each answer as it comes (fsynced), so a run killed mid-way answers only the rest.
+
+Categories: an item's `category` field, else the first rule of CATEGORY_RULES that its question matches, else
+`qa` for a short golden answer (five words or fewer) and `other` for a long one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+from core.errors import ProjectError
+from core.fsutil import atomic_write_json, atomic_write_text
+from core.qa import QAItem
+from evaluation.error_codes import code_family, error_codes
+from evaluation.matching import match_answer
+from inference.sampling import Request
+
+CATEGORY_RULES = (  # (category, pattern on the question), first match wins
+    ("code", r"```|\bdef \w+\(|\b(python|javascript|java|c\+\+|sql|regex|function|program|code|script)\b"),
+    ("creative", r"\b(write|compose|draft|create)\b.{0,20}\b(poem|story|haiku|song|essay|letter|limerick|slogan)\b"),
+    ("math", r"\d\s*[-+*/×÷^=]\s*\d|\bhow (many|much)\b|\b(sum|total|average|percent|calculate|solve|equation)\b"),
+    ("reasoning", r"\bif\b.*\bthen\b|\b(true or false|which of|puzzle|logic|deduce|conclude|why)\b"),
+)
+FLOOR = 5  # items per category kept when sampling, where a category has that many
+THRESHOLD = 7  # a score below this is a failure
+
+
+def infer_category(question: str, golden: str) -> str:
+    for category, pattern in CATEGORY_RULES:
+        if re.search(pattern, question, re.I):
+            return category
+    return "qa" if len(golden.split()) <= 5 else "other"
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _write_jsonl(path: Path, rows) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+# -- 1 stratify -------------------------------------------------------------------------------------
+
+def stratify(items: list[QAItem], categories: dict[str, str], n: int | None, *, seed: int = 0,
+             floor: int = FLOOR) -> list[QAItem]:
+    """n items (all if None or more) in proportion to the categories, each kept to at least `floor` where it has
+    that many; largest remainders fill the rounding; a fixed seed picks within each category."""
+    by = {}
+    for item in items:
+        by.setdefault(categories[item.id], []).append(item)
+    if n is None or n >= len(items):
+        return list(items)
+    quota = {c: min(len(v), floor) for c, v in by.items()}
+    left = max(n - sum(quota.values()), 0)
+    spare = {c: len(v) - quota[c] for c, v in by.items()}
+    total = sum(spare.values()) or 1
+    share = {c: left * spare[c] / total for c in by}
+    for c in by:
+        quota[c] += min(int(share[c]), spare[c])
+    for c in sorted(by, key=lambda c: share[c] - int(share[c]), reverse=True):
+        if sum(quota.values()) >= n:
+            break
+        if quota[c] < len(by[c]):
+            quota[c] += 1
+    rng = random.Random(seed)
+    keep = {id(item) for c, v in by.items() for item in rng.sample(v, quota[c])}
+    return [item for item in items if id(item) in keep]  # in file order
+
+
+def write_test_set(out: Path, items: list[QAItem], *, sample: int | None, seed: int) -> None:
+    categories = {i.id: i.category or infer_category(i.question, i.golden) for i in items}
+    chosen = stratify(items, categories, sample, seed=seed)
+    _write_jsonl(out / "test_dataset.jsonl", ({"id": i.id, "category": categories[i.id], "conversation": i.conversation,
+                                               "golden": i.golden, "file": i.file, "line": i.line} for i in chosen))
+    atomic_write_json(out / "test_dataset_stats.json", {
+        "items": len(items), "sampled": len(chosen), "seed": seed, "floor": FLOOR,
+        "before": dict(Counter(categories.values()).most_common()),
+        "after": dict(Counter(categories[i.id] for i in chosen).most_common())})
+
+
+# -- 2 generate -------------------------------------------------------------------------------------
+
+def generate(out: Path, engine, *, max_new_tokens: int, adapter: str) -> None:
+    """The adapter's greedy answer to every test item, each appended and fsynced as it ends; resumes."""
+    test = _jsonl(out / "test_dataset.jsonl")
+    outputs = out / "model_outputs.jsonl"
+    done = {r["id"] for r in _read_appended(outputs)}
+    todo = [t for t in test if t["id"] not in done]
+    began, tokens = time.perf_counter(), 0
+    with open(outputs, "a", encoding="utf-8") as log:
+        def record(index: int, result) -> None:
+            nonlocal tokens
+            t, c = todo[index], result.completions[0]
+            tokens += len(c.tokens)
+            log.write(json.dumps({"id": t["id"], "category": t["category"], "question": t["conversation"][-1]["content"],
+                                  "golden": t["golden"], "prediction": c.text, "tokens": len(c.tokens),
+                                  "finish_reason": c.finish_reason,
+                                  "latency": round(time.perf_counter() - began, 3)}, ensure_ascii=False) + "\n")
+            log.flush()
+            os.fsync(log.fileno())
+
+        engine.generate([Request(messages=t["conversation"], max_new_tokens=max_new_tokens, stop_at_final_answer=True)
+                         for t in todo], on_result=record)
+    seconds = time.perf_counter() - began
+    atomic_write_json(out / "generation_stats.json", {
+        "items": len(test), "generated_now": len(todo), "tokens": tokens, "seconds": round(seconds, 1),
+        "tokens_per_s": round(tokens / seconds, 1) if seconds else None, "adapter": adapter,
+        "settings": {"max_new_tokens": max_new_tokens, "temperature": 0, "stop_at_final_answer": True}})
+
+
+def _read_appended(path: Path) -> list[dict]:
+    """The whole lines of a file appended to as answers came (a line cut by a kill is dropped and cut off)."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        os.truncate(path, data.rfind(b"\n") + 1)
+    return _jsonl(path)
+
+
+# -- 3 judge ----------------------------------------------------------------------------------------
+
+def _tokens(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def similarity(a: str, b: str) -> float:
+    """Token F1 of two texts, 0..1."""
+    x, y = Counter(_tokens(a)), Counter(_tokens(b))
+    common = sum((x & y).values())
+    if not common:
+        return 0.0
+    precision, recall = common / sum(y.values()), common / sum(x.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def judge_fast(question: str, golden: str, prediction: str) -> dict:
+    """A score 0-10 with its reason: 10 when the matcher accepts the answer, else up to 6 by how much of the
+    golden answer's words the prediction has; the error codes say what is wrong."""
+    m = match_answer(golden, prediction, question=question)
+    if m.matched:
+        return {"score": 10, "reason": f"matches ({m.reason})", "codes": [], "kind": m.kind}
+    sim = similarity(golden, prediction)
+    codes = error_codes(question, golden, prediction, matched=False)
+    return {"score": round(6 * sim), "reason": f"{m.reason}; word overlap {sim:.2f}", "codes": codes, "kind": m.kind}
+
+
+def judge(out: Path, *, threshold: int = THRESHOLD) -> dict:
+    judged = [{**r, **judge_fast(r["question"], r["golden"], r["prediction"]), "judge": "fast"}
+              for r in _read_appended(out / "model_outputs.jsonl")]
+    failures = [r for r in judged if r["score"] < threshold]
+    _write_jsonl(out / "judged_results.jsonl", judged)
+    _write_jsonl(out / "failures.jsonl", failures)
+    per = {}
+    for r in judged:
+        c = per.setdefault(r["category"], {"items": 0, "right": 0, "score": 0})
+        c["items"] += 1
+        c["right"] += r["score"] >= threshold
+        c["score"] += r["score"]
+    summary = {"items": len(judged), "failures": len(failures), "threshold": threshold, "judge": "fast",
+               "accuracy": round(1 - len(failures) / len(judged), 4) if judged else None,
+               "mean_score": round(sum(r["score"] for r in judged) / len(judged), 2) if judged else None,
+               "per_category": {k: {"items": v["items"], "accuracy": round(v["right"] / v["items"], 4),
+                                    "mean_score": round(v["score"] / v["items"], 2)} for k, v in sorted(per.items())}}
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+# -- 4 cluster --------------------------------------------------------------------------------------
+
+def _text(r: dict) -> str:
+    return " ".join([r["question"], r["prediction"], *(code_family(c) for c in r["codes"])])
+
+
+def cluster(out: Path, *, k: int | None = None, seed: int = 0) -> dict:
+    """Failures in TF-IDF space (question, prediction, error codes), k-means; k by the best silhouette in 2..8
+    unless given. Fewer than 4 failures make one cluster."""
+    from sklearn.cluster import KMeans
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics import silhouette_score
+
+    failures = _jsonl(out / "failures.jsonl")
+    result = {"failures": len(failures), "k": 0, "clusters": []}
+    if failures:
+        vectorizer = TfidfVectorizer(max_features=5000, ngram_range=(1, 2), sublinear_tf=True, stop_words="english",
+                                     token_pattern=r"(?u)\b[A-Za-z_][A-Za-z_]+\b")
+        x = vectorizer.fit_transform([_text(r) for r in failures])
+        terms = vectorizer.get_feature_names_out()
+        if k is None:
+            tried = {}
+            for n in range(2, min(8, len(failures) - 1) + 1):
+                labels = KMeans(n_clusters=n, n_init=10, random_state=seed).fit_predict(x)
+                if len(set(labels)) > 1:
+                    tried[n] = silhouette_score(x, labels)
+            k = max(tried, key=tried.get) if tried else 1
+            result["silhouette"] = {str(n): round(float(s), 4) for n, s in tried.items()}
+        k = max(1, min(k, len(failures)))
+        model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x)
+        distances = model.transform(x)
+        result["k"] = k
+        for c in range(k):
+            members = [i for i, label in enumerate(model.labels_) if label == c]
+            top = model.cluster_centers_[c].argsort()[::-1][:8]
+            result["clusters"].append({
+                "cluster": c, "size": len(members), "ids": [failures[i]["id"] for i in members],
+                "terms": [str(terms[t]) for t in top if model.cluster_centers_[c][t] > 0],
+                "nearest": [failures[i]["id"] for i in sorted(members, key=lambda i: distances[i, c])[:3]]})
+        result["clusters"].sort(key=lambda c: -c["size"])
+    atomic_write_json(out / "clusters.json", result)
+    return result
+
+
+# -- 5 label ----------------------------------------------------------------------------------------
+
+def _codes(rows: list[dict]) -> Counter:
+    """How many of the rows carry each kind of code (a row counts a kind once)."""
+    return Counter(kind for r in rows for kind in {code_family(code) for code in r["codes"]})
+
+
+def label(out: Path) -> list[dict]:
+    """Per cluster: its top error codes (by kind) and terms, its categories, three failures nearest its centre,
+    and a label made of them, e.g. "math: NUMERIC_ERROR_MISSING_X_VALUES (61 %) - apples, gives, buys". The
+    label's code is the one that sets the cluster apart (its share there above its share among all failures),
+    not one every failure has."""
+    failures = {r["id"]: r for r in _jsonl(out / "failures.jsonl")}
+    overall = _codes(list(failures.values()))
+    patterns = []
+    for c in json.loads((out / "clusters.json").read_text())["clusters"]:
+        members = [failures[i] for i in c["ids"]]
+        codes = _codes(members)
+        categories = Counter(r["category"] for r in members)
+        category, n = categories.most_common(1)[0]
+        category += "" if n == len(members) else f" {100 * n / len(members):.0f} %"
+        share = {k: n / len(members) for k, n in codes.items()}
+        lift = {k: share[k] - overall[k] / len(failures) for k in codes}
+        top = max(codes, key=lambda k: (round(lift[k], 6), share[k])) if codes else None
+        what = f"{top} ({100 * share[top]:.0f} %)" if top else "wrong answers"
+        terms = [t for t in c["terms"] if t.upper() != t][:3]  # words, not the codes' own tokens
+        patterns.append({
+            "cluster": c["cluster"], "size": c["size"],
+            "label": f"{category}: {what}" + (f" - {', '.join(terms)}" if terms else ""),
+            "codes": {code: n for code, n in codes.most_common(5)},
+            "categories": dict(categories.most_common()), "terms": c["terms"],
+            "examples": [{k: failures[i][k] for k in ("id", "question", "golden", "prediction", "score", "reason")}
+                         for i in c["nearest"]]})
+    atomic_write_json(out / "patterns.json", patterns)
+    return patterns
+
+
+# -- the steps in order ------------------------------------------------------------------------------
+
+STEPS = {1: "test_dataset_stats.json", 2: "generation_stats.json", 3: "summary.json", 4: "clusters.json",
+         5: "patterns.json"}  # the file that marks each step done: it is written last
+
+
+def analyze(items: list[QAItem], out: Path, *, load_engine, events, sample: int | None = None,
+            seed: int = 0, from_step: int | None = None, max_new_tokens: int = 256, clusters: int | None = None,
+            threshold: int = THRESHOLD) -> list[dict]:
+    """Steps 1-5 into `out`: from `from_step` on, or else from the first step not finished there (so a run cut
+    short continues where it stopped; a step finished in a run cut short mid-way resumes its own file).
+    `load_engine()` gives the sampling engine and the adapter's name, loaded only if step 2 runs."""
+    out.mkdir(parents=True, exist_ok=True)
+    first = from_step or next((s for s in STEPS if not (out / STEPS[s]).exists()), len(STEPS) + 1)
+    for step in range(1, first):
+        if not (out / STEPS[step]).exists():
+            raise ProjectError(f"{out}: step {step} never finished ({STEPS[step]} is missing); "
+                                    f"run from step {step}: --from-step {step}")
+
+    def due(step: int) -> bool:
+        return step >= first
+
+    if due(1):
+        write_test_set(out, items, sample=sample, seed=seed)
+        stats = json.loads((out / STEPS[1]).read_text())
+        events.emit("analysis", f"1 stratify: {stats['sampled']} of {stats['items']} items, by category "
+                    + ", ".join(f"{k} {v}" for k, v in stats["after"].items()), step=1)
+    if due(2):
+        if from_step is not None:
+            (out / "model_outputs.jsonl").unlink(missing_ok=True)  # asked to generate again: from scratch
+        engine, adapter = load_engine()
+        generate(out, engine, max_new_tokens=max_new_tokens, adapter=adapter)
+        stats = json.loads((out / STEPS[2]).read_text())
+        events.emit("analysis", f"2 generate: {stats['items']} answers with {adapter}, {stats['tokens_per_s']} tok/s, "
+                    f"{stats['seconds']}s", step=2)
+    if due(3):
+        s = judge(out, threshold=threshold)
+        per = ", ".join(f"{k} {v['accuracy']:.0%}" for k, v in s["per_category"].items())
+        events.emit("analysis", f"3 judge ({s['judge']}): {s['failures']} failures of {s['items']} "
+                    f"(accuracy {s['accuracy']:.0%}; {per})", step=3)
+    if due(4):
+        c = cluster(out, k=clusters, seed=seed)
+        events.emit("analysis", f"4 cluster: {c['failures']} failures in {c['k']} clusters "
+                    f"({', '.join(str(x['size']) for x in c['clusters'])})", step=4)
+    if due(5):
+        patterns = label(out)
+        for p in patterns[:5]:
+            events.emit("analysis", f"5 pattern: {p['size']} failures: {p['label']}", step=5)
+    return json.loads((out / STEPS[5]).read_text())
