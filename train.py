@@ -53,6 +53,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="with --analyze: run again from step N (1-5) on the earlier steps' files in --out")
     p.add_argument("--clusters", type=int, default=None, metavar="K",
                    help="with --analyze: K clusters (default: chosen by silhouette, 2-8)")
+    p.add_argument("--judge", choices=("fast", "llm"), default=None,
+                   help="with --analyze: fast (the matcher and error codes; default) or llm (providers.judge)")
+    p.add_argument("--batch-size", type=int, default=50, metavar="N",
+                   help="with --analyze --judge llm: items per judge call (default 50)")
+    p.add_argument("--queue", action="store_true",
+                   help="with --analyze: queue a training file for the failing clusters (at high priority)")
     p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
                    help="with --eval: most new tokens per answer (default: eval_max_tokens from config)")
     p.add_argument("--answers", type=Path, default=None, metavar="OUT.jsonl",
@@ -65,8 +71,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--answers, --limit and --max-new-tokens go with --eval FILE.jsonl")
     if (args.host or args.port is not None) and not args.serve:
         p.error("--host and --port go with --serve")
-    if (args.sample is not None or args.out or args.from_step or args.clusters) and not args.analyze:
-        p.error("--sample, --out, --from-step and --clusters go with --analyze FILE.jsonl")
+    if (args.sample is not None or args.out or args.from_step or args.clusters or args.judge or args.queue) \
+            and not args.analyze:
+        p.error("--sample, --out, --from-step, --clusters, --judge and --queue go with --analyze FILE.jsonl")
+    if args.batch_size < 1:
+        p.error(f"--batch-size must be at least 1 (got {args.batch_size})")
     if args.from_step and not args.out:
         p.error("--from-step needs --out DIR: the analysis folder whose earlier steps it reuses")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
@@ -162,15 +171,23 @@ def evaluate_file(path: Path, config, root: Path, *, adapter: str, limit: int | 
 
 
 def analyze_file(path: Path, config, root: Path, events: EventLog, *, adapter: str, sample: int | None,
-                 out: Path | None, from_step: int | None, clusters: int | None) -> int:
+                 out: Path | None, from_step: int | None, clusters: int | None, judge: str | None,
+                 batch_size: int, queue: bool) -> int:
     import time
 
     from core.qa import read_qa
     from evaluation.analysis import analyze
     from inference.loading import load_for_inference
+    from inference.providers import make_provider, provider_section
     from inference.sampling import SamplingEngine
 
     items = read_qa(path)
+    make_judge = None
+    if judge == "llm":
+        provider_section("judge", config)  # a missing providers.judge is named now, before any work
+
+        def make_judge():
+            return make_provider("judge", config, root)
     out = out or root / "data" / "analysis" / time.strftime("%Y%m%d-%H%M%S")
 
     def load_engine():
@@ -179,10 +196,48 @@ def analyze_file(path: Path, config, root: Path, events: EventLog, *, adapter: s
 
     patterns = analyze(items, out, load_engine=load_engine, events=events, sample=sample,
                        seed=config.training.seed, from_step=from_step, max_new_tokens=config.eval_max_tokens,
-                       clusters=clusters)
+                       clusters=clusters, make_judge=make_judge, batch_size=batch_size)
+    queued = None
+    if queue:
+        queued = queue_targeted(out, items, root, events)
     print(json.dumps({"out": str(out), **json.loads((out / "summary.json").read_text()),
-                      "patterns": [p["label"] for p in patterns]}))
+                      "patterns": [p["label"] for p in patterns], "queued": queued}))
     return 0
+
+
+def queue_targeted(out: Path, items, root: Path, events: EventLog) -> str | None:
+    """Step 6: the targeted training file, from the analysed file's items outside its test set and the user's
+    files trained before (queue/done/), queued at high priority. The validation pool and the gate set are held
+    out on purpose: they measure the model, so they are never trained."""
+    import hashlib
+
+    from core.data import read_examples
+    from core.errors import DataError
+    from core.qa import qa_items
+    from daemon.queue import STAMPED, Queue
+    from evaluation.analysis import targeted
+
+    candidates = list(items)
+    done = root / "queue" / "done"
+    for path in sorted(done.glob("*.jsonl")) if done.is_dir() else []:
+        if (m := STAMPED.match(path.name)) and m["origin"] is None:  # a user's file, not one we generated
+            try:
+                examples = read_examples(path)
+            except DataError:
+                continue
+            candidates += qa_items(examples, file=STAMPED.sub("", path.name),
+                                   sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    records = targeted(out, candidates)
+    if not records:
+        events.emit("analysis", "6 queue: no item outside the test set is near the failures; nothing queued", step=6)
+        return None
+    queued = Queue(root).outbox("analysis").add(f"targeted-{out.name}.jsonl", (out / "targeted.jsonl").read_bytes(),
+                                                "high")
+    counts = json.loads((out / "targeted.json").read_text())["per_cluster"]
+    events.emit("analysis", f"6 queue: {len(records)} examples near the failing clusters ("
+                + ", ".join(f"cluster {k}: {v}" for k, v in counts.items()) + f") -> queue/high/{queued.name}",
+                step=6, file=queued.name)
+    return queued.name
 
 
 def mode_name(args) -> str:
@@ -232,7 +287,8 @@ def main(argv=None) -> int:
             return practice(args.practice, config, root, events)
         if args.analyze:
             return analyze_file(args.analyze, config, root, events, adapter=args.adapter, sample=args.sample,
-                                out=args.out, from_step=args.from_step, clusters=args.clusters)
+                                out=args.out, from_step=args.from_step, clusters=args.clusters, judge=args.judge,
+                                batch_size=args.batch_size, queue=args.queue)
         if args.serve:
             from serve.app import serve
 

@@ -4,7 +4,7 @@
     2 generate  model_outputs.jsonl, generation_stats.json     the adapter's answers, once, batched
     3 judge     judged_results.jsonl, failures.jsonl, summary.json
     4 cluster   clusters.json                                  TF-IDF over the failures, k-means, k by silhouette
-    5 label     patterns.json                                  per cluster: codes, terms, categories, examples
+    5 label     patterns.json, failures.png, failures.html     per cluster: codes, terms, categories, examples
 
 Each step reads the files of the steps before it and writes its own whole (atomic rename), so a step can be run
 again on its own (`--from-step N`): the outputs of step 2 are never generated twice to judge them another way.
@@ -15,10 +15,12 @@ Categories: an item's `category` field, else the first rule of CATEGORY_RULES th
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
 import re
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -161,9 +163,88 @@ def judge_fast(question: str, golden: str, prediction: str) -> dict:
     return {"score": round(6 * sim), "reason": f"{m.reason}; word overlap {sim:.2f}", "codes": codes, "kind": m.kind}
 
 
-def judge(out: Path, *, threshold: int = THRESHOLD) -> dict:
-    judged = [{**r, **judge_fast(r["question"], r["golden"], r["prediction"]), "judge": "fast"}
-              for r in _read_appended(out / "model_outputs.jsonl")]
+JUDGE_PROMPT = (
+    "You grade a model's answers. For each item below, compare the prediction with the golden answer and give a "
+    "score from 0 (wrong) to 10 (fully right, even if worded differently) and a one-sentence reason.\n\nItems:\n"
+    "{items}\n\nReply with only a JSON array, one object per item, in any order: "
+    '[{{"id": "...", "score": 0-10, "reason": "..."}}]')
+FIELD_CHARS = 1500  # of a question, golden answer or prediction shown to the judge
+
+
+def parse_verdicts(text: str, ids: set[str]) -> dict[str, tuple[int, str]]:
+    """The verdicts of a judge's reply: its first JSON array, each object with a known id and a score in 0..10
+    (anything else is left out, to be asked again)."""
+    decoder, verdicts = json.JSONDecoder(), None
+    for m in re.finditer(r"\[", text):
+        try:
+            value, _ = decoder.raw_decode(text, m.start())
+        except ValueError:
+            continue
+        if isinstance(value, list):
+            verdicts = value
+            break
+    out = {}
+    for v in verdicts or []:
+        if not isinstance(v, dict):
+            continue
+        key, score = str(v.get("id")), v.get("score")
+        if key in ids and isinstance(score, (int, float)) and not isinstance(score, bool) and 0 <= score <= 10:
+            out[key] = (round(score), str(v.get("reason", ""))[:500])
+    return out
+
+
+async def judge_llm(rows: list[dict], provider, *, batch_size: int) -> tuple[dict[str, tuple[int, str]], int]:
+    """Verdicts of a judge model, `batch_size` items per call; the items a reply left out (or garbled) are asked
+    again once, in batches half as large. Returns the verdicts and the number of calls."""
+    def request(batch: list[dict]) -> Request:
+        items = json.dumps([{"id": r["id"], **{k: r[k][:FIELD_CHARS] for k in ("question", "golden", "prediction")}}
+                            for r in batch], ensure_ascii=False, indent=0)
+        return Request(messages=[{"role": "user", "content": JUDGE_PROMPT.format(items=items)}],
+                       max_new_tokens=min(8192, 64 + 48 * len(batch)), temperature=0.0)
+
+    verdicts, calls, size = {}, 0, batch_size
+    pending = [rows[i:i + size] for i in range(0, len(rows), size)]
+    for attempt in range(2):
+        if not pending:
+            break
+        try:
+            results = await provider.generate([request(b) for b in pending])
+        except Exception as e:  # down, slow, refusing: the answers are on disk, judging can run again
+            raise ProjectError(f"the judge ({getattr(provider, 'name', 'provider')}) did not answer: "
+                               f"{type(e).__name__}: {e}") from e
+        calls += len(pending)
+        missing = []
+        for batch, result in zip(pending, results):
+            text = result.completions[0].text if result.completions else ""
+            got = parse_verdicts(text, {r["id"] for r in batch})
+            verdicts.update(got)
+            missing += [r for r in batch if r["id"] not in got]
+        size = max(1, size // 2)
+        pending = [missing[i:i + size] for i in range(0, len(missing), size)]
+    return verdicts, calls
+
+
+def judge(out: Path, *, threshold: int = THRESHOLD, make_judge=None, batch_size: int = 50) -> dict:
+    """Every answer judged: by the fast judge, or by the judge model `make_judge()` gives (a provider), where the
+    fast judge stands in for the items it gave no usable verdict on (counted as fallbacks). The error codes
+    always come from the fast judge: they are what the clusters are built on."""
+    rows = _read_appended(out / "model_outputs.jsonl")
+    judged = [{**r, **judge_fast(r["question"], r["golden"], r["prediction"]), "judge": "fast"} for r in rows]
+    calls = 0
+    if make_judge is not None:
+        async def run():
+            provider = make_judge()
+            try:
+                return await judge_llm(rows, provider, batch_size=batch_size)
+            finally:
+                await provider.close()
+
+        verdicts, calls = asyncio.run(run())
+        for r in judged:
+            if r["id"] in verdicts:
+                r["score"], r["reason"] = verdicts[r["id"]]
+                r["judge"] = "llm"
+    fallbacks = sum(1 for r in judged if r["judge"] == "fast") if make_judge is not None else 0
     failures = [r for r in judged if r["score"] < threshold]
     _write_jsonl(out / "judged_results.jsonl", judged)
     _write_jsonl(out / "failures.jsonl", failures)
@@ -173,7 +254,8 @@ def judge(out: Path, *, threshold: int = THRESHOLD) -> dict:
         c["items"] += 1
         c["right"] += r["score"] >= threshold
         c["score"] += r["score"]
-    summary = {"items": len(judged), "failures": len(failures), "threshold": threshold, "judge": "fast",
+    summary = {"items": len(judged), "failures": len(failures), "threshold": threshold,
+               "judge": "fast" if make_judge is None else "llm", "calls": calls, "fallbacks": fallbacks,
                "accuracy": round(1 - len(failures) / len(judged), 4) if judged else None,
                "mean_score": round(sum(r["score"] for r in judged) / len(judged), 2) if judged else None,
                "per_category": {k: {"items": v["items"], "accuracy": round(v["right"] / v["items"], 4),
@@ -188,18 +270,23 @@ def _text(r: dict) -> str:
     return " ".join([r["question"], r["prediction"], *(code_family(c) for c in r["codes"])])
 
 
+def _vectorizer():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(max_features=5000, ngram_range=(1, 2), sublinear_tf=True, stop_words="english",
+                           token_pattern=r"(?u)\b[A-Za-z_][A-Za-z_]+\b")
+
+
 def cluster(out: Path, *, k: int | None = None, seed: int = 0) -> dict:
     """Failures in TF-IDF space (question, prediction, error codes), k-means; k by the best silhouette in 2..8
     unless given. Fewer than 4 failures make one cluster."""
     from sklearn.cluster import KMeans
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.metrics import silhouette_score
 
     failures = _jsonl(out / "failures.jsonl")
     result = {"failures": len(failures), "k": 0, "clusters": []}
     if failures:
-        vectorizer = TfidfVectorizer(max_features=5000, ngram_range=(1, 2), sublinear_tf=True, stop_words="english",
-                                     token_pattern=r"(?u)\b[A-Za-z_][A-Za-z_]+\b")
+        vectorizer = _vectorizer()
         x = vectorizer.fit_transform([_text(r) for r in failures])
         terms = vectorizer.get_feature_names_out()
         if k is None:
@@ -263,6 +350,105 @@ def label(out: Path) -> list[dict]:
     return patterns
 
 
+# -- the picture ----------------------------------------------------------------------------------
+
+def picture(out: Path) -> Path:
+    """failures.png (failures per category, and per cluster with its label) and failures.html beside it."""
+    import base64
+    import html
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = json.loads((out / "summary.json").read_text())
+    patterns = json.loads((out / "patterns.json").read_text())
+    per = summary["per_category"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, max(3.0, 0.45 * max(len(per), len(patterns)) + 1.5)))
+    names = list(per)
+    left.barh(names, [round(v["items"] * (1 - v["accuracy"])) for v in per.values()], color="tab:red", label="failed")
+    left.barh(names, [round(v["items"] * v["accuracy"]) for v in per.values()],
+              left=[round(v["items"] * (1 - v["accuracy"])) for v in per.values()], color="tab:green", label="right")
+    left.set_title(f"by category ({summary['items']} items, accuracy {summary['accuracy']:.0%})")
+    left.legend(loc="lower right")
+    right.barh([textwrap.shorten(p["label"], 60) for p in patterns], [p["size"] for p in patterns], color="tab:red")
+    right.set_title(f"{summary['failures']} failures by cluster")
+    for ax in (left, right):
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    png = out / "failures.png"
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    rows = "".join(
+        f"<tr><td>{p['size']}</td><td>{html.escape(p['label'])}</td><td>{html.escape(', '.join(p['codes']))}</td>"
+        f"<td>{html.escape(p['examples'][0]['question'][:200])}<br><i>{html.escape(p['examples'][0]['prediction'][:300])}"
+        f"</i></td></tr>" for p in patterns if p["examples"])
+    page = (f"<!doctype html><meta charset='utf-8'><title>Failure analysis {html.escape(out.name)}</title>"
+            f"<h1>Failure analysis {html.escape(out.name)}</h1>"
+            f"<img src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'>"
+            f"<p>judge: {summary['judge']}; {summary['failures']} failures of {summary['items']} items.</p>"
+            f"<table border=1 cellpadding=4><tr><th>failures</th><th>pattern</th><th>codes</th>"
+            f"<th>nearest its centre</th></tr>{rows}</table>")
+    atomic_write_text(out / "failures.html", page)
+    return png
+
+
+# -- 6 targeted training ---------------------------------------------------------------------------
+
+def _normal(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def targeted(out: Path, candidates: list[QAItem], *, size: int | None = None) -> list[dict]:
+    """A training file for the failing clusters (`targeted.jsonl`, and `targeted.json` with its counts): per
+    cluster, the candidates nearest its failures in the clustering's TF-IDF space, as many as the cluster's
+    share of `size` (default: twice the failures). Never an item of the test set, by id or by question: what
+    was analysed stays a measurement."""
+    import numpy as np
+
+    failures = _jsonl(out / "failures.jsonl")
+    clusters = json.loads((out / "clusters.json").read_text())["clusters"]
+    labels = {p["cluster"]: p["label"] for p in json.loads((out / "patterns.json").read_text())}
+    tested = _jsonl(out / "test_dataset.jsonl")
+    tested_ids, tested_questions = {t["id"] for t in tested}, {_normal(t["conversation"][-1]["content"]) for t in tested}
+    pool, seen = [], set()
+    for c in candidates:
+        q = _normal(c.question)
+        if c.id not in tested_ids and q not in tested_questions and q not in seen:
+            seen.add(q)
+            pool.append(c)
+    records, per_cluster = [], {}
+    if failures and pool:
+        vectorizer = _vectorizer().fit([_text(r) for r in failures])
+        x_failures = vectorizer.transform([_text(r) for r in failures])
+        x_pool = vectorizer.transform([f"{c.question} {c.golden}" for c in pool])
+        row = {r["id"]: k for k, r in enumerate(failures)}
+        size = size or 2 * len(failures)
+        taken: set[int] = set()
+        for c in clusters:
+            centre = np.asarray(x_failures[[row[i] for i in c["ids"]]].mean(axis=0))
+            near = np.asarray(x_pool @ centre.T).ravel()
+            quota, got = max(1, round(size * c["size"] / len(failures))), 0
+            for j in np.argsort(-near, kind="stable"):
+                if got >= quota:
+                    break
+                if j in taken:
+                    continue
+                taken.add(j)
+                got += 1
+                item = pool[j]
+                records.append({"messages": [*item.conversation, {"role": "assistant", "content": item.golden}],
+                                "analysis": {"folder": out.name, "cluster": c["cluster"], "label": labels[c["cluster"]],
+                                             "similarity": round(float(near[j]), 4), "source": item.file}})
+            per_cluster[str(c["cluster"])] = got
+    _write_jsonl(out / "targeted.jsonl", records)
+    atomic_write_json(out / "targeted.json", {"records": len(records), "candidates": len(candidates),
+                                              "usable": len(pool), "per_cluster": per_cluster})
+    return records
+
+
 # -- the steps in order ------------------------------------------------------------------------------
 
 STEPS = {1: "test_dataset_stats.json", 2: "generation_stats.json", 3: "summary.json", 4: "clusters.json",
@@ -271,10 +457,11 @@ STEPS = {1: "test_dataset_stats.json", 2: "generation_stats.json", 3: "summary.j
 
 def analyze(items: list[QAItem], out: Path, *, load_engine, events, sample: int | None = None,
             seed: int = 0, from_step: int | None = None, max_new_tokens: int = 256, clusters: int | None = None,
-            threshold: int = THRESHOLD) -> list[dict]:
+            threshold: int = THRESHOLD, make_judge=None, batch_size: int = 50) -> list[dict]:
     """Steps 1-5 into `out`: from `from_step` on, or else from the first step not finished there (so a run cut
     short continues where it stopped; a step finished in a run cut short mid-way resumes its own file).
-    `load_engine()` gives the sampling engine and the adapter's name, loaded only if step 2 runs."""
+    `load_engine()` gives the sampling engine and the adapter's name, loaded only if step 2 runs; `make_judge()`
+    a judge model's provider (None: the fast judge)."""
     out.mkdir(parents=True, exist_ok=True)
     first = from_step or next((s for s in STEPS if not (out / STEPS[s]).exists()), len(STEPS) + 1)
     for step in range(1, first):
@@ -299,9 +486,10 @@ def analyze(items: list[QAItem], out: Path, *, load_engine, events, sample: int 
         events.emit("analysis", f"2 generate: {stats['items']} answers with {adapter}, {stats['tokens_per_s']} tok/s, "
                     f"{stats['seconds']}s", step=2)
     if due(3):
-        s = judge(out, threshold=threshold)
+        s = judge(out, threshold=threshold, make_judge=make_judge, batch_size=batch_size)
         per = ", ".join(f"{k} {v['accuracy']:.0%}" for k, v in s["per_category"].items())
-        events.emit("analysis", f"3 judge ({s['judge']}): {s['failures']} failures of {s['items']} "
+        llm = f", {s['calls']} calls, {s['fallbacks']} fell back to the fast judge" if make_judge else ""
+        events.emit("analysis", f"3 judge ({s['judge']}{llm}): {s['failures']} failures of {s['items']} "
                     f"(accuracy {s['accuracy']:.0%}; {per})", step=3)
     if due(4):
         c = cluster(out, k=clusters, seed=seed)
@@ -309,6 +497,8 @@ def analyze(items: list[QAItem], out: Path, *, load_engine, events, sample: int 
                     f"({', '.join(str(x['size']) for x in c['clusters'])})", step=4)
     if due(5):
         patterns = label(out)
+        picture(out)
         for p in patterns[:5]:
             events.emit("analysis", f"5 pattern: {p['size']} failures: {p['label']}", step=5)
+        events.emit("analysis", f"the picture: {out / 'failures.png'} (and failures.html)", step=5)
     return json.loads((out / STEPS[5]).read_text())

@@ -101,14 +101,20 @@ class OpenAIProvider:
         return Result(usage.prompt_tokens if usage else 0, completions, usage.completion_tokens if usage else 0)
 
 
-def make_provider(name: str, config: Config, root: Path, *, engine: SamplingEngine | None = None) -> Provider:
-    """The provider `providers.<name>` of the config. A local one uses `engine` when given (the warm model of
-    the process), else loads its adapter from the root."""
+def provider_section(name: str, config: Config) -> ProviderSection:
+    """`providers.<name>` of the config; a ConfigError naming the fix if it is not there."""
     section: ProviderSection | None = config.providers.get(name)
     if section is None:
         known = ", ".join(sorted(config.providers)) or "none"
         raise ConfigError("config.json", [f"providers.{name}: no such provider (configured: {known}); add "
                                           f"{{\"{name}\": {{\"kind\": \"local\"}}}} or an openai one to providers"])
+    return section
+
+
+def make_provider(name: str, config: Config, root: Path, *, engine: SamplingEngine | None = None) -> Provider:
+    """The provider `providers.<name>` of the config. A local one uses `engine` when given (the warm model of
+    the process), else loads its adapter from the root."""
+    section = provider_section(name, config)
     if section.kind == "local":
         if engine is None:
             from .loading import load_for_inference

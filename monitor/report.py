@@ -89,11 +89,17 @@ def write_report(root: Path) -> tuple[Path, Path]:
         practice = (f"<h2>Practice rounds</h2><table border=1 cellpadding=4><tr><th>step</th><th>file</th><th>round</th>"
                     f"<th>adapter</th><th>pass@1</th><th>pass@K</th><th>kept</th><th>golden</th><th>unsolved</th></tr>"
                     f"{practice}</table>")
+    analysis = ""
+    analyses = sorted(Path(root).glob("data/analysis/*/failures.html"), key=lambda p: p.stat().st_mtime)
+    if analyses:  # the newest `--analyze` run (its folder may be elsewhere with --out; those are not found here)
+        name = analyses[-1].parent.name
+        analysis = (f"<p>Last failure analysis: <a href='../data/analysis/{html.escape(name)}/failures.html'>"
+                     f"{html.escape(name)}</a></p>")
     page = (f"<!doctype html><meta charset='utf-8'><title>Training report</title>"
             f"<h1>Training report</h1><img src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'>"
             f"<p>{len(losses)} loss points, {len(evals)} evaluations, {len(sc_done)} self-correction files trained.</p>"
             f"<table border=1 cellpadding=4><tr><th>step</th><th>accuracy</th><th>second attempt</th><th>n</th>"
-            f"<th>error codes</th></tr>{rows}</table>{practice}")
+            f"<th>error codes</th></tr>{rows}</table>{practice}{analysis}")
     page_path = logs / "report.html"
     page_path.write_text(page, encoding="utf-8")
     return png, page_path

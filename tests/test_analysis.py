@@ -1,9 +1,11 @@
 """Failure analysis: a stratified test set, the adapter's answers once, judged, clustered and labelled."""
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from core.qa import QAItem
 from evaluation.analysis import infer_category, judge_fast, stratify
-from tests.conftest import run_train, write_jsonl
+from tests.conftest import run_train, write_config, write_jsonl
 
 
 def mixed_items() -> list[dict]:
@@ -62,7 +64,8 @@ def test_analyze_writes_every_step_and_runs_again_from_a_step_without_answering_
     first = run_train(root, "--analyze", path, "--sample", "20", "--out", out)
     assert first.returncode == 0, first.stderr[-3000:]
     for name in ("test_dataset.jsonl", "test_dataset_stats.json", "model_outputs.jsonl", "generation_stats.json",
-                 "judged_results.jsonl", "failures.jsonl", "summary.json", "clusters.json", "patterns.json"):
+                 "judged_results.jsonl", "failures.jsonl", "summary.json", "clusters.json", "patterns.json",
+                 "failures.png", "failures.html"):
         assert (out / name).exists(), name
     stats = json.loads((out / "test_dataset_stats.json").read_text())
     assert stats["before"] == {"math": 12, "code": 6, "qa": 5, "creative": 4, "chat": 1}
@@ -101,3 +104,115 @@ def test_a_run_cut_short_mid_generation_answers_only_the_rest(root):
     assert again[:10] == lines[:10] and len(again) == len(lines)
     assert sorted(json.loads(l)["id"] for l in again) == sorted(json.loads(l)["id"] for l in lines)
     assert json.loads((out / "generation_stats.json").read_text())["generated_now"] == len(lines) - 10
+
+
+class ScriptedJudge(ThreadingHTTPServer):
+    """A judge model on loopback that speaks the OpenAI chat API: it scores each item it is shown (10 for an id
+    ending in an even digit, 3 otherwise), leaves out the first item of every batch of more than two (so those
+    are asked again), and answers a batch holding the item "bad" with prose (so those fall back)."""
+
+    def __init__(self):
+        self.calls: list[int] = []  # items per call
+        super().__init__(("127.0.0.1", 0), self.Handler)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            prompt = body["messages"][-1]["content"]
+            items = json.loads(prompt.split("Items:\n", 1)[1].rsplit("\n\nReply", 1)[0])
+            self.server.calls.append(len(items))
+            if any(i["id"] == "bad" for i in items):
+                text = "I think they are mostly fine."
+            else:
+                shown = items[1:] if len(items) > 2 else items
+                text = "Here you go: " + json.dumps([{"id": i["id"], "score": 10 if i["id"][-1] in "02468" else 3,
+                                                      "reason": "scripted"} for i in shown])
+            reply = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "judge",
+                                "choices": [{"index": 0, "finish_reason": "stop",
+                                             "message": {"role": "assistant", "content": text}}],
+                                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+
+def test_the_llm_judge_batches_items_asks_again_for_what_a_reply_left_out_and_falls_back_for_garbage(root):
+    rows = [{"id": f"q{k}", "prompt": f"What is {k} + 1?", "response": str(k + 1)} for k in range(10)]
+    rows.insert(5, {"id": "bad", "prompt": "What is 2 + 2?", "response": "4"})
+    path = write_jsonl(root / "qa.jsonl", rows)
+    judge = ScriptedJudge()
+    threading.Thread(target=judge.serve_forever, daemon=True).start()
+    try:
+        write_config(root, eval_max_tokens=8, providers={"judge": {
+            "kind": "openai", "base_url": f"http://127.0.0.1:{judge.server_port}/v1", "model": "judge"}})
+        done = run_train(root, "--analyze", path, "--out", root / "a", "--judge", "llm", "--batch-size", "4")
+    finally:
+        judge.shutdown()
+    assert done.returncode == 0, done.stderr[-3000:]
+    judged = {r["id"]: r for r in map(json.loads, (root / "a" / "judged_results.jsonl").read_text().splitlines())}
+    summary = json.loads((root / "a" / "summary.json").read_text())
+    assert judge.calls[:3] == [4, 4, 3] and all(n <= 2 for n in judge.calls[3:]), judge.calls
+    assert summary["judge"] == "llm" and summary["calls"] == len(judge.calls)
+    fell_back = sorted(k for k, r in judged.items() if r["judge"] == "fast")
+    assert "bad" in fell_back and summary["fallbacks"] == len(fell_back) <= 2
+    for key, r in judged.items():
+        if r["judge"] == "llm":
+            assert r["score"] == (10 if key[-1] in "02468" else 3) and r["reason"] == "scripted"
+    assert summary["failures"] == sum(1 for r in judged.values() if r["score"] < 7)
+
+
+def test_the_llm_judge_runs_against_our_own_server_and_a_judge_that_is_down_loses_no_answer(root, tmp_path):
+    from tests.serve_helpers import Server
+
+    path = write_jsonl(root / "qa.jsonl", [{"id": f"q{k}", "prompt": f"What is {k} + 1?", "response": str(k + 1)}
+                                           for k in range(6)])
+    judge_root = tmp_path / "judge"
+    judge_root.mkdir()
+    write_config(judge_root, serve={"max_tokens": 1024})
+    server = Server(judge_root)
+    try:
+        server.wait_ready()
+        write_config(root, eval_max_tokens=8, providers={"judge": {
+            "kind": "openai", "base_url": f"{server.url}/v1", "model": "current", "max_retries": 1}})
+        done = run_train(root, "--analyze", path, "--out", root / "a", "--judge", "llm", "--batch-size", "4")
+    finally:
+        server.proc.kill()
+        server.proc.wait()
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((root / "a" / "summary.json").read_text())
+    # tiny-random answers noise, never a JSON array: each item is asked twice, then the fast judge stands in
+    assert summary["judge"] == "llm" and summary["calls"] == 2 + 3 and summary["fallbacks"] == 6
+    answers = (root / "a" / "model_outputs.jsonl").read_bytes()
+    down = run_train(root, "--analyze", path, "--out", root / "a", "--judge", "llm", "--from-step", "3")
+    assert down.returncode == 1 and "did not answer" in down.stderr
+    assert (root / "a" / "model_outputs.jsonl").read_bytes() == answers
+
+
+def test_queue_trains_a_file_of_items_near_the_failures_and_never_an_analysed_one(root):
+    from core.synthetic import integer_sums
+
+    write_config(root, daemon={"settle_seconds": 0})
+    write_jsonl(root / "inbox" / "earlier.jsonl", integer_sums(12, seed=5))  # a user's file, trained before
+    assert run_train(root, "--once").returncode == 0
+    path = write_jsonl(root / "mixed.jsonl", mixed_items())
+    out = root / "data" / "analysis" / "first"
+    done = run_train(root, "--analyze", path, "--sample", "12", "--out", out, "--queue")
+    assert done.returncode == 0, done.stderr[-3000:]
+    queued = json.loads(done.stdout.splitlines()[-1])["queued"]
+    assert queued and (root / "queue" / "high" / queued).exists() and ".analysis--" in queued
+    tested = {json.loads(l)["conversation"][-1]["content"] for l in (out / "test_dataset.jsonl").read_text().splitlines()}
+    records = [json.loads(l) for l in (out / "targeted.jsonl").read_text().splitlines()]
+    clusters = {c["cluster"] for c in json.loads((out / "clusters.json").read_text())["clusters"]}
+    assert records and all(r["messages"][0]["content"] not in tested for r in records), "no analysed item is trained"
+    assert {r["analysis"]["cluster"] for r in records} <= clusters and all(r["analysis"]["label"] for r in records)
+    assert {r["analysis"]["source"] for r in records} <= {"mixed.jsonl", "earlier.jsonl"}
+    assert run_train(root, "--once").returncode == 0
+    trained = [f["name"] for f in json.loads((root / "data" / "state.json").read_text())["files_trained"]]
+    assert trained == ["earlier.jsonl", f"targeted-{out.name}.jsonl"]
+    assert run_train(root, "--report").returncode == 0
+    assert "../data/analysis/first/failures.html" in (root / "logs" / "report.html").read_text()
