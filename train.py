@@ -185,9 +185,7 @@ def analyze_file(path: Path, config, root: Path, events: EventLog, *, adapter: s
     make_judge = None
     if judge == "llm":
         provider_section("judge", config)  # a missing providers.judge is named now, before any work
-
-        def make_judge():
-            return make_provider("judge", config, root)
+        make_judge = lambda: make_provider("judge", config, root)  # noqa: E731 (made when step 3 runs)
     out = out or root / "data" / "analysis" / time.strftime("%Y%m%d-%H%M%S")
 
     def load_engine():

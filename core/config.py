@@ -217,6 +217,16 @@ class PracticeSection(Section):
         return value
 
 
+class AnalysisSection(Section):
+    """Failure analysis in the daemon: `train.py --analyze`'s steps 1-5 on the promotion gate's set, now and then."""
+
+    every_n_files: int = Field(0, ge=0, description="Analyse after every N trained files (0: never). The gate set "
+                                                    "needs training.promotion on.")
+    sample: int | None = Field(None, gt=0, description="A stratified sample of this many gate items (none: all).")
+    judge: Literal["fast", "llm"] = Field("fast", description="fast: the matcher and error codes; llm: providers.judge.")
+    batch_size: int = Field(50, gt=0, description="Items per call of the llm judge.")
+
+
 class ServeSection(Section):
     """`train.py --serve`: the OpenAI-compatible server of the current adapter, and the hook that tells vLLM."""
 
@@ -266,6 +276,7 @@ class Config(Section):
         default_factory=ValidationSection, description="Questions for live evaluation.")
     daemon: DaemonSection = Field(default_factory=DaemonSection, description="Watching and queueing files.")
     practice: PracticeSection = Field(default_factory=PracticeSection, description="Verified self-training.")
+    analysis: AnalysisSection = Field(default_factory=AnalysisSection, description="Failure analysis in the daemon.")
     serve: ServeSection = Field(default_factory=ServeSection, description="The OpenAI-compatible server.")
     providers: dict[str, ProviderSection] = Field(
         default_factory=dict, description="Named models for the seed systems, e.g. {\"judge\": {\"kind\": "

@@ -63,3 +63,21 @@ def atomic_write_json(path: Path, obj) -> None:
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def read_appended(path: Path) -> list[dict]:
+    """The JSON lines of a file that results are appended to (and fsynced) as they come. A line cut by a kill
+    mid-write is cut off the file, so the next result appended starts on a line of its own; that one result is
+    made again."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        os.truncate(path, data.rfind(b"\n") + 1)
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows

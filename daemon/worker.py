@@ -23,6 +23,10 @@ from transformers import TrainerCallback
 from core.errors import DataError
 from core.events import EventLog
 from core.fsutil import atomic_write_json
+from evaluation.analysis import analyze
+from evaluation.pool import ValidationPool
+from inference.providers import make_provider
+from inference.sampling import SamplingEngine
 from monitor.live_inference import attach_monitor
 
 from .intake import Intake
@@ -92,6 +96,7 @@ class Daemon:
         self.engine = None
         self.status = StatusFile(self.root / "data" / "status.json")
         self.retry_at = 0.0
+        self.analyzed = 0  # files trained at the last analysis (analysis.every_n_files)
 
     @property
     def config(self):
@@ -169,6 +174,7 @@ class Daemon:
         if job is None:
             return False
         self.process(job)
+        self._analysis()
         return True
 
     def _apply_config(self) -> None:
@@ -207,6 +213,31 @@ class Daemon:
         self.queue.fail(path, {"file": label, "reason": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(),
                                "problems": []})
         self.events.emit("failed", f"{label}: {type(e).__name__}: {e}", file=name)
+
+    def _analysis(self) -> None:
+        """`analysis.every_n_files`: failure analysis (steps 1-5 of `--analyze`) on the promotion gate's set with the
+        warm model, after every N trained files, into data/analysis/auto-<files>-<adapter>/; the top patterns go to
+        the log. Between files, like every other use of the model."""
+        settings, trained = self.config.analysis, len(self.engine.state.files_trained)
+        if not settings.every_n_files or not trained or trained % settings.every_n_files or trained == self.analyzed:
+            return
+        self.analyzed = trained
+        items = ValidationPool(self.root, folder="gate").items
+        if not items:
+            self.events.emit("analysis", "no gate items to analyse: failure analysis in the daemon reads the promotion "
+                             "gate's set (training.promotion.enabled, holdout_fraction)")
+            return
+        adapter = self.engine.state.current_adapter or "base"
+        engine = SamplingEngine(self.engine.model, self.engine.tokenizer, use_template=self.engine.use_template)
+        make_judge = None if settings.judge == "fast" else lambda: make_provider("judge", self.config, self.root,
+                                                                                 engine=engine)
+        try:
+            analyze(items, self.root / "data" / "analysis" / f"auto-{trained:05d}-{adapter}",
+                    load_engine=lambda: (engine, adapter), events=self.events, sample=settings.sample,
+                    seed=self.config.training.seed, max_new_tokens=self.config.eval_max_tokens,
+                    make_judge=make_judge, batch_size=settings.batch_size)
+        except Exception as e:  # an analysis is a report: it never stops the training
+            self.events.emit("error", f"failure analysis after {trained} files: {type(e).__name__}: {e}")
 
     # -- one file ---------------------------------------------------------------------------------
 

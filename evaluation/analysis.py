@@ -26,10 +26,11 @@ from collections import Counter
 from pathlib import Path
 
 from core.errors import ProjectError
-from core.fsutil import atomic_write_json, atomic_write_text
+from core.fsutil import atomic_write_json, atomic_write_text, read_appended
 from core.qa import QAItem
 from evaluation.error_codes import code_family, error_codes
 from evaluation.matching import match_answer
+from evaluation.text import normalize
 from inference.sampling import Request
 
 CATEGORY_RULES = (  # (category, pattern on the question), first match wins
@@ -102,7 +103,7 @@ def generate(out: Path, engine, *, max_new_tokens: int, adapter: str) -> None:
     """The adapter's greedy answer to every test item, each appended and fsynced as it ends; resumes."""
     test = _jsonl(out / "test_dataset.jsonl")
     outputs = out / "model_outputs.jsonl"
-    done = {r["id"] for r in _read_appended(outputs)}
+    done = {r["id"] for r in read_appended(outputs)}
     todo = [t for t in test if t["id"] not in done]
     began, tokens = time.perf_counter(), 0
     with open(outputs, "a", encoding="utf-8") as log:
@@ -124,16 +125,6 @@ def generate(out: Path, engine, *, max_new_tokens: int, adapter: str) -> None:
         "items": len(test), "generated_now": len(todo), "tokens": tokens, "seconds": round(seconds, 1),
         "tokens_per_s": round(tokens / seconds, 1) if seconds else None, "adapter": adapter,
         "settings": {"max_new_tokens": max_new_tokens, "temperature": 0, "stop_at_final_answer": True}})
-
-
-def _read_appended(path: Path) -> list[dict]:
-    """The whole lines of a file appended to as answers came (a line cut by a kill is dropped and cut off)."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        os.truncate(path, data.rfind(b"\n") + 1)
-    return _jsonl(path)
 
 
 # -- 3 judge ----------------------------------------------------------------------------------------
@@ -195,7 +186,8 @@ def parse_verdicts(text: str, ids: set[str]) -> dict[str, tuple[int, str]]:
 
 async def judge_llm(rows: list[dict], provider, *, batch_size: int) -> tuple[dict[str, tuple[int, str]], int]:
     """Verdicts of a judge model, `batch_size` items per call; the items a reply left out (or garbled) are asked
-    again once, in batches half as large. Returns the verdicts and the number of calls."""
+    again once, in batches half as large (not when the batches held one item). Returns the verdicts and the
+    number of calls."""
     def request(batch: list[dict]) -> Request:
         items = json.dumps([{"id": r["id"], **{k: r[k][:FIELD_CHARS] for k in ("question", "golden", "prediction")}}
                             for r in batch], ensure_ascii=False, indent=0)
@@ -219,8 +211,8 @@ async def judge_llm(rows: list[dict], provider, *, batch_size: int) -> tuple[dic
             got = parse_verdicts(text, {r["id"] for r in batch})
             verdicts.update(got)
             missing += [r for r in batch if r["id"] not in got]
-        size = max(1, size // 2)
-        pending = [missing[i:i + size] for i in range(0, len(missing), size)]
+        size //= 2  # a batch of one cannot be asked smaller: its item falls back
+        pending = [missing[i:i + size] for i in range(0, len(missing), size)] if size else []
     return verdicts, calls
 
 
@@ -228,7 +220,7 @@ def judge(out: Path, *, threshold: int = THRESHOLD, make_judge=None, batch_size:
     """Every answer judged: by the fast judge, or by the judge model `make_judge()` gives (a provider), where the
     fast judge stands in for the items it gave no usable verdict on (counted as fallbacks). The error codes
     always come from the fast judge: they are what the clusters are built on."""
-    rows = _read_appended(out / "model_outputs.jsonl")
+    rows = read_appended(out / "model_outputs.jsonl")
     judged = [{**r, **judge_fast(r["question"], r["golden"], r["prediction"]), "judge": "fast"} for r in rows]
     calls = 0
     if make_judge is not None:
@@ -397,10 +389,6 @@ def picture(out: Path) -> Path:
 
 # -- 6 targeted training ---------------------------------------------------------------------------
 
-def _normal(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
 def targeted(out: Path, candidates: list[QAItem], *, size: int | None = None) -> list[dict]:
     """A training file for the failing clusters (`targeted.jsonl`, and `targeted.json` with its counts): per
     cluster, the candidates nearest its failures in the clustering's TF-IDF space, as many as the cluster's
@@ -412,10 +400,10 @@ def targeted(out: Path, candidates: list[QAItem], *, size: int | None = None) ->
     clusters = json.loads((out / "clusters.json").read_text())["clusters"]
     labels = {p["cluster"]: p["label"] for p in json.loads((out / "patterns.json").read_text())}
     tested = _jsonl(out / "test_dataset.jsonl")
-    tested_ids, tested_questions = {t["id"] for t in tested}, {_normal(t["conversation"][-1]["content"]) for t in tested}
+    tested_ids, tested_questions = {t["id"] for t in tested}, {normalize(t["conversation"][-1]["content"]) for t in tested}
     pool, seen = [], set()
     for c in candidates:
-        q = _normal(c.question)
+        q = normalize(c.question)
         if c.id not in tested_ids and q not in tested_questions and q not in seen:
             seen.add(q)
             pool.append(c)

@@ -25,9 +25,10 @@ from pathlib import Path
 
 from core.config import PracticeSection
 from core.events import EventLog, duration
-from core.fsutil import atomic_write_json, atomic_write_text
+from core.fsutil import atomic_write_json, atomic_write_text, read_appended
 from core.practice import Problem
 from evaluation.sandbox import Limits
+from evaluation.text import normalize
 from evaluation.verify import Verdict, verify_answer, verify_code
 from inference.sampling import Request, SamplingEngine
 from training.engine import TrainingEngine
@@ -49,10 +50,6 @@ class RoundStats:
     unsolved: list[str] = field(default_factory=list)
     by_category: dict = field(default_factory=dict)  # category -> {problems, pass_at_k}
     seconds: float = 0.0
-
-
-def _normal(text: str) -> str:
-    return " ".join(text.split()).lower()
 
 
 class Practice:
@@ -85,7 +82,7 @@ class Practice:
         cut short by it are dropped unrecorded, everything verified before is kept for the resume."""
         work.mkdir(parents=True, exist_ok=True)
         progress = work / f"round-{round_no}.progress.jsonl"
-        done = _read_progress(progress)
+        done = {o["id"]: o for o in read_appended(progress)}
         todo = [p for p in problems if p.id not in done]
         started, sampled = time.perf_counter(), 0
         with open(progress, "a", encoding="utf-8") as log:
@@ -113,8 +110,8 @@ class Practice:
         for k, c in enumerate(completions):
             v = self.verify(p, c.text)
             passed.append(v.passed)
-            if v.passed and _normal(c.text) not in seen and len(kept) < self.settings.keep_per_problem:
-                seen.add(_normal(c.text))
+            if v.passed and normalize(c.text) not in seen and len(kept) < self.settings.keep_per_problem:
+                seen.add(normalize(c.text))
                 kept.append({"sample": k, "text": c.text, "verdict": v.reason, "verify_seconds": v.seconds})
         return {"id": p.id, "category": p.category, "kind": p.kind, "passed": passed, "kept": kept,
                 "adapter": self.adapter}
@@ -163,23 +160,6 @@ class Practice:
         for c in stats.by_category.values():
             c["pass_at_k"] = round(c.pop("solved") / c["problems"], 4)
         return stats
-
-
-def _read_progress(path: Path) -> dict:
-    """The outcomes an earlier run fsynced. A line cut by a kill mid-write is cut off the file (that problem runs
-    again), so the next outcome starts on a line of its own."""
-    done = {}
-    if path.exists():
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            os.truncate(path, data.rfind(b"\n") + 1)
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                outcome = json.loads(line)
-            except ValueError:
-                continue
-            done[outcome["id"]] = outcome
-    return done
 
 
 def write_round(work: Path, round_no: int, records: list[dict], stats: RoundStats) -> Path:

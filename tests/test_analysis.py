@@ -156,7 +156,8 @@ def test_the_llm_judge_batches_items_asks_again_for_what_a_reply_left_out_and_fa
     assert done.returncode == 0, done.stderr[-3000:]
     judged = {r["id"]: r for r in map(json.loads, (root / "a" / "judged_results.jsonl").read_text().splitlines())}
     summary = json.loads((root / "a" / "summary.json").read_text())
-    assert judge.calls[:3] == [4, 4, 3] and all(n <= 2 for n in judge.calls[3:]), judge.calls
+    # the first round's three calls arrive at once, in any order; the items they left out come back in pairs
+    assert sorted(judge.calls[:3]) == [3, 4, 4] and all(n <= 2 for n in judge.calls[3:]), judge.calls
     assert summary["judge"] == "llm" and summary["calls"] == len(judge.calls)
     fell_back = sorted(k for k, r in judged.items() if r["judge"] == "fast")
     assert "bad" in fell_back and summary["fallbacks"] == len(fell_back) <= 2
@@ -216,3 +217,23 @@ def test_queue_trains_a_file_of_items_near_the_failures_and_never_an_analysed_on
     assert trained == ["earlier.jsonl", f"targeted-{out.name}.jsonl"]
     assert run_train(root, "--report").returncode == 0
     assert "../data/analysis/first/failures.html" in (root / "logs" / "report.html").read_text()
+
+
+def test_the_daemon_analyses_the_gate_set_every_n_files_and_logs_the_patterns(root):
+    from core.synthetic import integer_sums
+    from tests.daemon_helpers import events
+
+    write_config(root, daemon={"settle_seconds": 0}, eval_max_tokens=8, self_correction={"enabled": False},
+                 training={"promotion": {"enabled": True}}, analysis={"every_n_files": 2})
+    for k in range(3):
+        write_jsonl(root / "inbox" / f"f{k}.jsonl", integer_sums(20, seed=60 + k))
+    assert run_train(root, "--once").returncode == 0
+    [auto] = (root / "data" / "analysis").iterdir()
+    assert auto.name.startswith("auto-00002-")  # after the second file, not the first or the third
+    stats = json.loads((auto / "test_dataset_stats.json").read_text())
+    gate = [json.loads(l) for l in (root / "data" / "gate" / "pool.jsonl").read_text().splitlines()]
+    assert stats["items"] == sum(1 for g in gate if g["file"] in ("f0.jsonl", "f1.jsonl")) > 0  # the set then
+    assert (auto / "patterns.json").exists()
+    patterns = json.loads((auto / "patterns.json").read_text())
+    logged = [e["message"] for e in events(root) if e["event"] == "analysis" and e.get("step") == 5]
+    assert all(any(p["label"] in m for m in logged) for p in patterns[:5])

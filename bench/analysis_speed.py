@@ -1,0 +1,95 @@
+"""The LLM judge's batching against one item per call, on our own `--serve`; and the fast judge's speed.
+
+    python bench/analysis_speed.py [--items 500] [--batch-size 50] [--model smollm2-135m-instruct]
+
+Starts `train.py --serve` with the model as the judge, in a root of its own, and judges the same `--items`
+answers twice through the product's judge (`evaluation.analysis.judge_llm`, the OpenAI client against the
+server): one item per call, then `--batch-size` items per call. The answers are made, not generated (word
+problems; every third answer's final number is off by one), so the bench measures judging only. Reports calls
+and wall time of each arm and their ratios, how many items each arm got a usable verdict for (the rest fall back
+to the fast judge in the product), and the fast judge's items/s on the same answers. Ends with one JSON line.
+Run it alone on the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from core.synthetic import word_problems  # noqa: E402
+
+
+def answers(n: int) -> list[dict]:
+    rows = []
+    for k, r in enumerate(word_problems(n, seed=31)):
+        golden = r["answer"]
+        final = int(golden.rsplit("#### ", 1)[1])
+        prediction = golden.rsplit("#### ", 1)[0] + f"The answer is {final + 1 if k % 3 == 0 else final}."
+        rows.append({"id": r["id"], "question": r["question"], "golden": golden, "prediction": prediction})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--items", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    args = p.parse_args()
+
+    from evaluation.analysis import judge_fast, judge_llm
+    from inference.providers import OpenAIProvider
+    from tests.conftest import write_config
+    from tests.serve_helpers import Server
+
+    import torch
+
+    processor = torch.cuda.get_device_name() if torch.cuda.is_available() else next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor() or "unknown")
+    rows = answers(args.items)
+
+    began = time.perf_counter()
+    for r in rows:
+        judge_fast(r["question"], r["golden"], r["prediction"])
+    fast_per_s = len(rows) / (time.perf_counter() - began)
+
+    root = Path(tempfile.mkdtemp(prefix="analysis-speed-"))
+    write_config(root, model={"name_or_path": args.model, "cache_dir": str(REPO / "data" / "models")},
+                 serve={"max_tokens": 8192, "max_batch": 16})
+    server = Server(root)
+    try:
+        server.wait_ready(timeout=600)
+        arms = {}
+        for name, size in (("one_per_call", 1), ("batched", args.batch_size)):
+            async def run():
+                provider = OpenAIProvider(base_url=f"{server.url}/v1", model="current", timeout=3600, max_retries=0)
+                try:
+                    return await judge_llm(rows, provider, batch_size=size)
+                finally:
+                    await provider.close()
+
+            began = time.perf_counter()
+            verdicts, calls = asyncio.run(run())
+            arms[name] = {"batch_size": size, "calls": calls, "seconds": round(time.perf_counter() - began, 1),
+                          "verdicts": len(verdicts), "fell_back": len(rows) - len(verdicts)}
+            print(f"# {name}: {arms[name]}", file=sys.stderr, flush=True)
+    finally:
+        server.proc.kill()
+        server.proc.wait()
+    one, batched = arms["one_per_call"], arms["batched"]
+    print(json.dumps({"items": len(rows), "judge_model": args.model, "processor": processor, **arms,
+                      "calls_ratio": round(one["calls"] / batched["calls"], 2),
+                      "wall_ratio": round(one["seconds"] / batched["seconds"], 2),
+                      "fast_judge_items_per_s": round(fast_per_s, 1)}))
+
+
+if __name__ == "__main__":
+    main()
