@@ -184,10 +184,16 @@ def parse_verdicts(text: str, ids: set[str]) -> dict[str, tuple[int, str]]:
     return out
 
 
+def _refused(error: BaseException) -> bool:
+    """A request the judge turned down (HTTP 400, or a local model's ValueError), as opposed to a judge that is
+    down or failing."""
+    return isinstance(error, ValueError) or getattr(error, "status_code", None) == 400
+
+
 async def judge_llm(rows: list[dict], provider, *, batch_size: int) -> tuple[dict[str, tuple[int, str]], int]:
-    """Verdicts of a judge model, `batch_size` items per call; the items a reply left out (or garbled) are asked
-    again once, in batches half as large (not when the batches held one item). Returns the verdicts and the
-    number of calls."""
+    """Verdicts of a judge model, `batch_size` items per call; the items a reply left out or garbled, or a call
+    the judge refused (a batch too long for its context), are asked again once, in batches half as large (not
+    when the batches held one item). Returns the verdicts and the number of calls."""
     def request(batch: list[dict]) -> Request:
         items = json.dumps([{"id": r["id"], **{k: r[k][:FIELD_CHARS] for k in ("question", "golden", "prediction")}}
                             for r in batch], ensure_ascii=False, indent=0)
@@ -199,15 +205,17 @@ async def judge_llm(rows: list[dict], provider, *, batch_size: int) -> tuple[dic
     for attempt in range(2):
         if not pending:
             break
-        try:
-            results = await provider.generate([request(b) for b in pending])
-        except Exception as e:  # down, slow, refusing: the answers are on disk, judging can run again
-            raise ProjectError(f"the judge ({getattr(provider, 'name', 'provider')}) did not answer: "
-                               f"{type(e).__name__}: {e}") from e
+        outcomes = await asyncio.gather(*(provider.generate([request(b)]) for b in pending), return_exceptions=True)
         calls += len(pending)
         missing = []
-        for batch, result in zip(pending, results):
-            text = result.completions[0].text if result.completions else ""
+        for batch, outcome in zip(pending, outcomes):
+            if isinstance(outcome, BaseException):
+                if not _refused(outcome):  # down or failing: the answers are on disk, judging can run again
+                    raise ProjectError(f"the judge ({getattr(provider, 'name', 'provider')}) did not answer: "
+                                       f"{type(outcome).__name__}: {outcome}") from outcome
+                text = ""  # the call was refused (a prompt over the judge's context, say): asked again smaller
+            else:
+                text = outcome[0].completions[0].text if outcome[0].completions else ""
             got = parse_verdicts(text, {r["id"] for r in batch})
             verdicts.update(got)
             missing += [r for r in batch if r["id"] not in got]

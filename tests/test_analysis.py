@@ -111,8 +111,9 @@ class ScriptedJudge(ThreadingHTTPServer):
     ending in an even digit, 3 otherwise), leaves out the first item of every batch of more than two (so those
     are asked again), and answers a batch holding the item "bad" with prose (so those fall back)."""
 
-    def __init__(self):
+    def __init__(self, max_items: int | None = None):
         self.calls: list[int] = []  # items per call
+        self.max_items = max_items  # more items than this in a call: refused with a 400, as a context overflow is
         super().__init__(("127.0.0.1", 0), self.Handler)
 
     class Handler(BaseHTTPRequestHandler):
@@ -124,17 +125,23 @@ class ScriptedJudge(ThreadingHTTPServer):
             prompt = body["messages"][-1]["content"]
             items = json.loads(prompt.split("Items:\n", 1)[1].rsplit("\n\nReply", 1)[0])
             self.server.calls.append(len(items))
+            if self.server.max_items and len(items) > self.server.max_items:
+                return self.reply(400, {"error": {"message": "max_tokens: the prompt is too long", "type":
+                                                  "invalid_request_error", "param": "max_tokens", "code": None}})
             if any(i["id"] == "bad" for i in items):
                 text = "I think they are mostly fine."
             else:
                 shown = items[1:] if len(items) > 2 else items
                 text = "Here you go: " + json.dumps([{"id": i["id"], "score": 10 if i["id"][-1] in "02468" else 3,
                                                       "reason": "scripted"} for i in shown])
-            reply = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "judge",
-                                "choices": [{"index": 0, "finish_reason": "stop",
-                                             "message": {"role": "assistant", "content": text}}],
-                                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
-            self.send_response(200)
+            self.reply(200, {"id": "x", "object": "chat.completion", "created": 0, "model": "judge",
+                             "choices": [{"index": 0, "finish_reason": "stop",
+                                          "message": {"role": "assistant", "content": text}}],
+                             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+
+        def reply(self, status: int, body: dict) -> None:
+            reply = json.dumps(body).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()
@@ -165,6 +172,23 @@ def test_the_llm_judge_batches_items_asks_again_for_what_a_reply_left_out_and_fa
         if r["judge"] == "llm":
             assert r["score"] == (10 if key[-1] in "02468" else 3) and r["reason"] == "scripted"
     assert summary["failures"] == sum(1 for r in judged.values() if r["score"] < 7)
+
+
+def test_a_batch_the_judge_refuses_as_too_long_is_asked_again_in_smaller_batches(root):
+    path = write_jsonl(root / "qa.jsonl", [{"id": f"q{k}", "prompt": f"What is {k} + 1?", "response": str(k + 1)}
+                                           for k in range(6)])
+    judge = ScriptedJudge(max_items=3)
+    threading.Thread(target=judge.serve_forever, daemon=True).start()
+    try:
+        write_config(root, eval_max_tokens=8, providers={"judge": {
+            "kind": "openai", "base_url": f"http://127.0.0.1:{judge.server_port}/v1", "model": "judge"}})
+        done = run_train(root, "--analyze", path, "--out", root / "a", "--judge", "llm", "--batch-size", "6")
+    finally:
+        judge.shutdown()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert judge.calls == [6, 3, 3]  # refused whole, then answered in halves (each leaves its first item out)
+    summary = json.loads((root / "a" / "summary.json").read_text())
+    assert summary["calls"] == 3 and summary["fallbacks"] == 2
 
 
 def test_the_llm_judge_runs_against_our_own_server_and_a_judge_that_is_down_loses_no_answer(root, tmp_path):
