@@ -229,6 +229,8 @@ def judge(out: Path, *, threshold: int = THRESHOLD, make_judge=None, batch_size:
     fast judge stands in for the items it gave no usable verdict on (counted as fallbacks). The error codes
     always come from the fast judge: they are what the clusters are built on."""
     rows = read_appended(out / "model_outputs.jsonl")
+    unjudged = [r["id"] for r in rows if not r["golden"].strip()]  # nothing to judge against: listed, not judged
+    rows = [r for r in rows if r["golden"].strip()]
     judged = [{**r, **judge_fast(r["question"], r["golden"], r["prediction"]), "judge": "fast"} for r in rows]
     calls = 0
     if make_judge is not None:
@@ -254,7 +256,7 @@ def judge(out: Path, *, threshold: int = THRESHOLD, make_judge=None, batch_size:
         c["items"] += 1
         c["right"] += r["score"] >= threshold
         c["score"] += r["score"]
-    summary = {"items": len(judged), "failures": len(failures), "threshold": threshold,
+    summary = {"items": len(judged), "failures": len(failures), "threshold": threshold, "no_golden": unjudged,
                "judge": "fast" if make_judge is None else "llm", "calls": calls, "fallbacks": fallbacks,
                "accuracy": round(1 - len(failures) / len(judged), 4) if judged else None,
                "mean_score": round(sum(r["score"] for r in judged) / len(judged), 2) if judged else None,
@@ -294,7 +296,8 @@ def cluster(out: Path, *, k: int | None = None, seed: int = 0) -> dict:
             for n in range(2, min(8, len(failures) - 1) + 1):
                 labels = KMeans(n_clusters=n, n_init=10, random_state=seed).fit_predict(x)
                 if len(set(labels)) > 1:
-                    tried[n] = silhouette_score(x, labels)
+                    # on a sample: the score is quadratic in the failures, and 2,000 of them place k as well
+                    tried[n] = silhouette_score(x, labels, sample_size=min(x.shape[0], 2000), random_state=seed)
             k = max(tried, key=tried.get) if tried else 1
             result["silhouette"] = {str(n): round(float(s), 4) for n, s in tried.items()}
         k = max(1, min(k, len(failures)))
