@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.generation_speed import processor  # noqa: E402
 from core.synthetic import word_problems  # noqa: E402
 
 
@@ -56,9 +56,7 @@ def main() -> None:
 
     import torch
 
-    processor = torch.cuda.get_device_name() if torch.cuda.is_available() else next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")), platform.processor() or "unknown")
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else processor()
     rows = answers(args.items)
 
     began = time.perf_counter()
@@ -90,7 +88,7 @@ def main() -> None:
         server.proc.kill()
         server.proc.wait()
     one, batched = arms["one_per_call"], arms["batched"]
-    print(json.dumps({"items": len(rows), "judge_model": args.model, "processor": processor, **arms,
+    print(json.dumps({"items": len(rows), "judge_model": args.model, "processor": name, **arms,
                       "calls_ratio": round(one["calls"] / batched["calls"], 2),
                       "wall_ratio": round(one["seconds"] / batched["seconds"], 2),
                       "fast_judge_items_per_s": round(fast_per_s, 1)}))
@@ -121,9 +119,7 @@ def scale(n: int) -> None:
     print(json.dumps({"scale": n, "failures": summary["failures"], "clusters": len(patterns),
                       "seconds_steps_3_to_5": round(seconds, 1),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                      "processor": next((line.split(":", 1)[1].strip() for line in
-                                         Path("/proc/cpuinfo").read_text().splitlines()
-                                         if line.startswith("model name")), platform.processor() or "unknown")}))
+                      "processor": processor()}))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import random
 import re
 import shutil
@@ -38,6 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.generation_speed import processor as cpu_name  # noqa: E402
+from core.fsutil import read_appended  # noqa: E402
 from core.synthetic import integer_sums, word_problems  # noqa: E402
 
 FAMILIES = ("sums", "word_problems")
@@ -115,8 +116,7 @@ def test(root: Path, tests: list, max_new_tokens: int) -> tuple[dict[str, list[b
     practice = Practice(SamplingEngine(model, tokenizer, use_template=use_template), settings,
                         EventLog(root / "test-logs"), adapter="current")
     practice.run(tests, root / "test", 1)
-    outcomes = {json.loads(line)["id"]: json.loads(line)
-                for line in (root / "test" / "round-1.progress.jsonl").read_text().splitlines()}
+    outcomes = {o["id"]: o for o in read_appended(root / "test" / "round-1.progress.jsonl")}
     by_family = {f: [outcomes[p.id]["passed"][0] for p in tests if p.category == f] for f in FAMILIES}
     return by_family, time.perf_counter() - began
 
@@ -153,9 +153,7 @@ def main() -> None:
     from core.practice import read_problems
 
     plan = plan_device("auto")
-    processor = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or \
-        next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-              if line.startswith("model name")), "unknown")
+    processor = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_name()
     print(f"# {plan.device} ({plan.precision}), {processor}, seeds {args.seeds}, {args.test} test items per family",
           file=sys.stderr)
     settings = PracticeSection()

@@ -148,18 +148,24 @@ class ScriptedJudge(ThreadingHTTPServer):
             self.wfile.write(reply)
 
 
-def test_the_llm_judge_batches_items_asks_again_for_what_a_reply_left_out_and_falls_back_for_garbage(root):
-    rows = [{"id": f"q{k}", "prompt": f"What is {k} + 1?", "response": str(k + 1)} for k in range(10)]
-    rows.insert(5, {"id": "bad", "prompt": "What is 2 + 2?", "response": "4"})
+def analyze_with(judge: ScriptedJudge, root, rows: list[dict], batch_size: int):
+    """`--analyze` of `rows` into root/a with the scripted judge serving on loopback for its duration."""
     path = write_jsonl(root / "qa.jsonl", rows)
-    judge = ScriptedJudge()
     threading.Thread(target=judge.serve_forever, daemon=True).start()
     try:
         write_config(root, eval_max_tokens=8, providers={"judge": {
             "kind": "openai", "base_url": f"http://127.0.0.1:{judge.server_port}/v1", "model": "judge"}})
-        done = run_train(root, "--analyze", path, "--out", root / "a", "--judge", "llm", "--batch-size", "4")
+        return run_train(root, "--analyze", path, "--out", root / "a", "--judge", "llm", "--batch-size",
+                         str(batch_size))
     finally:
         judge.shutdown()
+
+
+def test_the_llm_judge_batches_items_asks_again_for_what_a_reply_left_out_and_falls_back_for_garbage(root):
+    rows = [{"id": f"q{k}", "prompt": f"What is {k} + 1?", "response": str(k + 1)} for k in range(10)]
+    rows.insert(5, {"id": "bad", "prompt": "What is 2 + 2?", "response": "4"})
+    judge = ScriptedJudge()
+    done = analyze_with(judge, root, rows, batch_size=4)
     assert done.returncode == 0, done.stderr[-3000:]
     judged = {r["id"]: r for r in map(json.loads, (root / "a" / "judged_results.jsonl").read_text().splitlines())}
     summary = json.loads((root / "a" / "summary.json").read_text())
@@ -175,16 +181,9 @@ def test_the_llm_judge_batches_items_asks_again_for_what_a_reply_left_out_and_fa
 
 
 def test_a_batch_the_judge_refuses_as_too_long_is_asked_again_in_smaller_batches(root):
-    path = write_jsonl(root / "qa.jsonl", [{"id": f"q{k}", "prompt": f"What is {k} + 1?", "response": str(k + 1)}
-                                           for k in range(6)])
     judge = ScriptedJudge(max_items=3)
-    threading.Thread(target=judge.serve_forever, daemon=True).start()
-    try:
-        write_config(root, eval_max_tokens=8, providers={"judge": {
-            "kind": "openai", "base_url": f"http://127.0.0.1:{judge.server_port}/v1", "model": "judge"}})
-        done = run_train(root, "--analyze", path, "--out", root / "a", "--judge", "llm", "--batch-size", "6")
-    finally:
-        judge.shutdown()
+    done = analyze_with(judge, root, [{"id": f"q{k}", "prompt": f"What is {k} + 1?", "response": str(k + 1)}
+                                      for k in range(6)], batch_size=6)
     assert done.returncode == 0, done.stderr[-3000:]
     assert judge.calls == [6, 3, 3]  # refused whole, then answered in halves (each leaves its first item out)
     summary = json.loads((root / "a" / "summary.json").read_text())
