@@ -132,6 +132,10 @@ class SelfCorrectionSection(Section):
     queue: Literal["high", "normal", "low"] = Field("normal", description="Queue priority of generated files.")
     max_pending_files: int = Field(20, gt=0, description="Stop generating while this many generated files wait.")
     measure_second_attempt: bool = Field(True, description="Re-ask wrong answers with their error codes.")
+    max_turns: int = Field(
+        1, ge=1, description="Reprompts per live-evaluation question. 1: today's single second attempt (wrong "
+                             "answers re-asked with their error codes); more: multi-pass traces whose prompts "
+                             "traces.policy chooses, logged to logs/traces_*.jsonl.")
     templates: TemplatesSection = Field(default_factory=TemplatesSection, description="Prompt templates of the records.")
 
 
@@ -227,6 +231,107 @@ class AnalysisSection(Section):
     batch_size: int = Field(50, gt=0, description="Items per call of the llm judge.")
 
 
+class TracesSection(Section):
+    """Multi-pass correction traces (seed 000): `train.py --traces`, and the live monitor with
+    self_correction.max_turns above 1. Placeholders of a prompt: {question} {answer} {codes}; a prompt with
+    {question} is asked afresh (it restates the question), one without continues the conversation."""
+
+    policy: str = Field(
+        "thompson", description="Who picks the reprompt: thompson (Thompson sampling), epsilon_greedy, or "
+                                "fixed:<prompt id> (always that prompt on a wrong answer, stop on a right one).")
+    epsilon: float = Field(0.1, ge=0, le=1, description="epsilon_greedy: share of random choices.")
+    token_cost: float = Field(0.001, ge=0, description="lambda of the reward: delta accuracy - lambda x tokens.")
+    max_turns: int = Field(5, ge=1, description="Most reprompts per question with --traces.")
+    max_new_tokens: int = Field(512, gt=0, description="Most new tokens per answer of a trace.")
+    concurrency: int = Field(16, gt=0, description="Traces in flight at once (a local model batches them).")
+    seed: int = Field(0, description="Seed of the policy's random choices.")
+    train: bool = Field(False, description="Turn traces into training examples (wrong -> right, and right kept "
+                                           "under a reprompt) and queue them like self-correction files. Off: "
+                                           "not yet shown to help (docs/experiments/traces.md).")
+    prompts: dict[str, str] = Field(
+        default_factory=lambda: {
+            "p_are_you_sure": "Are you sure about {answer}? Check your work and give your final answer.",
+            "p_error_codes": TemplatesSection().correction.replace("{previous}", "{answer}"),
+            "p_step_by_step": "Let's solve it again step by step, then give the final answer.",
+            "p_recheck_numbers": "Recheck every number and calculation in your answer ({answer}), then give the "
+                                 "final answer.",
+            "p_restate_question": "First restate the question in your own words, then answer it again: {question}",
+        },
+        description="The reprompts the policy chooses from, by id; 'stop' (no reprompt) is always there too.")
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        if value not in ("thompson", "epsilon_greedy") and not value.startswith("fixed:"):
+            raise ValueError("must be thompson, epsilon_greedy or fixed:<prompt id>")
+        return value
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts(cls, value: dict[str, str]) -> dict[str, str]:
+        import string
+
+        if not value:
+            raise ValueError("needs at least one prompt")
+        for pid, template in value.items():
+            names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+            if pid == "stop" or names - {"question", "answer", "codes"}:
+                raise ValueError(f"{pid}: 'stop' is reserved; placeholders are {{question}} {{answer}} {{codes}}")
+        return value
+
+    @model_validator(mode="after")
+    def _fixed_known(self):
+        if self.policy.startswith("fixed:") and self.policy[6:] not in (*self.prompts, "stop"):
+            raise ValueError(f"policy {self.policy!r}: no prompt {self.policy[6:]!r} in traces.prompts "
+                             f"({', '.join(self.prompts)})")
+        return self
+
+
+class TaskSection(Section):
+    """A task of the evaluation harness: a JSON or JSONL file of {id, question, answer, context?, domain?}."""
+
+    file: str = Field(..., description="The task file (relative paths are under the root).")
+    domain: str = Field("", description="The domain of its items that name none (ACE ranks lessons by domain).")
+
+
+class AceSection(Section):
+    """ACE (seed 002): `--eval TASK --mode ace`, an evolving playbook of lessons in the generator's context."""
+
+    top_k: int = Field(5, gt=0, description="Lessons put before each question (the best of its task, else domain).")
+    max_lessons: int = Field(3, gt=0, description="Most lessons taken from one reflection.")
+    max_entries: int = Field(50, gt=0, description="The playbook is pruned to this many lessons (by score).")
+    dedupe_threshold: float = Field(0.85, gt=0, le=1, description="A new lesson this similar (normalised text) to "
+                                                                 "one of its task merges into it.")
+    batch_size: int = Field(1, gt=0, description="Items answered together with the same playbook (1: the "
+                                                 "playbook changes before the next item, as in the seed).")
+    generator: str = Field("local", description="Who answers: local (the model and --adapter) or a providers name.")
+    reflector: str = Field("local", description="Who writes lessons: local or a providers name (a strong model "
+                                                "is the interesting case).")
+    reflector_max_tokens: int = Field(256, gt=0, description="Most new tokens of a reflection.")
+    generator_prompt: str = Field(
+        "Lessons learned from earlier questions:\n{lessons}\n\n{prompt}",
+        description="The generator's prompt when the playbook has lessons; {prompt} is the item as baseline asks it.")
+    reflector_prompt: str = Field(
+        "A student answered this question wrong.\n\n{question}\n\nStudent's answer: {answer}\nCorrect answer: "
+        "{golden}\nError indicators: {codes}\n\nWrite up to 3 short, specific lessons that would help answer "
+        "similar questions correctly. One lesson per line, numbered.",
+        description="The reflector's prompt: {question} {answer} {golden} {codes}.")
+    in_daemon: bool = Field(False, description="The live monitor's wrong answers also feed the playbook "
+                                               "(data/ace/playbook.jsonl).")
+
+    @field_validator("generator_prompt", "reflector_prompt")
+    @classmethod
+    def _ace_placeholders(cls, value: str, info) -> str:
+        import string
+
+        allowed = {"generator_prompt": {"lessons", "prompt"},
+                   "reflector_prompt": {"question", "answer", "golden", "codes"}}[info.field_name]
+        names = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+        if names - allowed or "lessons" in allowed and not {"lessons", "prompt"} <= names:
+            raise ValueError(f"placeholders are {' '.join('{' + a + '}' for a in sorted(allowed))}")
+        return value
+
+
 class ServeSection(Section):
     """`train.py --serve`: the OpenAI-compatible server of the current adapter, and the hook that tells vLLM."""
 
@@ -277,6 +382,11 @@ class Config(Section):
     daemon: DaemonSection = Field(default_factory=DaemonSection, description="Watching and queueing files.")
     practice: PracticeSection = Field(default_factory=PracticeSection, description="Verified self-training.")
     analysis: AnalysisSection = Field(default_factory=AnalysisSection, description="Failure analysis in the daemon.")
+    traces: TracesSection = Field(default_factory=TracesSection, description="Multi-pass correction traces.")
+    tasks: dict[str, TaskSection] = Field(
+        default_factory=dict, description="Tasks of the evaluation harness by name, beside the built-ins "
+                                          "(tatqa_tiny, medqa_tiny, iot_tiny, word_problems, comparisons).")
+    ace: AceSection = Field(default_factory=AceSection, description="ACE: the playbook of lessons.")
     serve: ServeSection = Field(default_factory=ServeSection, description="The OpenAI-compatible server.")
     providers: dict[str, ProviderSection] = Field(
         default_factory=dict, description="Named models for the seed systems, e.g. {\"judge\": {\"kind\": "

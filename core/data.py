@@ -14,7 +14,8 @@ from .errors import DataError
 EXPECTED_SHAPE = (
     "one JSON object per line, in any of these shapes: "
     '{"prompt": str, "response": str} | {"prompt": str, "completion": str} | '
-    '{"messages": [{"role": "system|user|assistant", "content": str}, ...]} (at least one assistant turn) | '
+    '{"messages": [{"role": "system|user|assistant", "content": str, "weight": 0|1 (optional)}, ...]} '
+    '(at least one assistant turn not of weight 0) | '
     '{"instruction": str, "input": str (optional), "output": str} | {"question": str, "answer": str} | '
     '{"text": str}; other keys are kept as metadata'
 )
@@ -86,9 +87,16 @@ def _messages(obj: dict) -> list[dict]:
             raise _LineError(f"messages[{i}]: unknown role {m['role']!r} (allowed: {', '.join(ROLES)})")
         if m["role"] == "assistant" and not m["content"].strip():
             raise _LineError(f"messages[{i}]: assistant content is empty")
-        out.append({"role": m["role"], "content": m["content"]})
+        message = {"role": m["role"], "content": m["content"]}
+        if "weight" in m:  # Axolotl's convention: an assistant turn with weight 0 is context, never trained
+            if m["weight"] not in (0, 1) or isinstance(m["weight"], bool) or m["role"] != "assistant":
+                raise _LineError(f'messages[{i}]: "weight" must be 0 or 1, on an assistant turn')
+            message["weight"] = m["weight"]
+        out.append(message)
     if not any(m["role"] == "assistant" for m in out):
         raise _LineError("messages has no assistant turn, so there is nothing to learn")
+    if not any(m["role"] == "assistant" and m.get("weight", 1) for m in out):
+        raise _LineError("every assistant turn has weight 0, so there is nothing to learn")
     return out
 
 

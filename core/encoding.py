@@ -56,7 +56,10 @@ def _spans(tokenizer, example: Example, use_template: bool) -> tuple[str, list[t
     if example.text is not None:
         text = example.text + (tokenizer.eos_token or "")
         return text, [(0, len(text))]
-    msgs, spans, text = example.messages, [], ""
+    # A turn of weight 0 is rendered as context, its span left without loss; the key never reaches the template.
+    msgs = [{"role": m["role"], "content": m["content"]} for m in example.messages]
+    trained = [m.get("weight", 1) == 1 for m in example.messages]
+    spans, text = [], ""
     for i, m in enumerate(msgs):
         if m["role"] != "assistant":
             continue
@@ -67,7 +70,8 @@ def _spans(tokenizer, example: Example, use_template: bool) -> tuple[str, list[t
             upto = prefix + _plain_turn(tokenizer, m)
         if not upto.startswith(prefix) or (text and not prefix.startswith(text)):
             raise ValueError("the chat template does not render turns as prefixes of each other; set model.use_chat_template to never")
-        spans.append((len(prefix), len(upto)))
+        if trained[i]:
+            spans.append((len(prefix), len(upto)))
         text = upto
     return text, spans
 

@@ -18,13 +18,13 @@ class ConfigError(ProjectError):
 class DataError(ProjectError):
     """A training file cannot be trained; `problems` holds (line, reason) pairs (line 0: whole file)."""
 
-    def __init__(self, path, problems: list[tuple[int, str]], expected: str = ""):
+    def __init__(self, path, problems: list[tuple[int, str]], expected: str = "", *, refused: str = "not trained"):
         self.path = str(path)
         self.problems = problems
         self.expected = expected
         shown = "\n".join(f"  line {n}: {r}" if n else f"  {r}" for n, r in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        super().__init__(f"{self.path}: not trained, nothing from it was used:\n{shown}{more}")
+        super().__init__(f"{self.path}: {refused}, nothing from it was used:\n{shown}{more}")
 
     def report(self) -> dict:
         return {

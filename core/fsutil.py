@@ -40,7 +40,9 @@ def durable_replace(src: Path, dst: Path) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """The file appears whole under its name, or not at all; its folder is made if it is missing."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:

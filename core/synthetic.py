@@ -41,3 +41,19 @@ def word_problems(n: int, *, seed: int = 0) -> list[dict]:
             "id": f"word-{seed}-{i}",
         })
     return out
+
+
+def comparisons(n: int, *, seed: int = 0) -> list[dict]:
+    """Yes/no questions about a short passage, in BoolQ's shape: {"question", "passage", "answer": bool, "id"}."""
+    rng = random.Random(seed)
+    names = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fay", "Gus", "Hana"]
+    things = ["apples", "books", "coins", "stamps", "marbles", "pens"]
+    out = []
+    for i in range(n):
+        (a, b), what = rng.sample(names, 2), rng.choice(things)
+        x, y = rng.sample(range(2, 60), 2)
+        more = rng.random() < 0.5
+        out.append({"question": f"does {a} have {'more' if more else 'fewer'} {what} than {b}",
+                    "passage": f"{a} has {x} {what}. {b} has {y} {what}.",
+                    "answer": (x > y) == more, "id": f"cmp-{seed}-{i}"})
+    return out

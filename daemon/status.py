@@ -9,8 +9,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from core.errors import ProjectError
 from core.events import duration
 from core.state import TrainingState
+from evaluation.ace import Playbook
+from selfcorrect.policy import policy_stats
 
 from .lock import holder_pid
 from .queue import PRACTICE, PRIORITIES, ignored
@@ -29,6 +32,25 @@ def _json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def _policy(root: Path) -> dict | None:
+    """The reprompt policy's counts per action (per context: --report), for the status line."""
+    stats = policy_stats(root)
+    return None if stats is None else {k: stats[k] for k in ("algorithm", "updates", "avg_reward", "per_action")}
+
+
+def _playbook(root: Path) -> dict | None:
+    """The live playbook (ace.in_daemon): its size and three best lessons."""
+    path = root / "data" / "ace" / "playbook.jsonl"
+    if not path.exists():
+        return None
+    try:
+        lessons = Playbook(path).lessons
+    except ProjectError as e:
+        return {"error": str(e).splitlines()[0]}
+    best = sorted(lessons, key=lambda x: (x.score, x.updated_at), reverse=True)[:3]
+    return {"lessons": len(lessons), "top": [{"text": x.text, "helpful": x.helpful, "harmful": x.harmful} for x in best]}
 
 
 def collect(root: Path) -> dict:
@@ -55,6 +77,8 @@ def collect(root: Path) -> dict:
         "files_trained": len(state.files_trained),
         "last_evaluation": _json(root / "data" / "last_evaluation.json") or None,
         "self_correction": _json(root / "data" / "self_correction" / "buffer.json").get("stats"),
+        "reprompt_policy": _policy(root),
+        "ace_playbook": _playbook(root),
         "promotion": {"last": _json(root / "data" / "gate" / "last_verdict.json") or None,
                       "not_promoted": state.rejected},
     }
@@ -93,6 +117,15 @@ def show(root: Path, console: Console | None = None) -> dict:
     sc = s["self_correction"]
     table.add_row("self-correction", f"{sc['files_generated']} files, {sc['examples_generated']} examples, "
                   f"{sc['needed_correction']}/{sc['total_evals']} answers needed correction" if sc else "nothing yet")
+    rp = s["reprompt_policy"]
+    if rp:
+        table.add_row("reprompt policy", f"{rp['algorithm']}, {rp['updates']} updates, mean reward "
+                      f"{rp['avg_reward']:+.3f}; " + ", ".join(f"{a} {v['taken']}x ({v['mean_reward']:+.2f})"
+                                                             for a, v in rp["per_action"].items()))
+    pb = s["ace_playbook"]
+    if pb:
+        table.add_row("ace playbook", pb.get("error") or f"{pb['lessons']} lessons; best: " + "; ".join(
+            f"{x['text']} (+{x['helpful']}/-{x['harmful']})" for x in pb["top"]))
     gate = s["promotion"]
     if gate["last"]:
         g = gate["last"]

@@ -1,5 +1,9 @@
 """LiveInferenceMonitor: every `eval_steps` global steps, answer validation questions and learn from the misses.
 
+With `self_correction.max_turns` above 1, each question is traced instead (selfcorrect.traces): the
+reprompt policy chooses up to max_turns prompts after the first answer, learns from each, and the
+trace's final answer is the second attempt.
+
 With `experimental.practice_samples`, it also answers a few questions of the file
 being trained (on policy, as in SCoRe): their mistakes become records too, but they
 never count in the accuracy, since the model trains on them.
@@ -14,6 +18,7 @@ acts at the next evaluation, mid-file.
 """
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections import Counter
@@ -29,7 +34,12 @@ from core.qa import qa_items
 from evaluation.error_codes import code_family
 from evaluation.evaluate import Evaluation, evaluate
 from evaluation.pool import ValidationPool
+from evaluation.ace import LIVE, Playbook, reflect
+from inference.providers import LocalProvider, make_provider
+from inference.sampling import SamplingEngine
 from selfcorrect.generator import SelfCorrectionGenerator
+from selfcorrect.policy import policy_for
+from selfcorrect.traces import TraceLog, Tracer, as_evaluation
 
 from .console import evaluation_block
 
@@ -45,7 +55,8 @@ class LiveInferenceMonitor(TrainerCallback):
         self.use_template = use_template
         self.step_offset = step_offset
         self.trainer_logs = trainer_logs  # merged into the Trainer's next log (log history, report_to)
-        self.last_path = Path(root) / "data" / "last_evaluation.json"
+        self.root = Path(root)
+        self.last_path = self.root / "data" / "last_evaluation.json"
         # internal state
         self.generate_files = True  # off while training a generated file in --once (so --once ends)
         self.practice: list = []  # questions of the file in training, in a fixed shuffled order
@@ -83,9 +94,13 @@ class LiveInferenceMonitor(TrainerCallback):
     def run(self, model, *, step: int, total: int, config) -> Evaluation:
         sc = config.self_correction
         items = self.pool.next_batch(config.num_eval_samples)
-        ev = evaluate(model, self.tokenizer, items, use_template=self.use_template, max_new_tokens=config.eval_max_tokens,
-                      templates=sc.templates, second_attempt=sc.measure_second_attempt, count_tokens=self.tokenizer,
-                      first_wrong_value=config.experimental.first_wrong_value)
+        if sc.max_turns > 1 and sc.measure_second_attempt:
+            ev = self._traced(model, items, config)
+        else:
+            ev = evaluate(model, self.tokenizer, items, use_template=self.use_template,
+                          max_new_tokens=config.eval_max_tokens, templates=sc.templates,
+                          second_attempt=sc.measure_second_attempt, count_tokens=self.tokenizer,
+                          first_wrong_value=config.experimental.first_wrong_value)
         summary = ev.summary()
         codes = Counter(code_family(c) for r in ev.results for c in r.codes)
         self.events.block(evaluation_block(ev, step=step, total=total))
@@ -96,6 +111,8 @@ class LiveInferenceMonitor(TrainerCallback):
         self.trainer_logs.update({f"eval/{k}": v for k, v in summary.items() if v is not None})
         self.trainer_logs.update({f"eval/code/{k}": v for k, v in codes.items()})
         atomic_write_json(self.last_path, {"step": step, "time": time.time(), **summary, "codes": dict(codes)})
+        if config.ace.in_daemon:
+            self._feed_playbook(model, ev, config, step=step)
         if sc.enabled and self.generate_files:
             try:
                 self.generator.process_results(ev.results, step=step)
@@ -106,6 +123,61 @@ class LiveInferenceMonitor(TrainerCallback):
                 self.events.emit("self-correction", f"Self-Correction: could not write ({e}); examples kept, "
                                  "retrying at the next evaluation")
         return ev
+
+    def _traced(self, model, items, config) -> Evaluation:
+        """With self_correction.max_turns above 1: each question traced (selfcorrect.traces), the policy of
+        data/policy/rts.json choosing up to max_turns reprompts and learning from them; the traces go to
+        logs/traces_*.jsonl, their training examples (traces.train) to the generator's buffer."""
+        engine = SamplingEngine(model, self.tokenizer, use_template=self.use_template)
+        tracer = Tracer(LocalProvider(engine, name="live"), policy_for(self.root, config.traces), config.traces,
+                        max_turns=config.self_correction.max_turns, dataset="live",
+                        max_new_tokens=config.eval_max_tokens, tokenizer=self.tokenizer)
+
+        async def run():
+            try:
+                return await tracer.run(items, TraceLog(self.root / "logs"))
+            finally:
+                await tracer.provider.close()
+
+        traces = asyncio.run(run())
+        if config.traces.train and tracer.examples and self.generate_files:
+            self.generator.add_records(tracer.examples)
+        return as_evaluation(items, traces, tokenizer=self.tokenizer)
+
+    def _feed_playbook(self, model, ev: Evaluation, config, *, step: int) -> None:
+        """ace.in_daemon: the reflector's lessons on this evaluation's wrong answers join data/ace/playbook.jsonl
+        (task "live"), so the playbook and the adapter improve together."""
+        wrong = [r for r in ev.results if not r.matched]
+        if not wrong:
+            return
+        settings = config.ace
+        if settings.reflector == "local":
+            reflector = LocalProvider(SamplingEngine(model, self.tokenizer, use_template=self.use_template), name="live")
+        else:
+            reflector = make_provider(settings.reflector, config, self.root)
+        book = Playbook(self.root / "data" / "ace" / "playbook.jsonl")
+
+        async def run():
+            try:
+                return await asyncio.gather(*(reflect(reflector, settings, question=r.question, answer=r.predicted,
+                                                      golden=r.golden, codes=r.codes) for r in wrong))
+            finally:
+                await reflector.close()
+
+        try:
+            found = asyncio.run(run())
+        except Exception as e:  # a reflector that is down: the evaluation stands, the playbook waits for the next
+            self.events.emit("ace", f"step {step}: the reflector failed ({type(e).__name__}: {str(e)[:200]}); "
+                             "no lessons this time", step=step)
+            return
+        counts = {"added": 0, "merged": 0, "generic": 0, "pruned": 0}
+        for r, lessons in zip(wrong, found):
+            for k, v in book.curate(lessons, task=LIVE, domain="", sample_id=str(r.source.get("id", "")),
+                                    threshold=settings.dedupe_threshold, max_entries=settings.max_entries).items():
+                counts[k] += v
+        book.save()
+        self.events.emit("ace", f"step {step}: {len(wrong)} wrong answers reflected on; lessons {counts['added']} added, "
+                         f"{counts['merged']} merged; playbook {len(book.lessons)} lessons", step=step, **counts)
 
     def _practise(self, model, *, step: int, config) -> list:
         """The next practice questions answered by the current adapter (first attempts only)."""

@@ -10,6 +10,10 @@ import html
 import json
 from pathlib import Path
 
+from selfcorrect.policy import policy_stats
+
+CONTEXTS_SHOWN = 20  # the reprompt policy's most visited contexts in the report
+
 
 def read_events(root: Path) -> list[dict]:
     path = Path(root) / "logs" / "events.jsonl"
@@ -89,6 +93,7 @@ def write_report(root: Path) -> tuple[Path, Path]:
         practice = (f"<h2>Practice rounds</h2><table border=1 cellpadding=4><tr><th>step</th><th>file</th><th>round</th>"
                     f"<th>adapter</th><th>pass@1</th><th>pass@K</th><th>kept</th><th>golden</th><th>unsolved</th></tr>"
                     f"{practice}</table>")
+    policy = _policy_tables(root)
     analysis = ""
     analyses = sorted(Path(root).glob("data/analysis/*/failures.html"), key=lambda p: p.stat().st_mtime)
     if analyses:  # the newest `--analyze` run (its folder may be elsewhere with --out; those are not found here)
@@ -99,7 +104,25 @@ def write_report(root: Path) -> tuple[Path, Path]:
             f"<h1>Training report</h1><img src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'>"
             f"<p>{len(losses)} loss points, {len(evals)} evaluations, {len(sc_done)} self-correction files trained.</p>"
             f"<table border=1 cellpadding=4><tr><th>step</th><th>accuracy</th><th>second attempt</th><th>n</th>"
-            f"<th>error codes</th></tr>{rows}</table>{practice}{analysis}")
+            f"<th>error codes</th></tr>{rows}</table>{practice}{policy}{analysis}")
     page_path = logs / "report.html"
     page_path.write_text(page, encoding="utf-8")
     return png, page_path
+
+
+def _policy_tables(root: Path) -> str:
+    """The reprompt policy (data/policy/rts.json): each action's frequency and mean reward, overall and in the
+    most visited contexts (failure mode | confidence | last prompt | turn)."""
+    stats = policy_stats(root)
+    if not stats or not stats["per_action"]:
+        return ""
+    actions = "".join(f"<tr><td>{html.escape(a)}</td><td>{v['taken']}</td><td>{v['mean_reward']:+.3f}</td></tr>"
+                      for a, v in stats["per_action"].items())
+    visited = sorted(stats["per_context"].items(), key=lambda kv: -sum(v["taken"] for v in kv[1].values()))
+    contexts = "".join(
+        f"<tr><td>{html.escape(key)}</td><td>{html.escape(a)}</td><td>{v['taken']}</td><td>{v['mean_reward']:+.3f}</td></tr>"
+        for key, arms in visited[:CONTEXTS_SHOWN] for a, v in sorted(arms.items(), key=lambda kv: -kv[1]["taken"]))
+    return (f"<h2>Reprompt policy ({html.escape(stats['algorithm'])}, {stats['updates']} updates)</h2>"
+            f"<table border=1 cellpadding=4><tr><th>action</th><th>taken</th><th>mean reward</th></tr>{actions}</table>"
+            f"<h3>By context (the {CONTEXTS_SHOWN} most visited)</h3><table border=1 cellpadding=4><tr><th>context</th>"
+            f"<th>action</th><th>taken</th><th>mean reward</th></tr>{contexts}</table>")

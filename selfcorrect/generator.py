@@ -76,6 +76,11 @@ class SelfCorrectionGenerator:
         self._save()
         return added
 
+    def add_records(self, records: list[dict]) -> None:
+        """Records made elsewhere (training examples of the live monitor's traces) join the buffer."""
+        self.buffer.extend(records)
+        self._save()
+
     # -- output ------------------------------------------------------------------------------
 
     def maybe_generate(self, *, step: int) -> Path | None:

@@ -1,11 +1,10 @@
 """Failure analysis: a stratified test set, the adapter's answers once, judged, clustered and labelled."""
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from core.qa import QAItem
 from evaluation.analysis import infer_category, judge_fast, stratify
 from tests.conftest import run_train, write_config, write_jsonl
+from tests.scripted_model import ScriptedModel
 
 
 def mixed_items() -> list[dict]:
@@ -106,59 +105,39 @@ def test_a_run_cut_short_mid_generation_answers_only_the_rest(root):
     assert json.loads((out / "generation_stats.json").read_text())["generated_now"] == len(lines) - 10
 
 
-class ScriptedJudge(ThreadingHTTPServer):
-    """A judge model on loopback that speaks the OpenAI chat API: it scores each item it is shown (10 for an id
-    ending in an even digit, 3 otherwise), leaves out the first item of every batch of more than two (so those
-    are asked again), and answers a batch holding the item "bad" with prose (so those fall back)."""
+class ScriptedJudge(ScriptedModel):
+    """A judge that scores each item it is shown (10 for an id ending in an even digit, 3 otherwise), leaves out
+    the first item of every batch of more than two (so those are asked again), and answers a batch holding the
+    item "bad" with prose (so those fall back)."""
+
+    model = "judge"
 
     def __init__(self, max_items: int | None = None):
         self.calls: list[int] = []  # items per call
         self.max_items = max_items  # more items than this in a call: refused with a 400, as a context overflow is
-        super().__init__(("127.0.0.1", 0), self.Handler)
+        super().__init__()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            prompt = body["messages"][-1]["content"]
-            items = json.loads(prompt.split("Items:\n", 1)[1].rsplit("\n\nReply", 1)[0])
-            self.server.calls.append(len(items))
-            if self.server.max_items and len(items) > self.server.max_items:
-                return self.reply(400, {"error": {"message": "max_tokens: the prompt is too long", "type":
-                                                  "invalid_request_error", "param": "max_tokens", "code": None}})
-            if any(i["id"] == "bad" for i in items):
-                text = "I think they are mostly fine."
-            else:
-                shown = items[1:] if len(items) > 2 else items
-                text = "Here you go: " + json.dumps([{"id": i["id"], "score": 10 if i["id"][-1] in "02468" else 3,
-                                                      "reason": "scripted"} for i in shown])
-            self.reply(200, {"id": "x", "object": "chat.completion", "created": 0, "model": "judge",
-                             "choices": [{"index": 0, "finish_reason": "stop",
-                                          "message": {"role": "assistant", "content": text}}],
-                             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
-
-        def reply(self, status: int, body: dict) -> None:
-            reply = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+    def reply(self, body: dict):
+        prompt = body["messages"][-1]["content"]
+        items = json.loads(prompt.split("Items:\n", 1)[1].rsplit("\n\nReply", 1)[0])
+        self.calls.append(len(items))
+        if self.max_items and len(items) > self.max_items:
+            return 400, {"error": {"message": "max_tokens: the prompt is too long", "type": "invalid_request_error",
+                                   "param": "max_tokens", "code": None}}
+        if any(i["id"] == "bad" for i in items):
+            return "I think they are mostly fine."
+        shown = items[1:] if len(items) > 2 else items
+        return "Here you go: " + json.dumps([{"id": i["id"], "score": 10 if i["id"][-1] in "02468" else 3,
+                                              "reason": "scripted"} for i in shown])
 
 
 def analyze_with(judge: ScriptedJudge, root, rows: list[dict], batch_size: int):
     """`--analyze` of `rows` into root/a with the scripted judge serving on loopback for its duration."""
     path = write_jsonl(root / "qa.jsonl", rows)
-    threading.Thread(target=judge.serve_forever, daemon=True).start()
-    try:
-        write_config(root, eval_max_tokens=8, providers={"judge": {
-            "kind": "openai", "base_url": f"http://127.0.0.1:{judge.server_port}/v1", "model": "judge"}})
+    with judge:
+        write_config(root, eval_max_tokens=8, providers={"judge": judge.provider()})
         return run_train(root, "--analyze", path, "--out", root / "a", "--judge", "llm", "--batch-size",
                          str(batch_size))
-    finally:
-        judge.shutdown()
 
 
 def test_the_llm_judge_batches_items_asks_again_for_what_a_reply_left_out_and_falls_back_for_garbage(root):

@@ -98,7 +98,9 @@ def test_eval_reports_accuracy_as_a_final_json_line(root):
 
 def test_eval_options_without_eval_are_refused(root):
     out = run_train(root, "--answers", root / "answers.jsonl")
-    assert out.returncode == 2 and "--answers, --limit and --max-new-tokens go with --eval" in out.stderr
+    assert out.returncode == 2 and "--answers and --max-new-tokens go with --eval" in out.stderr
+    out = run_train(root, "--limit", "3")
+    assert out.returncode == 2 and "--limit goes with --eval FILE or --traces FILE" in out.stderr
 
 
 def test_toggling_self_correction_in_config_while_running(root, spawn):
