@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="with --eval, --analyze or --traces: current, base, or a version such as v0003")
     p.add_argument("--limit", type=int, default=None, help="with --eval or --traces: only the first N questions")
     p.add_argument("--dataset", choices=FORMATS, default=None,
-                   help="with --eval, --traces or --practice: the file's format (default: our own JSONL)")
+                   help="with --eval, --traces, --practice or --analyze: the file's format (default: our own JSONL)")
     p.add_argument("--skip-bad", action="store_true",
                    help="with --dataset: skip bad rows (listed) instead of refusing the file")
     p.add_argument("--max-turns", type=int, default=None, metavar="N",
@@ -99,8 +99,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--answers and --max-new-tokens go with --eval FILE.jsonl")
     if args.limit is not None and not (args.eval or args.traces):
         p.error("--limit goes with --eval FILE or --traces FILE")
-    if (args.dataset or args.skip_bad) and not (args.eval or args.traces or args.practice):
-        p.error("--dataset and --skip-bad go with --eval, --traces or --practice")
+    if (args.dataset or args.skip_bad) and not (args.eval or args.traces or args.practice or args.analyze):
+        p.error("--dataset and --skip-bad go with --eval, --traces, --practice or --analyze")
     if (args.max_turns is not None or args.provider != "local") and not args.traces:
         p.error("--max-turns and --provider go with --traces FILE")
     if args.max_turns is not None and args.max_turns < 1:
@@ -251,16 +251,15 @@ def evaluate_file(path: Path, config, root: Path, events: EventLog, *, adapter: 
 
 def analyze_file(path: Path, config, root: Path, events: EventLog, *, adapter: str, sample: int | None,
                  out: Path | None, from_step: int | None, clusters: int | None, judge: str | None,
-                 batch_size: int, queue: bool) -> int:
+                 batch_size: int, queue: bool, dataset: str | None, skip_bad: bool) -> int:
     import time
 
-    from core.qa import read_qa
     from evaluation.analysis import analyze
     from inference.loading import load_for_inference
     from inference.providers import make_provider, provider_section
     from inference.sampling import SamplingEngine
 
-    items = read_qa(path)
+    items = read_questions(path, events, dataset=dataset, limit=None, skip_bad=skip_bad, config=config, root=root)
     make_judge = None
     if judge == "llm":
         provider_section("judge", config)  # a missing providers.judge is named now, before any work
@@ -610,7 +609,8 @@ def main(argv=None) -> int:
         if args.analyze:
             return analyze_file(args.analyze, config, root, events, adapter=args.adapter, sample=args.sample,
                                 out=args.out, from_step=args.from_step, clusters=args.clusters, judge=args.judge,
-                                batch_size=args.batch_size, queue=args.queue)
+                                batch_size=args.batch_size, queue=args.queue, dataset=args.dataset,
+                                skip_bad=args.skip_bad)
         if args.serve:
             from serve.app import serve
 

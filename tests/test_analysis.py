@@ -239,3 +239,20 @@ def test_the_daemon_analyses_the_gate_set_every_n_files_and_logs_the_patterns(ro
     patterns = json.loads((auto / "patterns.json").read_text())
     logged = [e["message"] for e in events(root) if e["event"] == "analysis" and e.get("step") == 5]
     assert all(any(p["label"] in m for m in logged) for p in patterns[:5])
+
+
+def test_analyze_reads_benchmark_files_through_the_importers_and_tasks_by_name(root):
+    write_config(root, eval_max_tokens=4)
+    gsm = write_jsonl(root / "gsm8k.jsonl", [{"question": f"Ana has {k} apples and buys 2. How many?",
+                                              "answer": f"{k} + 2 = {k + 2}\n#### {k + 2}"} for k in range(6)]
+                      + [{"question": "Broken?", "answer": "no final line"}])
+    refused = run_train(root, "--analyze", gsm, "--dataset", "gsm8k", "--out", root / "a")
+    assert refused.returncode == 1 and "row 7" in refused.stderr and not (root / "a").exists()
+    done = run_train(root, "--analyze", gsm, "--dataset", "gsm8k", "--skip-bad", "--out", root / "a")
+    assert done.returncode == 0, done.stderr[-3000:]
+    tested = [json.loads(line) for line in (root / "a" / "test_dataset.jsonl").read_text().splitlines()]
+    assert len(tested) == 6 and {t["golden"] for t in tested} == {str(k + 2) for k in range(6)}
+    assert json.loads((root / "a" / "test_dataset_stats.json").read_text())["before"] == {"math": 6}
+    by_name = run_train(root, "--analyze", "iot_tiny", "--out", root / "b")
+    assert by_name.returncode == 0, by_name.stderr[-3000:]
+    assert len((root / "b" / "model_outputs.jsonl").read_text().splitlines()) == 5
