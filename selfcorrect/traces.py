@@ -151,7 +151,7 @@ def read_traces(path: Path) -> list[TraceRecord]:
 
 
 class TraceLog:
-    """logs/traces_YYYYMMDD.jsonl, one validated trace per line, appended and fsynced as each trace ends."""
+    """logs/traces_YYYYMMDD.jsonl, one trace per line, appended and fsynced as each trace ends."""
 
     def __init__(self, logs: Path):
         self.logs = Path(logs)
@@ -160,7 +160,7 @@ class TraceLog:
     def append(self, trace: TraceRecord) -> None:
         path = self.logs / f"traces_{time.strftime('%Y%m%d')}.jsonl"
         with open(path, "a", encoding="utf-8") as f:
-            f.write(TraceRecord.model_validate(trace.model_dump()).model_dump_json() + "\n")
+            f.write(trace.model_dump_json() + "\n")  # built through pydantic: validated when made
             f.flush()
             os.fsync(f.fileno())
 
