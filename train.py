@@ -255,6 +255,7 @@ def analyze_file(path: Path, config, root: Path, events: EventLog, *, adapter: s
     import time
 
     from evaluation.analysis import analyze
+    from inference.embedding import resolve_embedding_model
     from inference.loading import load_for_inference
     from inference.providers import make_provider, provider_section
     from inference.sampling import SamplingEngine
@@ -272,7 +273,8 @@ def analyze_file(path: Path, config, root: Path, events: EventLog, *, adapter: s
 
     patterns = analyze(items, out, load_engine=load_engine, events=events, sample=sample,
                        seed=config.training.seed, from_step=from_step, max_new_tokens=config.eval_max_tokens,
-                       clusters=clusters, make_judge=make_judge, batch_size=batch_size)
+                       clusters=clusters, make_judge=make_judge, batch_size=batch_size,
+                       embedding_model=resolve_embedding_model(config.analysis.embedding_model, config, root))
     queued = None
     if queue:
         queued = queue_targeted(out, items, root, events)

@@ -222,13 +222,18 @@ class PracticeSection(Section):
 
 
 class AnalysisSection(Section):
-    """Failure analysis in the daemon: `train.py --analyze`'s steps 1-5 on the promotion gate's set, now and then."""
+    """Failure analysis: `train.py --analyze`, and in the daemon its steps 1-5 on the promotion gate's set, now
+    and then."""
 
     every_n_files: int = Field(0, ge=0, description="Analyse after every N trained files (0: never). The gate set "
                                                     "needs training.promotion on.")
     sample: int | None = Field(None, gt=0, description="A stratified sample of this many gate items (none: all).")
     judge: Literal["fast", "llm"] = Field("fast", description="fast: the matcher and error codes; llm: providers.judge.")
     batch_size: int = Field(50, gt=0, description="Items per call of the llm judge.")
+    embedding_model: str | None = Field(
+        None, description="A local sentence-embedding model (a folder, or a name in the local Hugging Face cache; "
+                          "never downloaded) to cluster the failures with, and to pick --queue's items; none: "
+                          "TF-IDF.")
 
 
 class TracesSection(Section):

@@ -25,6 +25,7 @@ from core.events import EventLog
 from core.fsutil import atomic_write_json
 from evaluation.analysis import analyze
 from evaluation.pool import ValidationPool
+from inference.embedding import resolve_embedding_model
 from inference.providers import make_provider
 from inference.sampling import SamplingEngine
 from monitor.live_inference import attach_monitor
@@ -235,7 +236,7 @@ class Daemon:
             analyze(items, self.root / "data" / "analysis" / f"auto-{trained:05d}-{adapter}",
                     load_engine=lambda: (engine, adapter), events=self.events, sample=settings.sample,
                     seed=self.config.training.seed, max_new_tokens=self.config.eval_max_tokens,
-                    make_judge=make_judge, batch_size=settings.batch_size)
+                    make_judge=make_judge, batch_size=settings.batch_size, embedding_model=resolve_embedding_model(settings.embedding_model, self.config, self.root))
         except Exception as e:  # an analysis is a report: it never stops the training
             self.events.emit("error", f"failure analysis after {trained} files: {type(e).__name__}: {e}")
 

@@ -279,18 +279,33 @@ def _vectorizer():
                            token_pattern=r"(?u)\b[A-Za-z_][A-Za-z_]+\b")
 
 
-def cluster(out: Path, *, k: int | None = None, seed: int = 0) -> dict:
-    """Failures in TF-IDF space (question, prediction, error codes), k-means; k by the best silhouette in 2..8
-    unless given. Fewer than 4 failures make one cluster."""
+def _embedder(name: str | None):
+    """The sentence-embedding model of analysis.embedding_model, or None for TF-IDF."""
+    if not name:
+        return None
+    from inference.embedding import load_embedder
+
+    return load_embedder(name)
+
+
+def cluster(out: Path, *, k: int | None = None, seed: int = 0, embedding_model: str | None = None) -> dict:
+    """Failures as vectors of their question, prediction and error codes: TF-IDF, or a local sentence-embedding
+    model when one is named; k-means, k by the best silhouette in 2..8 unless given. Fewer than 4 failures make
+    one cluster. A cluster's terms are its members' top TF-IDF terms in either space."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
+    import numpy as np
+
     failures = _jsonl(out / "failures.jsonl")
-    result = {"failures": len(failures), "k": 0, "clusters": []}
+    result = {"failures": len(failures), "k": 0, "space": embedding_model or "tfidf", "clusters": []}
     if failures:
+        texts = [_text(r) for r in failures]
         vectorizer = _vectorizer()
-        x = vectorizer.fit_transform([_text(r) for r in failures])
+        tfidf = vectorizer.fit_transform(texts)
         terms = vectorizer.get_feature_names_out()
+        embed = _embedder(embedding_model)
+        x = tfidf if embed is None else embed(texts)
         if k is None:
             tried = {}
             for n in range(2, min(8, len(failures) - 1) + 1):
@@ -306,10 +321,10 @@ def cluster(out: Path, *, k: int | None = None, seed: int = 0) -> dict:
         result["k"] = k
         for c in range(k):
             members = [i for i, label in enumerate(model.labels_) if label == c]
-            top = model.cluster_centers_[c].argsort()[::-1][:8]
+            weight = np.asarray(tfidf[members].mean(axis=0)).ravel()
             result["clusters"].append({
                 "cluster": c, "size": len(members), "ids": [failures[i]["id"] for i in members],
-                "terms": [str(terms[t]) for t in top if model.cluster_centers_[c][t] > 0],
+                "terms": [str(terms[t]) for t in weight.argsort()[::-1][:8] if weight[t] > 0],
                 "nearest": [failures[i]["id"] for i in sorted(members, key=lambda i: distances[i, c])[:3]]})
         result["clusters"].sort(key=lambda c: -c["size"])
     atomic_write_json(out / "clusters.json", result)
@@ -323,11 +338,42 @@ def _codes(rows: list[dict]) -> Counter:
     return Counter(kind for r in rows for kind in {code_family(code) for code in r["codes"]})
 
 
-def label(out: Path) -> list[dict]:
+LABEL_PROMPT = (
+    "A model's wrong answers were grouped by similarity. One group:\n\n{group}\n\nIn one short phrase (at most "
+    "12 words), name the mistake these answers share, e.g. \"drops the last number of three-term sums\". "
+    "Reply with the phrase only.")
+
+
+def _group(pattern: dict) -> str:
+    shown = [f"- question: {e['question'][:300]}\n  golden: {e['golden'][:200]}\n  answer: {e['prediction'][:400]}"
+             for e in pattern["examples"]]
+    return (f"{pattern['size']} answers; categories: {', '.join(pattern['categories'])}; error codes: "
+            f"{', '.join(f'{c} ({n})' for c, n in pattern['codes'].items()) or 'none'}; frequent words: "
+            f"{', '.join(pattern['terms'][:8])}\nThree of them:\n" + "\n".join(shown))
+
+
+def parse_label(text: str) -> str | None:
+    """The judge's phrase: its first non-empty line, without a "Label:" prefix, quotes or markup; None if empty."""
+    line = next((x.strip() for x in text.splitlines() if x.strip()), "")
+    line = re.sub(r"^(\*\*)?(label|pattern|phrase)\s*:\s*(\*\*)?", "", line, flags=re.I).strip(" *`\"'")
+    return textwrap.shorten(line, 120) if line else None
+
+
+async def llm_labels(patterns: list[dict], provider) -> list[str | None]:
+    """A judge model's label for each cluster, asked all at once; None where it gave none or its call failed."""
+    requests = [Request(messages=[{"role": "user", "content": LABEL_PROMPT.format(group=_group(p))}],
+                        max_new_tokens=48, temperature=0.0) for p in patterns]
+    outcomes = await asyncio.gather(*(provider.generate([r]) for r in requests), return_exceptions=True)
+    return [None if isinstance(o, BaseException) or not o[0].completions else parse_label(o[0].completions[0].text)
+            for o in outcomes]
+
+
+def label(out: Path, *, make_judge=None) -> list[dict]:
     """Per cluster: its top error codes (by kind) and terms, its categories, three failures nearest its centre,
     and a label made of them, e.g. "math: NUMERIC_ERROR_MISSING_X_VALUES (61 %) - apples, gives, buys". The
     label's code is the one that sets the cluster apart (its share there above its share among all failures),
-    not one every failure has."""
+    not one every failure has. With a judge model (`make_judge()`, a provider), it also writes a label of its
+    own from the same facts (`llm_label`, beside the rule-based one; None where it wrote none)."""
     failures = {r["id"]: r for r in _jsonl(out / "failures.jsonl")}
     overall = _codes(list(failures.values()))
     patterns = []
@@ -349,6 +395,16 @@ def label(out: Path) -> list[dict]:
             "categories": dict(categories.most_common()), "terms": c["terms"],
             "examples": [{k: failures[i][k] for k in ("id", "question", "golden", "prediction", "score", "reason")}
                          for i in c["nearest"]]})
+    if make_judge is not None and patterns:
+        async def run():
+            provider = make_judge()
+            try:
+                return await llm_labels(patterns, provider)
+            finally:
+                await provider.close()
+
+        for p, written in zip(patterns, asyncio.run(run())):
+            p["llm_label"] = written
     atomic_write_json(out / "patterns.json", patterns)
     return patterns
 
@@ -385,7 +441,9 @@ def picture(out: Path) -> Path:
     fig.savefig(png, dpi=100)
     plt.close(fig)
     rows = "".join(
-        f"<tr><td>{p['size']}</td><td>{html.escape(p['label'])}</td><td>{html.escape(', '.join(p['codes']))}</td>"
+        f"<tr><td>{p['size']}</td><td>{html.escape(p['label'])}"
+        + (f"<br>the judge: <i>{html.escape(p['llm_label'])}</i>" if p.get("llm_label") else "") + "</td>"
+        f"<td>{html.escape(', '.join(p['codes']))}</td>"
         f"<td>{html.escape(p['examples'][0]['question'][:200])}<br><i>{html.escape(p['examples'][0]['prediction'][:300])}"
         f"</i></td></tr>" for p in patterns if p["examples"])
     page = (f"<!doctype html><meta charset='utf-8'><title>Failure analysis {html.escape(out.name)}</title>"
@@ -402,13 +460,14 @@ def picture(out: Path) -> Path:
 
 def targeted(out: Path, candidates: list[QAItem], *, size: int | None = None) -> list[dict]:
     """A training file for the failing clusters (`targeted.jsonl`, and `targeted.json` with its counts): per
-    cluster, the candidates nearest its failures in the clustering's TF-IDF space, as many as the cluster's
-    share of `size` (default: twice the failures). Never an item of the test set, by id or by question: what
-    was analysed stays a measurement."""
+    cluster, the candidates nearest its failures in the space they were clustered in (TF-IDF or the embedding
+    model's), as many as the cluster's share of `size` (default: twice the failures). Never an item of the test
+    set, by id or by question: what was analysed stays a measurement."""
     import numpy as np
 
     failures = _jsonl(out / "failures.jsonl")
-    clusters = json.loads((out / "clusters.json").read_text())["clusters"]
+    clusters_file = json.loads((out / "clusters.json").read_text())
+    clusters = clusters_file["clusters"]
     labels = {p["cluster"]: p["label"] for p in json.loads((out / "patterns.json").read_text())}
     tested = _jsonl(out / "test_dataset.jsonl")
     tested_ids, tested_questions = {t["id"] for t in tested}, {normalize(t["conversation"][-1]["content"]) for t in tested}
@@ -420,15 +479,19 @@ def targeted(out: Path, candidates: list[QAItem], *, size: int | None = None) ->
             pool.append(c)
     records, per_cluster = [], {}
     if failures and pool:
-        vectorizer = _vectorizer().fit([_text(r) for r in failures])
-        x_failures = vectorizer.transform([_text(r) for r in failures])
-        x_pool = vectorizer.transform([f"{c.question} {c.golden}" for c in pool])
+        texts, wanted = [_text(r) for r in failures], [f"{c.question} {c.golden}" for c in pool]
+        embed = _embedder(space) if (space := clusters_file.get("space", "tfidf")) != "tfidf" else None
+        if embed is None:
+            vectorizer = _vectorizer().fit(texts)
+            x_failures, x_pool = vectorizer.transform(texts), vectorizer.transform(wanted)
+        else:
+            x_failures, x_pool = embed(texts), embed(wanted)
         row = {r["id"]: k for k, r in enumerate(failures)}
         size = size or 2 * len(failures)
         taken: set[int] = set()
         for c in clusters:
-            centre = np.asarray(x_failures[[row[i] for i in c["ids"]]].mean(axis=0))
-            near = np.asarray(x_pool @ centre.T).ravel()
+            centre = np.asarray(x_failures[[row[i] for i in c["ids"]]].mean(axis=0)).ravel()
+            near = np.asarray(x_pool @ centre).ravel()
             quota, got = max(1, round(size * c["size"] / len(failures))), 0
             for j in np.argsort(-near, kind="stable"):
                 if got >= quota:
@@ -456,11 +519,13 @@ STEPS = {1: "test_dataset_stats.json", 2: "generation_stats.json", 3: "summary.j
 
 def analyze(items: list[QAItem], out: Path, *, load_engine, events, sample: int | None = None,
             seed: int = 0, from_step: int | None = None, max_new_tokens: int = 256, clusters: int | None = None,
-            threshold: int = THRESHOLD, make_judge=None, batch_size: int = 50) -> list[dict]:
+            threshold: int = THRESHOLD, make_judge=None, batch_size: int = 50,
+            embedding_model: str | None = None) -> list[dict]:
     """Steps 1-5 into `out`: from `from_step` on, or else from the first step not finished there (so a run cut
     short continues where it stopped; a step finished in a run cut short mid-way resumes its own file).
     `load_engine()` gives the sampling engine and the adapter's name, loaded only if step 2 runs; `make_judge()`
-    a judge model's provider (None: the fast judge)."""
+    a judge model's provider (None: the fast judge), which also labels the clusters; `embedding_model` a local
+    sentence-embedding model to cluster with (None: TF-IDF)."""
     out.mkdir(parents=True, exist_ok=True)
     first = from_step or next((s for s in STEPS if not (out / STEPS[s]).exists()), len(STEPS) + 1)
     for step in range(1, first):
@@ -491,13 +556,17 @@ def analyze(items: list[QAItem], out: Path, *, load_engine, events, sample: int 
         events.emit("analysis", f"3 judge ({s['judge']}{llm}): {s['failures']} failures of {s['items']} "
                     f"(accuracy {s['accuracy']:.0%}; {per})", step=3)
     if due(4):
-        c = cluster(out, k=clusters, seed=seed)
-        events.emit("analysis", f"4 cluster: {c['failures']} failures in {c['k']} clusters "
+        c = cluster(out, k=clusters, seed=seed, embedding_model=embedding_model)
+        events.emit("analysis", f"4 cluster ({c['space']}): {c['failures']} failures in {c['k']} clusters "
                     f"({', '.join(str(x['size']) for x in c['clusters'])})", step=4)
     if due(5):
-        patterns = label(out)
+        patterns = label(out, make_judge=make_judge)
         picture(out)
         for p in patterns[:5]:
-            events.emit("analysis", f"5 pattern: {p['size']} failures: {p['label']}", step=5)
+            written = f" (the judge: {p['llm_label']})" if p.get("llm_label") else ""
+            events.emit("analysis", f"5 pattern: {p['size']} failures: {p['label']}{written}", step=5)
+        if make_judge is not None and (missing := sum(1 for p in patterns if not p.get("llm_label"))):
+            events.emit("analysis", f"5 the judge wrote no label for {missing} of {len(patterns)} clusters: "
+                        "the rule-based labels stand", step=5)
         events.emit("analysis", f"the picture: {out / 'failures.png'} (and failures.html)", step=5)
     return json.loads((out / STEPS[5]).read_text())

@@ -82,11 +82,27 @@ def test_analyze_writes_every_step_and_runs_again_from_a_step_without_answering_
     assert len(patterns) == clusters["k"] and all(p["label"] and 1 <= len(p["examples"]) <= 3 for p in patterns)
     assert json.loads(first.stdout.splitlines()[-1])["patterns"] == [p["label"] for p in patterns]
 
+    # again from step 4, in a sentence-embedding model's space (a model folder, mean pooled), picking --queue's
+    # items in that space too
     answers = (out / "model_outputs.jsonl").read_bytes()
-    again = run_train(root, "--analyze", path, "--out", out, "--from-step", "4", "--clusters", "2")
+    write_config(root, analysis={"embedding_model": "tiny-random"})
+    again = run_train(root, "--analyze", path, "--out", out, "--from-step", "4", "--clusters", "2", "--queue")
     assert again.returncode == 0, again.stderr[-3000:]
     assert (out / "model_outputs.jsonl").read_bytes() == answers and "2 generate" not in again.stderr
-    assert json.loads((out / "clusters.json").read_text())["k"] == min(2, len(failures))
+    clusters = json.loads((out / "clusters.json").read_text())
+    assert clusters["k"] == min(2, len(failures)) and clusters["space"].endswith("tiny-random")
+    assert sorted(i for c in clusters["clusters"] for i in c["ids"]) == sorted(f["id"] for f in failures)
+    tested = {json.loads(l)["conversation"][-1]["content"] for l in (out / "test_dataset.jsonl").read_text().splitlines()}
+    records = [json.loads(l) for l in (out / "targeted.jsonl").read_text().splitlines()]
+    assert records and all(r["messages"][0]["content"] not in tested for r in records)
+
+
+def test_an_embedding_model_not_on_this_machine_is_refused_before_any_answer(root):
+    path = write_jsonl(root / "mixed.jsonl", mixed_items())
+    write_config(root, analysis={"embedding_model": "someone/not-on-this-machine"})
+    done = run_train(root, "--analyze", path, "--out", root / "a")
+    assert done.returncode == 1 and "analysis.embedding_model: 'someone/not-on-this-machine'" in done.stderr
+    assert "nothing is downloaded at run time" in done.stderr and not (root / "a").exists()
 
 
 def test_a_run_cut_short_mid_generation_answers_only_the_rest(root):
@@ -108,17 +124,23 @@ def test_a_run_cut_short_mid_generation_answers_only_the_rest(root):
 class ScriptedJudge(ScriptedModel):
     """A judge that scores each item it is shown (10 for an id ending in an even digit, 3 otherwise), leaves out
     the first item of every batch of more than two (so those are asked again), and answers a batch holding the
-    item "bad" with prose (so those fall back)."""
+    item "bad" with prose (so those fall back). Asked to label a cluster, it names its size and first error
+    code, dressed as models dress a label."""
 
     model = "judge"
 
     def __init__(self, max_items: int | None = None):
-        self.calls: list[int] = []  # items per call
+        self.calls: list[int] = []  # items per judging call
+        self.labels: list[str] = []  # the labels it wrote
         self.max_items = max_items  # more items than this in a call: refused with a 400, as a context overflow is
         super().__init__()
 
     def reply(self, body: dict):
         prompt = body["messages"][-1]["content"]
+        if "Items:\n" not in prompt:
+            facts = prompt.split("One group:\n\n", 1)[1]
+            self.labels.append(f"{facts.split(' answers;')[0]} answers with {facts.split('error codes: ')[1].split(' (')[0]}")
+            return f'\n**Label:** "{self.labels[-1]}"\nThese answers all ...'
         items = json.loads(prompt.split("Items:\n", 1)[1].rsplit("\n\nReply", 1)[0])
         self.calls.append(len(items))
         if self.max_items and len(items) > self.max_items:
@@ -157,6 +179,11 @@ def test_the_llm_judge_batches_items_asks_again_for_what_a_reply_left_out_and_fa
         if r["judge"] == "llm":
             assert r["score"] == (10 if key[-1] in "02468" else 3) and r["reason"] == "scripted"
     assert summary["failures"] == sum(1 for r in judged.values() if r["score"] < 7)
+    patterns = json.loads((root / "a" / "patterns.json").read_text())  # the judge labels too, beside the rules
+    assert patterns and sorted(p["llm_label"] for p in patterns) == sorted(judge.labels)
+    assert all(p["llm_label"].startswith(f"{p['size']} answers with ") and p["label"] != p["llm_label"]
+               for p in patterns)
+    assert all(f"(the judge: {p['llm_label']})" in done.stderr for p in patterns[:5])
 
 
 def test_a_batch_the_judge_refuses_as_too_long_is_asked_again_in_smaller_batches(root):
@@ -190,6 +217,7 @@ def test_the_llm_judge_runs_against_our_own_server_and_a_judge_that_is_down_lose
     summary = json.loads((root / "a" / "summary.json").read_text())
     # tiny-random answers noise, never a JSON array: each item is asked twice, then the fast judge stands in
     assert summary["judge"] == "llm" and summary["calls"] == 2 + 3 and summary["fallbacks"] == 6
+    assert all("llm_label" in p for p in json.loads((root / "a" / "patterns.json").read_text()))  # asked, noise or not
     answers = (root / "a" / "model_outputs.jsonl").read_bytes()
     down = run_train(root, "--analyze", path, "--out", root / "a", "--judge", "llm", "--from-step", "3")
     assert down.returncode == 1 and "did not answer" in down.stderr

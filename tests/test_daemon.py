@@ -219,10 +219,10 @@ def test_a_dropped_file_is_parsed_once_and_read_again_only_if_it_changed(root):
 def test_a_working_daemon_says_so_within_seconds_and_status_tells_the_stage(root, spawn):
     """Every stage of a file is a `phase` line; while it trains, a line comes at least every `quiet_seconds` even
     with no logging step due, and --status tells the phase, the step of the total, the ETA and the last step's age."""
-    write_config(root, training={"logging_steps": 100_000, "gradient_accumulation_steps": 32, "epochs_per_file": 3,
+    write_config(root, training={"logging_steps": 100_000, "gradient_accumulation_steps": 8, "epochs_per_file": 3,
                                  "quiet_seconds": 4, "promotion": {"enabled": True}})
     drop(root, "small.jsonl", integer_sums(40, seed=3), "queue/high")
-    drop(root, "long.jsonl", integer_sums(4000, seed=4), "queue/normal")
+    drop(root, "long.jsonl", integer_sums(1500, seed=4), "queue/normal")
     proc = spawn(root)
     try:
         wait_event(root, "done", timeout=120)
