@@ -71,7 +71,7 @@ def main() -> None:
     try:
         server.wait_ready(timeout=600)
         arms = {}
-        for name, size in (("one_per_call", 1), ("batched", args.batch_size)):
+        for arm, size in (("one_per_call", 1), ("batched", args.batch_size)):
             async def run():
                 provider = OpenAIProvider(base_url=f"{server.url}/v1", model="current", timeout=3600, max_retries=0)
                 try:
@@ -81,9 +81,9 @@ def main() -> None:
 
             began = time.perf_counter()
             verdicts, calls = asyncio.run(run())
-            arms[name] = {"batch_size": size, "calls": calls, "seconds": round(time.perf_counter() - began, 1),
-                          "verdicts": len(verdicts), "fell_back": len(rows) - len(verdicts)}
-            print(f"# {name}: {arms[name]}", file=sys.stderr, flush=True)
+            arms[arm] = {"batch_size": size, "calls": calls, "seconds": round(time.perf_counter() - began, 1),
+                         "verdicts": len(verdicts), "fell_back": len(rows) - len(verdicts)}
+            print(f"# {arm}: {arms[arm]}", file=sys.stderr, flush=True)
     finally:
         server.proc.kill()
         server.proc.wait()
