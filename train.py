@@ -587,47 +587,80 @@ def main(argv=None) -> int:
         except ProjectError as e:
             print(e, file=sys.stderr)
             return 1
-    events = EventLog(root / "logs")
+    rank = os.environ.get("RANK", "0")  # several processes (accelerate launch, torchrun): rank 0 alone writes logs
+    events = EventLog(root / "logs") if rank == "0" else EventLog(None, prefix=f"rank {rank}: ")
     try:
         config = load_config(config_path)
         if not names_hub_model(config, root):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: no network at all
+        world = join_world(args, config)
+        if not world.main:
+            from daemon.follower import follow
+
+            return follow(config, root, events, world)
         announce(config, config_path, root, events, mode=mode_name(args))
-        if args.eval and args.mode:
-            return harness_eval(args.eval, config, root, events, mode=args.mode, adapter=args.adapter,
-                                playbook=args.playbook, results=args.results, limit=args.limit, epochs=args.epochs)
-        if args.grid:
-            return grid(args.grid, config, root, events, dry_run=args.dry_run)
-        if args.eval:
-            return evaluate_file(args.eval, config, root, events, adapter=args.adapter, limit=args.limit,
-                                 answers=args.answers, max_new_tokens=args.max_new_tokens, dataset=args.dataset,
-                                 skip_bad=args.skip_bad)
-        if args.traces:
-            return trace_file(args.traces, config, root, events, dataset=args.dataset, limit=args.limit,
-                              skip_bad=args.skip_bad, max_turns=args.max_turns, provider=args.provider,
-                              adapter=args.adapter)
-        if args.practice:
-            return practice(args.practice, config, root, events, dataset=args.dataset, skip_bad=args.skip_bad)
-        if args.analyze:
-            return analyze_file(args.analyze, config, root, events, adapter=args.adapter, sample=args.sample,
-                                out=args.out, from_step=args.from_step, clusters=args.clusters, judge=args.judge,
-                                batch_size=args.batch_size, queue=args.queue, dataset=args.dataset,
-                                skip_bad=args.skip_bad)
-        if args.serve:
-            from serve.app import serve
-
-            return serve(config, root, events, host=args.host, port=args.port)
-        if args.daemon or args.once:
-            from daemon.worker import Daemon
-
-            return Daemon(root=root, config_path=config_path, config=config, events=events, once=args.once).run()
-        if args.files:
-            return one_shot(args.files, config, root, events)
-        print("nothing to do: name files to train, or use --daemon (see --help)", file=sys.stderr)
-        return 2
+        try:
+            return run_mode(args, config, config_path, root, events)
+        finally:
+            world.release()  # the other ranks stop with rank 0, however it ends
     except ProjectError as e:
         events.emit("error", str(e))
         return 1
+
+
+def join_world(args, config):
+    """One process, or one rank of several: those join the process group; only the training modes run so."""
+    from core.device import plan_device
+    from training.distributed import World
+
+    world = World.from_env()
+    if world.size > 1:
+        if not (args.daemon or args.once or args.files):
+            raise ProjectError(f"{mode_name(args)} runs in one process, not under a multi-process launch "
+                               f"(WORLD_SIZE={world.size}): only --daemon, --once and FILE... train on several")
+        x = config.experimental
+        if x.preference_weight or x.unlikelihood_weight:
+            raise ProjectError("experimental.preference_weight and experimental.unlikelihood_weight train in one "
+                               f"process only, not under a multi-process launch (WORLD_SIZE={world.size}): set "
+                               "them to 0 or run one process")
+        world.join(timeout_seconds=config.daemon.distributed_timeout_seconds,
+                   device=plan_device(config.training.precision).device)
+    return world
+
+
+def run_mode(args, config, config_path: Path, root: Path, events: EventLog) -> int:
+    if args.eval and args.mode:
+        return harness_eval(args.eval, config, root, events, mode=args.mode, adapter=args.adapter,
+                            playbook=args.playbook, results=args.results, limit=args.limit, epochs=args.epochs)
+    if args.grid:
+        return grid(args.grid, config, root, events, dry_run=args.dry_run)
+    if args.eval:
+        return evaluate_file(args.eval, config, root, events, adapter=args.adapter, limit=args.limit,
+                             answers=args.answers, max_new_tokens=args.max_new_tokens, dataset=args.dataset,
+                             skip_bad=args.skip_bad)
+    if args.traces:
+        return trace_file(args.traces, config, root, events, dataset=args.dataset, limit=args.limit,
+                          skip_bad=args.skip_bad, max_turns=args.max_turns, provider=args.provider,
+                          adapter=args.adapter)
+    if args.practice:
+        return practice(args.practice, config, root, events, dataset=args.dataset, skip_bad=args.skip_bad)
+    if args.analyze:
+        return analyze_file(args.analyze, config, root, events, adapter=args.adapter, sample=args.sample,
+                            out=args.out, from_step=args.from_step, clusters=args.clusters, judge=args.judge,
+                            batch_size=args.batch_size, queue=args.queue, dataset=args.dataset,
+                            skip_bad=args.skip_bad)
+    if args.serve:
+        from serve.app import serve
+
+        return serve(config, root, events, host=args.host, port=args.port)
+    if args.daemon or args.once:
+        from daemon.worker import Daemon
+
+        return Daemon(root=root, config_path=config_path, config=config, events=events, once=args.once).run()
+    if args.files:
+        return one_shot(args.files, config, root, events)
+    print("nothing to do: name files to train, or use --daemon (see --help)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -185,6 +185,10 @@ class DaemonSection(Section):
     scan_interval_seconds: float = Field(2.0, gt=0, description="Full rescan of the folders (watch events are hints).")
     retry_after_seconds: float = Field(
         30.0, ge=0, description="After a machine error (disk full), wait this long before training again.")
+    distributed_timeout_seconds: float = Field(
+        1800.0, gt=0, description="Several processes (accelerate launch, torchrun): how long a rank waits for the "
+                                  "others in a step, rank 0's live evaluation included, before it gives up and "
+                                  "exits (a rank that died).")
 
 
 class PracticeSection(Section):

@@ -25,10 +25,14 @@ def duration(seconds: float | None) -> str:
 
 
 class EventLog:
-    def __init__(self, logs_dir: Path, console: Console | None = None):
-        self.dir = Path(logs_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+    """`logs_dir` None: the console only (a rank other than 0 of a multi-process launch writes no log)."""
+
+    def __init__(self, logs_dir: Path | None, console: Console | None = None, *, prefix: str = ""):
+        self.dir = Path(logs_dir) if logs_dir is not None else None
+        if self.dir:
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.console = console or Console(stderr=True, highlight=False)
+        self.prefix = prefix
         self.listeners: list[Callable[[dict], None]] = []
 
     def daily_path(self, now: float | None = None) -> Path:
@@ -36,19 +40,22 @@ class EventLog:
 
     def block(self, text: str) -> None:
         """A multi-line block (the evaluation view) for the daily log and the console."""
-        with open(self.daily_path(), "a", encoding="utf-8") as f:
-            f.write(text + "\n")
+        if self.dir:
+            with open(self.daily_path(), "a", encoding="utf-8") as f:
+                f.write(text + "\n")
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def emit(self, kind: str, message: str, **fields) -> None:
         now = time.time()
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-        with open(self.daily_path(now), "a", encoding="utf-8") as f:
-            f.write(f"{stamp} {kind:<12} {message}\n")
         record = {"time": round(now, 3), "event": kind, "message": message, **fields}
-        with open(self.dir / "events.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=str) + "\n")
-        self.console.print(f"[dim]{stamp}[/dim] [bold]{kind}[/bold] {escape(message)}", markup=True, soft_wrap=True)
+        if self.dir:
+            with open(self.daily_path(now), "a", encoding="utf-8") as f:
+                f.write(f"{stamp} {kind:<12} {message}\n")
+            with open(self.dir / "events.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record, default=str) + "\n")
+        self.console.print(f"[dim]{stamp}[/dim] {escape(self.prefix)}[bold]{kind}[/bold] {escape(message)}",
+                           markup=True, soft_wrap=True)
         for listener in self.listeners:
             listener(record)
 

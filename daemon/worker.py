@@ -29,6 +29,7 @@ from inference.embedding import resolve_embedding_model
 from inference.providers import make_provider
 from inference.sampling import SamplingEngine
 from monitor.live_inference import attach_monitor
+from training.distributed import DistributedFault
 
 from .intake import Intake
 from .job import train_file
@@ -147,6 +148,8 @@ class Daemon:
                     break
                 if not worked:
                     self._idle()
+                if self.engine.world.poll(stop=self.shutdown.requested):  # another rank got a SIGTERM
+                    self.shutdown.event.set()
         finally:
             self.stop()
         self.events.emit("daemon", "stopped cleanly" if self.shutdown.requested else "queue empty; exiting (--once)")
@@ -190,6 +193,8 @@ class Daemon:
             try:
                 if self.practice.advance(path, self.config, cancel=self.shutdown.event):
                     return True
+            except DistributedFault:
+                raise  # the ranks broke apart, not the file: a restart resumes it
             except Exception as e:
                 self._set_aside(e, path, STAMPED.sub("", path.name), path.name, put_back=None, where="queue/practice/")
                 return True  # set aside (or, on an OSError, the pause begins: the next iteration waits)
@@ -260,6 +265,11 @@ class Daemon:
                 self.queue.requeue(job)
                 self.events.emit("requeued", f"{job.original_name}: stopped at step {outcome.steps}, checkpoint "
                                  f"saved; back at the head of queue/{job.priority}/", file=job.name)
+        except DistributedFault:
+            self.queue.requeue(job)  # the ranks broke apart, not the file: back to the head of its queue
+            self.events.emit("requeued", f"{job.original_name}: the ranks broke apart mid-file; back at the head of "
+                             f"queue/{job.priority}/", file=job.name)
+            raise
         except Exception as e:
             self._set_aside(e, job.path, job.original_name, job.name, put_back=lambda: self.queue.requeue(job),
                             where=f"queue/{job.priority}/")

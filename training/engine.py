@@ -8,6 +8,7 @@ adapter current, or, when the gate rejects it, keeps it as a version that is not
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -29,6 +30,7 @@ from core.models import (attach_adapter, copy_tokenizer_files, load_base_model, 
 from core.qa import split_holdout
 from core.state import TrainingState
 
+from .distributed import DistributedFault, StepTogether, World
 from .progress import ProgressCallback
 from .promotion import PromotionGate, Verdict
 from .trainer import SupervisedTrainer, add_reference_logps, latest_checkpoint
@@ -86,15 +88,19 @@ def sha256_file(path: Path) -> str:
 
 
 class TrainingEngine:
+    """On rank 0 (or alone) the whole lifecycle; on the other ranks of a multi-process launch only `fit`: they
+    read no state and write nothing, rank 0 hands them each file and its adapter (training/distributed.py)."""
+
     def __init__(self, config: Config, root: Path, events: EventLog):
         quiet_transformers()
         self.config, self.root, self.events = config, Path(root), events
+        self.world = World.from_env()
         self.data_dir = self.root / "data"
         self.state_path = self.data_dir / "state.json"
         self.checkpoints_dir = self.data_dir / "checkpoints"
-        self.state = TrainingState.load(self.state_path)
+        self.state = TrainingState.load(self.state_path) if self.world.main else TrainingState()
         self.store = AdapterStore(self.data_dir / "adapters")
-        removed = self.store.recover(self.state.versions, self.state.current_adapter)
+        removed = self.store.recover(self.state.versions, self.state.current_adapter) if self.world.main else []
         if removed:
             events.emit("recovered", f"removed incomplete or uncommitted adapter folders: {', '.join(removed)}")
 
@@ -110,7 +116,8 @@ class TrainingEngine:
         self.model_loads = 1
         self.trainer_logs: dict = {}  # filled by callbacks, merged into the Trainer's next log
         self.gate = PromotionGate(self.root, files=[self.root / f for f in config.training.promotion.files],
-                                  tokenizer=self.tokenizer, use_template=self.use_template, events=events)
+                                  tokenizer=self.tokenizer, use_template=self.use_template,
+                                  events=events) if self.world.main else None
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         events.emit("model", f"loaded {self.model_path} with adapter {self.state.current_adapter or '(new)'}; "
                     f"{trainable:,} trainable parameters; global step {self.state.global_step}",
@@ -177,11 +184,18 @@ class TrainingEngine:
             remove_unused_columns=False,
             dataloader_num_workers=0,
             save_only_model=False,
+            # several processes (training/distributed.py): a LoRA adapter's parameters all get gradients
+            ddp_find_unused_parameters=False,
+            ddp_timeout=round(self.config.daemon.distributed_timeout_seconds),
         )
 
     def _micro_batch_tokens(self) -> int:
-        """Slicing saves memory at little cost where memory is the host's; a GPU runs whole batches faster."""
+        """Slicing saves memory at little cost where memory is the host's; a GPU runs whole batches faster.
+        Never under several processes: each slice is a backward with its all-reduce, and ranks whose batches
+        were sliced differently would wait on each other for ever."""
         budget = self.config.training.micro_batch_tokens
+        if self.world.size > 1:
+            return 0
         return budget if budget is not None else (0 if self.plan.device == "cuda" else 512)
 
     def train(self, prepared: Prepared, *, callbacks=()) -> FileResult:
@@ -193,42 +207,11 @@ class TrainingEngine:
         version, it is committed as kept-not-current and the warm model goes back
         to the current version too.
         """
-        from transformers import PrinterCallback
-
         started = time.perf_counter()
-        ckpt_dir = self.checkpoints_dir / prepared.sha256[:16]
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        collator = PaddingCollator(self.tokenizer.pad_token_id)
-        losses: list[float] = []
-        progress = ProgressCallback(title=prepared.name, collator=collator, events=self.events,
-                                    step_offset=self.state.global_step, on_loss=losses.append,
-                                    quiet_seconds=self.config.training.quiet_seconds)
-        x = self.config.experimental
-        if x.preference_weight and add_reference_logps(self.model, prepared.encoded, self.tokenizer.pad_token_id,
-                                                        precision=self.plan.precision):
-            self.events.emit("reference", f"{prepared.name}: reference log-probabilities of the preference pairs "
-                             f"from adapter {self.state.current_adapter or '(new)'}", file=prepared.name)
-        trainer = SupervisedTrainer(
-            model=self.model,
-            args=self._arguments(ckpt_dir),
-            train_dataset=_Rows(prepared.encoded),
-            data_collator=collator,
-            processing_class=self.tokenizer,
-            callbacks=[progress, *callbacks],
-            extra_logs=self.trainer_logs,
-            micro_batch_tokens=self._micro_batch_tokens(),
-            unlikelihood_weight=x.unlikelihood_weight,
-            preference_weight=x.preference_weight,
-            preference_beta=x.preference_beta,
-        )
-        trainer.remove_callback(PrinterCallback)
         self.gate.hold_out(prepared)
         snapshot = self._adapter_snapshot()
-        resume = latest_checkpoint(ckpt_dir)
-        if resume:
-            self.events.emit("resume", f"{prepared.name}: resuming from {resume.name}", file=prepared.name)
         try:
-            output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+            trainer, output, progress, losses = self.fit(prepared, callbacks=callbacks)
             steps = trainer.state.global_step
             final_loss = losses[-1] if losses else output.training_loss
             if trainer.sliced_batches:
@@ -251,9 +234,67 @@ class TrainingEngine:
             # current version, and the file will be trained again from there.
             self._restore_adapter(snapshot)
             raise
-        remove_tree(ckpt_dir)
+        remove_tree(self.checkpoints_dir / prepared.sha256[:16])
         return FileResult("trained", version, steps, seconds, final_loss, progress.tokens_per_s(),
                           output.metrics.get("train_runtime", 0.0), verdict)
+
+    def fit(self, prepared: Prepared, *, callbacks=(), resume: str | None = None):
+        """The Trainer's run over the file, resuming its newest checkpoint; what every rank does in step.
+        Rank 0 first hands the other ranks the file's examples, the checkpoint and its adapter; they call this
+        with what they received. Returns the trainer, its output, the progress callback and the losses."""
+        from transformers import PrinterCallback
+
+        ckpt_dir = self.checkpoints_dir / prepared.sha256[:16]
+        if self.world.main:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            found = latest_checkpoint(ckpt_dir)
+            resume = str(found) if found else None
+            self.world.hand_over({"op": "train", "name": prepared.name, "sha256": prepared.sha256,
+                                  "encoded": prepared.encoded, "resume": resume,
+                                  "global_step": self.state.global_step})
+        self.world.share(self.model)
+        collator = PaddingCollator(self.tokenizer.pad_token_id)
+        losses: list[float] = []
+        progress = ProgressCallback(title=prepared.name, collator=collator, events=self.events,
+                                    step_offset=self.state.global_step, on_loss=losses.append,
+                                    quiet_seconds=self.config.training.quiet_seconds)
+        x = self.config.experimental
+        if x.preference_weight and add_reference_logps(self.model, prepared.encoded, self.tokenizer.pad_token_id,
+                                                        precision=self.plan.precision):
+            self.events.emit("reference", f"{prepared.name}: reference log-probabilities of the preference pairs "
+                             f"from adapter {self.state.current_adapter or '(new)'}", file=prepared.name)
+        trainer = SupervisedTrainer(
+            model=self.model,
+            args=self._arguments(ckpt_dir),
+            train_dataset=_Rows(prepared.encoded),
+            data_collator=collator,
+            processing_class=self.tokenizer,
+            # under several processes the ranks meet after every other callback of a step (StepTogether)
+            callbacks=[progress, *callbacks, *([StepTogether(self.world)] if self.world.size > 1 else [])],
+            extra_logs=self.trainer_logs,
+            micro_batch_tokens=self._micro_batch_tokens(),
+            unlikelihood_weight=x.unlikelihood_weight,
+            preference_weight=x.preference_weight,
+            preference_beta=x.preference_beta,
+        )
+        trainer.remove_callback(PrinterCallback)
+        if resume:
+            self.events.emit("resume", f"{prepared.name}: resuming from {Path(resume).name}", file=prepared.name)
+        try:
+            output = trainer.train(resume_from_checkpoint=resume)
+        except DistributedFault:
+            raise
+        except Exception as e:
+            if self.world.size > 1:  # the group is in an unknown state: every rank stops, the file is kept
+                raise self.world.fault(f"training {prepared.name}", e) from e
+            raise
+        if self.world.size > 1:
+            # drop this file's DDP wrapper now: the next file wraps the model afresh, and the gradient hooks of
+            # two live wrappers would each all-reduce
+            trainer.accelerator.free_memory()
+            trainer.model_wrapped = trainer.model
+            gc.collect()
+        return trainer, output, progress, losses
 
     def _adapter_snapshot(self) -> dict:
         return {k: v.detach().clone() for k, v in self.model.named_parameters() if v.requires_grad}

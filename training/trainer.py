@@ -1,7 +1,6 @@
 """The Trainer subclass: loss on supervised tokens only, and checkpoints that appear whole."""
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -132,8 +131,12 @@ class SupervisedTrainer(Trainer):
         """
         unlikely = inputs.pop("unlikely", None)
         rejected = {k: inputs.pop(k) for k in PREFERENCE_KEYS if k in inputs}
+        if return_outputs or self.accelerator.num_processes > 1:
+            # several processes: the batch must go through DDP's forward, which readies the gradients'
+            # all-reduce, so the model computes its own loss (over every position, as a plain Trainer does)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         decoder, head = decoder_and_head(model)
-        if return_outputs or decoder is None or head is None:
+        if decoder is None or head is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         hidden, token_logps, rows = response_logps(decoder, head, inputs)
         loss = -token_logps.sum()
@@ -167,21 +170,30 @@ class SupervisedTrainer(Trainer):
         """Write the checkpoint into a staging folder, fsync, rename; keep only the newest.
 
         Trainer writes checkpoint-N in place with no fsync; a kill mid-save would
-        leave a folder that resume cannot load.
+        leave a folder that resume cannot load. Under several processes every rank
+        writes its RNG state into the same staging folder, and rank 0 alone renames
+        it once all have (the others wait).
         """
         final_root = Path(self.args.output_dir)
-        self._staging_dir = str(final_root / f".staging-{os.getpid()}")
-        remove_tree(Path(self._staging_dir))
+        self._staging_dir = str(final_root / ".staging")
+        main = self.args.should_save
+        if main:
+            remove_tree(Path(self._staging_dir))
+        self.accelerator.wait_for_everyone()
         try:
             super()._save_checkpoint(model, trial)
-            name = f"checkpoint-{self.state.global_step}"
-            staged = Path(self._staging_dir) / name
-            fsync_tree(staged)
-            fault_point("checkpoint.staged")
-            durable_replace(staged, final_root / name)
+            self.accelerator.wait_for_everyone()
+            if main:
+                name = f"checkpoint-{self.state.global_step}"
+                staged = Path(self._staging_dir) / name
+                fsync_tree(staged)
+                fault_point("checkpoint.staged")
+                durable_replace(staged, final_root / name)
         finally:
-            remove_tree(Path(self._staging_dir))
+            if main:
+                remove_tree(Path(self._staging_dir))
             self._staging_dir = None
-        for p in final_root.iterdir():
-            if (m := CHECKPOINT.match(p.name)) and int(m.group(1)) < self.state.global_step:
-                remove_tree(p)
+        if main:
+            for p in final_root.iterdir():
+                if (m := CHECKPOINT.match(p.name)) and int(m.group(1)) < self.state.global_step:
+                    remove_tree(p)

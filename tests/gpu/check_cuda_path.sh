@@ -1,7 +1,7 @@
 #!/bin/bash
 # The CUDA path on a real GPU, which CI (CPU only) cannot run: bf16, fp16 and 4-bit QLoRA (bitsandbytes)
-# one-shot training twice (lineage), the daemon's --once with live inference, self-correction files,
-# preference and unlikelihood losses and the promotion gate, --status, --eval, and the adapter loaded on a
+# one-shot training twice (lineage), the daemon's --once with live inference (and under accelerate launch),
+# self-correction files, preference and unlikelihood losses and the promotion gate, --status, --eval, and the adapter loaded on a
 # plain base through PEFT; then the test files that train in subprocesses, on the GPU.
 #
 #     bash tests/gpu/check_cuda_path.sh OUT [WHEELS]      (PY=python, MODES="bf16 fp16 qlora", TEST_S=240)
@@ -36,6 +36,10 @@ JSON
   cp examples/arithmetic.jsonl $R/inbox/more.jsonl
   run --once                             # the daemon's lifecycle with live inference and generated files
   run --status
+  cp examples/word_problems.jsonl $R/inbox/launched.jsonl   # the same under accelerate launch (world size 1 here)
+  echo "### accelerate launch --num_processes 1 train.py --once" >> $L
+  timeout 150 $PY -m accelerate.commands.launch --num_processes 1 --num_machines 1 --mixed_precision no \
+    --dynamo_backend no train.py --once --config $R/config.json >> $L 2>&1; echo "rc=$? (accelerate launch --once)" >> $L
   run --eval examples/arithmetic.jsonl --limit 8
   echo "### the current adapter on a plain (unquantized) base, through PEFT" >> $L
   timeout 60 $PY -c "
