@@ -594,15 +594,18 @@ def main(argv=None) -> int:
         if not names_hub_model(config, root):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: no network at all
         world = join_world(args, config)
-        if not world.main:
-            from daemon.follower import follow
-
-            return follow(config, root, events, world)
-        announce(config, config_path, root, events, mode=mode_name(args))
         try:
-            return run_mode(args, config, config_path, root, events)
+            if not world.main:
+                from daemon.follower import follow
+
+                return follow(config, root, events, world)
+            announce(config, config_path, root, events, mode=mode_name(args))
+            try:
+                return run_mode(args, config, config_path, root, events)
+            finally:
+                world.release()  # the other ranks stop with rank 0, however it ends
         finally:
-            world.release()  # the other ranks stop with rank 0, however it ends
+            world.leave()
     except ProjectError as e:
         events.emit("error", str(e))
         return 1
@@ -610,7 +613,6 @@ def main(argv=None) -> int:
 
 def join_world(args, config):
     """One process, or one rank of several: those join the process group; only the training modes run so."""
-    from core.device import plan_device
     from training.distributed import World
 
     world = World.from_env()
@@ -623,8 +625,7 @@ def join_world(args, config):
             raise ProjectError("experimental.preference_weight and experimental.unlikelihood_weight train in one "
                                f"process only, not under a multi-process launch (WORLD_SIZE={world.size}): set "
                                "them to 0 or run one process")
-        world.join(timeout_seconds=config.daemon.distributed_timeout_seconds,
-                   device=plan_device(config.training.precision).device)
+        world.join(timeout_seconds=config.daemon.distributed_timeout_seconds, precision=config.training.precision)
     return world
 
 

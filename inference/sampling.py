@@ -219,9 +219,13 @@ def decode_dtype(model) -> torch.dtype | None:
 
 @contextmanager
 def weights_as(model, dtype: torch.dtype | None):
-    """The model's float parameters as `dtype` copies for the call, when half their size is free; the original
-    tensors are put back untouched. Buffers (rotary frequencies) stay as they are."""
-    params = [p for p in model.parameters() if p.is_floating_point() and dtype is not None and p.dtype != dtype]
+    """The model's frozen float parameters as `dtype` copies for the call, when half their size is free; the
+    original tensors are put back untouched. Buffers (rotary frequencies) stay as they are, and so do trainable
+    parameters (the adapter: merged, it is not used; unmerged, peft casts to its dtype): a tensor of another dtype
+    set into a parameter resets its gradient accumulator, and with it the hook by which DDP all-reduces its
+    gradient, so the rank that answered would skip the next all-reduce and the others would wait for ever."""
+    params = [p for p in model.parameters()
+              if p.is_floating_point() and not p.requires_grad and dtype is not None and p.dtype != dtype]
     if not params or sum(p.nbytes for p in params) // 2 > _free_memory(params[0].device):
         yield model
         return

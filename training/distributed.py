@@ -7,7 +7,7 @@ self-correction, every log) and the others only train, in step with it.
     hand_over({"op": "train", examples}) ->  -> the examples, the resume checkpoint
     share(model)                        ->   <- the adapter as rank 0 holds it
     trainer.train() under DDP           <->  trainer.train() under DDP (each its share of every batch)
-      each step: StepTogether (agree to stop, or wait while rank 0 evaluates)
+      each step: StepTogether in engine.py (agree to stop, or wait while rank 0 evaluates)
     judge, commit (alone)                    receive() ...
     poll() when idle, release() at the end   "idle" / "stop" -> exit 0
 
@@ -24,10 +24,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import torch
-from transformers import TrainerCallback
-
 from core.errors import ProjectError
+
+# torch is imported where a method needs it: a launch refused for a bad variable says so before torch loads
 
 IDLE_TIMEOUT = timedelta(days=7)  # a rank waiting for rank 0's next file: sampling or analysis may take hours
 
@@ -66,12 +65,10 @@ class World:
 
     # -- joining ----------------------------------------------------------------------------------
 
-    def join(self, *, timeout_seconds: float, device: str) -> None:
+    def join(self, *, timeout_seconds: float, precision: str) -> None:
         """Join the process group (NCCL on CUDA, gloo on the CPU) and make the two control groups; a rank that
         cannot is refused with what to check."""
-        import torch.distributed as dist
-
-        if self.size == 1 or dist.is_initialized():
+        if self.size == 1 or (self.rank, self.size) in _WORLD:
             return
         for variable, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
             if os.environ.get(variable, "").lower() == "true":
@@ -84,8 +81,13 @@ class World:
         if missing:
             raise ProjectError(f"rank {self.rank} of {self.size}: {' and '.join(missing)} not set; start the "
                                "processes with accelerate launch or torchrun, which set them")
+        import torch
+        import torch.distributed as dist
+
+        from core.device import plan_device
+
         backend = "gloo"
-        if device == "cuda":
+        if plan_device(precision).device == "cuda":
             if self.local_rank >= torch.cuda.device_count():
                 raise ProjectError(f"rank {self.rank} has LOCAL_RANK {self.local_rank} but this machine shows "
                                    f"{torch.cuda.device_count()} GPUs: start at most one process per GPU "
@@ -123,11 +125,23 @@ class World:
         if self.size > 1 and not self.broken:
             self._exchange({"op": "stop"}, stop=True)
 
+    def leave(self) -> None:
+        """Every rank, last: the process group is taken down before the interpreter exits (left to exit, its
+        threads can abort the process after a clean run)."""
+        if self.size == 1 or (self.rank, self.size) not in _WORLD:
+            return
+        import torch.distributed as dist
+
+        _WORLD.pop((self.rank, self.size))
+        if not self.broken:
+            dist.destroy_process_group()
+
     def receive(self, *, stop: bool) -> dict:
         """Another rank: wait for rank 0's next message, telling it whether this rank was asked to stop."""
         return self._exchange(None, stop=stop)
 
     def _exchange(self, message: dict | None, *, stop: bool) -> dict:
+        import torch
         import torch.distributed as dist
 
         box = [message]
@@ -142,6 +156,7 @@ class World:
 
     def share(self, model) -> None:
         """Every rank starts the file with rank 0's adapter (it may have put a rejected version back)."""
+        import torch
         import torch.distributed as dist
 
         if self.size == 1:
@@ -153,6 +168,7 @@ class World:
     def agree(self, *, stop: bool, log: bool) -> tuple[bool, bool]:
         """Every rank, once per optimizer step: whether any rank asks to stop, and to log (logging gathers the
         loss from every rank). Ranks wait here while rank 0 evaluates between steps (the steps group's timeout)."""
+        import torch
         import torch.distributed as dist
 
         flags = torch.tensor([int(stop), int(log)])
@@ -178,20 +194,3 @@ class World:
 
 
 _WORLD: dict = {}  # the joined World of this process, so every caller sees its groups and flags
-
-
-class StepTogether(TrainerCallback):
-    """The last callback of every optimizer step under several processes: the ranks agree whether to stop, so
-    a SIGTERM to any of them stops all at this same step with a checkpoint, and whether to log (rank 0's live
-    evaluation asks for a log line, and logging is a collective); and since rank 0's callbacks before this one
-    (live evaluation, generation) run first, the others wait for them here."""
-
-    def __init__(self, world: World):
-        self.world = world
-
-    def on_step_end(self, args, state, control, **kwargs):
-        interrupted = control.should_training_stop and state.global_step < state.max_steps
-        stop, log = self.world.agree(stop=interrupted, log=control.should_log)
-        if stop:
-            control.should_training_stop = control.should_save = True
-        control.should_log = log

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from core.adapters import AdapterStore
 from core.config import Config
@@ -30,7 +31,7 @@ from core.models import (attach_adapter, copy_tokenizer_files, load_base_model, 
 from core.qa import split_holdout
 from core.state import TrainingState
 
-from .distributed import DistributedFault, StepTogether, World
+from .distributed import DistributedFault, World
 from .progress import ProgressCallback
 from .promotion import PromotionGate, Verdict
 from .trainer import SupervisedTrainer, add_reference_logps, latest_checkpoint
@@ -75,6 +76,23 @@ class _Rows(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return self.rows[i]
+
+
+class StepTogether(TrainerCallback):
+    """The last callback of every optimizer step under several processes: the ranks agree whether to stop, so
+    a SIGTERM to any of them stops all at this same step with a checkpoint, and whether to log (rank 0's live
+    evaluation asks for a log line, and logging is a collective); and since rank 0's callbacks before this one
+    (live evaluation, generation) run first, the others wait for them here."""
+
+    def __init__(self, world: World):
+        self.world = world
+
+    def on_step_end(self, args, state, control, **kwargs):
+        interrupted = control.should_training_stop and state.global_step < state.max_steps
+        stop, log = self.world.agree(stop=interrupted, log=control.should_log)
+        if stop:
+            control.should_training_stop = control.should_save = True
+        control.should_log = log
 
 
 def sha256_file(path: Path) -> str:
