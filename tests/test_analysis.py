@@ -58,6 +58,7 @@ def test_the_fast_judge_scores_a_match_ten_and_names_what_is_wrong_otherwise():
 
 
 def test_analyze_writes_every_step_and_runs_again_from_a_step_without_answering_twice(root):
+    write_config(root, eval_max_tokens=24)  # tiny-random answers noise: short noise fails as well as long
     path = write_jsonl(root / "mixed.jsonl", mixed_items())
     out = root / "analysis"
     first = run_train(root, "--analyze", path, "--sample", "20", "--out", out)
@@ -106,6 +107,7 @@ def test_an_embedding_model_not_on_this_machine_is_refused_before_any_answer(roo
 
 
 def test_a_run_cut_short_mid_generation_answers_only_the_rest(root):
+    write_config(root, eval_max_tokens=24)
     path = write_jsonl(root / "mixed.jsonl", mixed_items())
     out = root / "analysis"
     assert run_train(root, "--analyze", path, "--out", out).returncode == 0
@@ -227,7 +229,7 @@ def test_the_llm_judge_runs_against_our_own_server_and_a_judge_that_is_down_lose
 def test_queue_trains_a_file_of_items_near_the_failures_and_never_an_analysed_one(root):
     from core.synthetic import integer_sums
 
-    write_config(root, daemon={"settle_seconds": 0})
+    write_config(root, daemon={"settle_seconds": 0}, eval_max_tokens=24)
     write_jsonl(root / "inbox" / "earlier.jsonl", integer_sums(12, seed=5))  # a user's file, trained before
     assert run_train(root, "--once").returncode == 0
     path = write_jsonl(root / "mixed.jsonl", mixed_items())

@@ -103,7 +103,7 @@ def test_a_second_daemon_on_the_same_root_is_refused(root, spawn):
 
 def test_sigterm_saves_a_checkpoint_requeues_and_the_restart_resumes_mid_file(root, spawn):
     write_config(root, training={"save_steps": 5, "logging_steps": 1})
-    drop(root, "long.jsonl", integer_sums(400, seed=5), "queue/normal")  # 360 trained, 90 steps
+    drop(root, "long.jsonl", integer_sums(200, seed=5), "queue/normal")  # 180 trained, 45 steps
     proc = spawn(root)
     wait_event(root, "progress", count=12, timeout=120)
     proc.send_signal(signal.SIGTERM)
@@ -121,7 +121,7 @@ def test_sigterm_saves_a_checkpoint_requeues_and_the_restart_resumes_mid_file(ro
     first_step = min(e["global_step"] for e in events(root) if e["event"] == "progress"
                      and e["time"] > resumed[0]["time"])
     assert first_step == stopped_at + 1, "training continued from the checkpoint, not from the start"
-    assert state(root)["global_step"] == 90 and len(state(root)["files_trained"]) == 1  # 40 of 400 held out
+    assert state(root)["global_step"] == 45 and len(state(root)["files_trained"]) == 1  # 20 of 200 held out
     assert not list((root / "data" / "checkpoints").rglob("checkpoint-*"))
 
 
