@@ -238,10 +238,11 @@ class Daemon:
         make_judge = None if settings.judge == "fast" else lambda: make_provider("judge", self.config, self.root,
                                                                                  engine=engine)
         try:
+            embedding_model = resolve_embedding_model(settings.embedding_model, self.config, self.root)
             analyze(items, self.root / "data" / "analysis" / f"auto-{trained:05d}-{adapter}",
                     load_engine=lambda: (engine, adapter), events=self.events, sample=settings.sample,
                     seed=self.config.training.seed, max_new_tokens=self.config.eval_max_tokens,
-                    make_judge=make_judge, batch_size=settings.batch_size, embedding_model=resolve_embedding_model(settings.embedding_model, self.config, self.root))
+                    make_judge=make_judge, batch_size=settings.batch_size, embedding_model=embedding_model)
         except Exception as e:  # an analysis is a report: it never stops the training
             self.events.emit("error", f"failure analysis after {trained} files: {type(e).__name__}: {e}")
 

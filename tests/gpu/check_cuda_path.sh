@@ -1,8 +1,8 @@
 #!/bin/bash
 # The CUDA path on a real GPU, which CI (CPU only) cannot run: bf16, fp16 and 4-bit QLoRA (bitsandbytes)
 # one-shot training twice (lineage), the daemon's --once with live inference (and under accelerate launch),
-# self-correction files, preference and unlikelihood losses and the promotion gate, --status, --eval, and the adapter loaded on a
-# plain base through PEFT; then the test files that train in subprocesses, on the GPU.
+# self-correction files, preference and unlikelihood losses and the promotion gate, --status, --eval, and the
+# adapter loaded on a plain base through PEFT; then the test files that train in subprocesses, on the GPU.
 #
 #     bash tests/gpu/check_cuda_path.sh OUT [WHEELS]      (PY=python, MODES="bf16 fp16 qlora", TEST_S=240)
 #
