@@ -16,6 +16,7 @@ Categories: an item's `category` field, else the first rule of CATEGORY_RULES th
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -279,8 +280,10 @@ def _vectorizer():
                            token_pattern=r"(?u)\b[A-Za-z_][A-Za-z_]+\b")
 
 
+@functools.lru_cache(maxsize=1)
 def _embedder(name: str | None):
-    """The sentence-embedding model of analysis.embedding_model, or None for TF-IDF."""
+    """The sentence-embedding model of analysis.embedding_model, or None for TF-IDF; loaded once per process
+    (step 4 and --queue's step 6 use the same one)."""
     if not name:
         return None
     from inference.embedding import load_embedder

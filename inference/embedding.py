@@ -43,7 +43,7 @@ def resolve_embedding_model(name: str | None, config, root: Path) -> str | None:
                        f"TF-IDF")
 
 
-def load_embedder(name: str, *, key: str = "analysis.embedding_model", batch_size: int = 64) -> Embed:
+def load_embedder(name: str, *, batch_size: int = 64) -> Embed:
     """A function from texts to unit-length vectors (one row per text)."""
     from sentence_transformers import SentenceTransformer
 
@@ -53,7 +53,7 @@ def load_embedder(name: str, *, key: str = "analysis.embedding_model", batch_siz
                                     device=device, local_files_only=True)
     except (OSError, ValueError) as e:
         raise ProjectError(
-            f"{key}: {name!r} could not be loaded as a sentence-embedding model ({type(e).__name__}: "
+            f"analysis.embedding_model: {name!r} could not be loaded as a sentence-embedding model ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}). Give a folder with the model, or a name already in "
             f"the local Hugging Face cache (`hf download {name}` once, online): nothing is downloaded at run "
             f"time. Unset the key to cluster with TF-IDF.") from e
@@ -67,5 +67,4 @@ def load_embedder(name: str, *, key: str = "analysis.embedding_model", batch_siz
         return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
                             show_progress_bar=False)
 
-    embed.name = name  # type: ignore[attr-defined]  (named in clusters.json)
     return embed
