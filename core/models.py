@@ -167,6 +167,9 @@ def load_base_model(path: str, config: Config, device: str, precision: str):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     elif device != "cpu":
         model.to(device)
+    # frozen, as an adapter leaves it: answering then decodes in bf16 copies of the weights (the engine leaves
+    # trainable parameters as they are), and nothing can train the base by mistake
+    model.requires_grad_(False)
     return model
 
 

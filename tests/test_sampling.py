@@ -147,10 +147,63 @@ def test_bf16_decoding_answers_as_the_bf16_model_and_gives_the_fp32_weights_back
     model = engine.model
     weights = {n: (p.data.data_ptr(), p.detach().clone()) for n, p in model.named_parameters()}
     half = SamplingEngine(model, engine.tokenizer, use_template=True, max_batch=8, dtype=torch.bfloat16)
-    got = half.generate([Request(messages=c, max_new_tokens=10) for c in CHAT])
+    seen = set()
+    hook = model.lm_head.register_forward_pre_hook(lambda m, args: seen.add(m.weight.dtype))
+    try:
+        got = half.generate([Request(messages=c, max_new_tokens=10) for c in CHAT])
+    finally:
+        hook.remove()
+    assert seen == {torch.bfloat16}, "the weights answered in bf16"
     reference = SamplingEngine(copy.deepcopy(model).to(torch.bfloat16), engine.tokenizer, use_template=True,
                                max_batch=8, dtype=None).generate([Request(messages=c, max_new_tokens=10) for c in CHAT])
     assert [r.completions[0].tokens for r in got] == [r.completions[0].tokens for r in reference]
     for n, p in model.named_parameters():
         ptr, value = weights[n]
         assert p.dtype == torch.float32 and p.data.data_ptr() == ptr and torch.equal(p.detach(), value), n
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_grouped_decode_attention_gives_sdpas_output(engine, dtype, tolerance):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from inference.attention import grouped_decode_attention
+
+    module = engine.model.model.layers[0].self_attn  # 4 query heads over 2 key/value heads
+    gen = torch.Generator().manual_seed(0)
+    rows, heads, kv_heads, positions, dim = 3, 4, 2, 7, 8
+    query = torch.randn(rows, heads, 1, dim, generator=gen).to(dtype)
+    key, value = (torch.randn(rows, kv_heads, positions, dim, generator=gen).to(dtype) for _ in range(2))
+    mask = torch.ones(rows, 1, 1, positions, dtype=torch.bool)
+    mask[1, ..., :3] = False  # left padding
+    for m in (mask, None):
+        ours, _ = grouped_decode_attention(module, query, key, value, m, scaling=dim ** -0.5)
+        theirs, _ = sdpa_attention_forward(module, query, key, value, m, scaling=dim ** -0.5)
+        assert ours.shape == theirs.shape == (rows, 1, heads, dim)
+        assert torch.allclose(ours.float(), theirs.float(), atol=tolerance), (ours - theirs).abs().max()
+
+
+def _draws(logits: torch.Tensor, request: Request, n: int) -> torch.Tensor:
+    from inference.sampling import _choose, _Row
+
+    row = _Row(request, 0, torch.Generator().manual_seed(request.seed))
+    return torch.stack([_choose(logits[None], [row])[0] for _ in range(n)])
+
+
+def test_a_nucleus_among_the_top_candidates_is_sampled_in_its_own_proportions():
+    probs = torch.full((1000,), 0.1 / 990)
+    probs[:10] = torch.tensor([0.3, 0.2, 0.1, 0.08, 0.06, 0.05, 0.04, 0.03, 0.02, 0.02])
+    request = Request(max_new_tokens=1, temperature=1.0, top_p=0.8, seed=11)
+    draws = _draws(probs.log(), request, 3000)
+    nucleus = probs[:7] / probs[:7].sum()  # the first six hold 0.79 < 0.8, so the seventh is in; past it, 0.83
+    assert int(draws.max()) < 7
+    seen = torch.bincount(draws, minlength=7).float() / len(draws)
+    assert (seen - nucleus).abs().max() < 0.03, seen
+
+
+def test_a_nucleus_wider_than_the_candidates_draws_from_the_whole_of_it():
+    from inference.sampling import NUCLEUS_CANDIDATES
+
+    logits = torch.zeros(1000)  # uniform: a 0.99 nucleus holds 990 tokens, far past the candidates
+    draws = _draws(logits, Request(max_new_tokens=1, temperature=1.0, top_p=0.99, seed=5), 2000)
+    ranks_past_candidates = (draws >= NUCLEUS_CANDIDATES).float().mean()
+    assert abs(float(ranks_past_candidates) - (990 - NUCLEUS_CANDIDATES) / 990) < 0.05
