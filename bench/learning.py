@@ -82,6 +82,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import settings as bench_settings  # noqa: E402
 from core.synthetic import integer_sums, word_problems  # noqa: E402
 
 FAMILIES = {"sums": integer_sums, "word_problems": word_problems}
@@ -142,7 +143,7 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 
 def config_for(arm: dict, args) -> dict:
-    return {
+    return bench_settings.apply({
         "model": {"name_or_path": args.model, "cache_dir": str(REPO / "data" / "models")},
         "eval_steps": args.eval_steps if arm.get("self_correction") else 10 ** 9,
         "num_eval_samples": args.eval_samples, "eval_max_tokens": args.max_tokens,
@@ -158,7 +159,7 @@ def config_for(arm: dict, args) -> dict:
         "training": {"batch_size": args.batch_size, "logging_steps": 5, "save_steps": 1000, "seed": 42 + args.seed,
                      "promotion": {"enabled": False}},  # the arms measure learning; the gate has its own tests
         "daemon": {"settle_seconds": 0},
-    }
+    }, args.set, lambda message: sys.exit(message))
 
 
 def drop(root: Path, chunks: list[list[dict]], prefix: str) -> None:
@@ -320,6 +321,8 @@ def earlier_b(earlier: Path, work: Path, chunks: list[list[dict]], args) -> dict
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="about 15 minutes: small data")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=JSON",
+                   help=bench_settings.HELP + ", in every arm")
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--train", type=int, default=200, help="training examples per family")
     p.add_argument("--test", type=int, default=50, help="held-out test items per family")

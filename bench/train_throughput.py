@@ -24,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import settings  # noqa: E402
 from bench.generation_speed import matmul_peak, processor  # noqa: E402
 
 
@@ -192,19 +193,7 @@ def main() -> None:
               "validation": {"holdout_fraction": 0},
               "training": {"batch_size": 8, "logging_steps": 5, "seed": args.seed, "save_steps": 10_000,
                            "promotion": {"enabled": False}}}
-    project_config = json.loads(json.dumps(config))
-    for setting in args.set:
-        key, _, value = setting.partition("=")
-        try:
-            value = json.loads(value)
-        except ValueError:
-            p.error(f"--set {setting}: give KEY.PATH=JSON, e.g. lora.dropout=0 or training.precision='\"fp32\"' "
-                    "(a string in JSON quotes)")
-        *sections, name = key.split(".")
-        node = project_config
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[name] = value
+    project_config = settings.apply(json.loads(json.dumps(config)), args.set, p.error)
     data_path = Path(tempfile.mkdtemp(prefix="bench-data-")) / "train.jsonl"
     data_path.write_text("".join(json.dumps(r) + "\n" for r in make_data(args.examples, args.seed)))
     data_path.with_name("heldout.jsonl").write_text(

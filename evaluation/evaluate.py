@@ -83,7 +83,7 @@ class Evaluation:
 
 
 def evaluate(model, tokenizer, items: list[QAItem], *, use_template: bool, max_new_tokens: int, templates,
-             second_attempt: bool = True, right_probe: int = 2, batch_size: int = 16, count_tokens=None,
+             second_attempt: bool = True, right_probe: int = 2, batch_size: int | None = None, count_tokens=None,
              first_wrong_value: bool = False) -> Evaluation:
     """One batched generation for the first attempts, one for the second; greedy, so deterministic. An answer
     to a math question ends once its final-answer line is complete (what follows is never judged)."""

@@ -8,11 +8,9 @@ matmuls and a softmax: in a decode step of the default model that was 38 % of th
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import cache
 
 import torch
-from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface, sdpa_mask
 
 NAME = "sdpa_grouped_decode"
 
@@ -23,6 +21,8 @@ def grouped_decode_attention(module, query, key, value, attention_mask, dropout:
     out); a single query token per row goes through grouped matmuls, anything else through SDPA itself."""
     batch, heads, q_len, dim = query.shape
     if q_len != 1 or dropout or kwargs.get("softcap") is not None or kwargs.get("position_bias") is not None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     kv_heads = key.shape[1]
@@ -39,15 +39,22 @@ def grouped_decode_attention(module, query, key, value, attention_mask, dropout:
     return out.reshape(batch, 1, heads, dim), None
 
 
-AttentionInterface.register(NAME, grouped_decode_attention)
-AttentionMaskInterface.register(NAME, sdpa_mask)  # the same masks as SDPA: the prefill goes through it
+@cache
+def _registered() -> str:
+    """Registered with transformers on first use (importing its masking code takes seconds)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(NAME, grouped_decode_attention)
+    AttentionMaskInterface.register(NAME, sdpa_mask)  # the same masks as SDPA: the prefill goes through it
+    return NAME
 
 
 def wanted(model, dtype: torch.dtype | None) -> bool:
     """Where the grouped decode wins: a model on SDPA, decoding on a CPU in bf16."""
     device = next(model.parameters()).device
     return (dtype == torch.bfloat16 and device.type == "cpu"
-            and getattr(model.config, "_attn_implementation", None) == "sdpa" and NAME in ALL_MASK_ATTENTION_FUNCTIONS)
+            and getattr(model.config, "_attn_implementation", None) == "sdpa")
 
 
 @contextmanager
@@ -57,7 +64,7 @@ def decode_attention(model, dtype: torch.dtype | None):
         yield model
         return
     config = model.config
-    config._attn_implementation = NAME
+    config._attn_implementation = _registered()
     try:
         yield model
     finally:

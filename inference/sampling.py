@@ -208,6 +208,27 @@ def merged_lora(model):
             module.merged_adapters.clear()
 
 
+ENGINE_MEMORY = 1.5 * 2 ** 30  # the most a CPU's decode batch may hold in KV cache, beyond the model
+ROW_TOKENS = 2048  # the length a batch is sized for (eval_max_tokens' default, and a prompt fits in the slack)
+MAX_ROWS = {"cpu": 32, "cuda": 256}  # past 32 rows a CPU step gains nothing (docs/experiments/speed.md)
+
+
+def decode_rows(model, dtype: torch.dtype | None) -> int:
+    """How many completions to decode together: as many as have room for ROW_TOKENS of KV cache each, within
+    ENGINE_MEMORY on a CPU and half the free memory anywhere, up to what the device gains from (MAX_ROWS)."""
+    config = model.config
+    param = next(model.parameters())
+    heads = getattr(config, "num_attention_heads", 1)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or getattr(config, "hidden_size", heads) // heads
+    width = (dtype or param.dtype).itemsize if (dtype or param.dtype).is_floating_point else 2
+    per_row = 2 * getattr(config, "num_hidden_layers", 1) * kv_heads * head_dim * width * ROW_TOKENS
+    budget = _free_memory(param.device) // 2
+    if param.device.type == "cpu":
+        budget = min(budget, ENGINE_MEMORY)
+    return int(max(1, min(budget // per_row, MAX_ROWS.get(param.device.type, 32))))
+
+
 def decode_dtype(model) -> torch.dtype | None:
     """bf16 where the hardware computes it natively and the weights are fp32; None (as they are) otherwise."""
     params = list(model.parameters())
@@ -496,10 +517,17 @@ class SamplingEngine:
     """Answers requests with one model, with continuous batching: up to `max_batch` completions decode together,
     each prompt prefilled once, a finished row's slot given to the next waiting request."""
 
-    def __init__(self, model, tokenizer, *, use_template: bool, max_batch: int = 16, dtype="auto"):
+    def __init__(self, model, tokenizer, *, use_template: bool, max_batch: int | None = None, dtype="auto"):
         self.model, self.tokenizer, self.use_template = model, tokenizer, use_template
-        self.max_batch = max_batch  # completions decoded together
         self.dtype = decode_dtype(model) if dtype == "auto" else dtype  # None: the weights as they are
+        self._max_batch = max_batch
+
+    @property
+    def max_batch(self) -> int:
+        """Completions decoded together: as asked, else sized from the model and free memory (on first use)."""
+        if self._max_batch is None:
+            self._max_batch = decode_rows(self.model, self.dtype)
+        return self._max_batch
 
     def render(self, request: Request) -> str:
         if request.messages is not None:
@@ -616,7 +644,7 @@ class SamplingEngine:
 
 
 def generate_answers(model, tokenizer, conversations: list[list[dict]], *, use_template: bool,
-                     max_new_tokens: int, batch_size: int = 16, stop_at_final_answer: bool | list[bool] = False
+                     max_new_tokens: int, batch_size: int | None = None, stop_at_final_answer: bool | list[bool] = False
                      ) -> list[str]:
     """One greedy answer per conversation (chat messages ending with a user turn), through the engine."""
     finals = stop_at_final_answer if isinstance(stop_at_final_answer, list) else [stop_at_final_answer] * len(conversations)

@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     i.add_argument("--adapter", default="current", help="current, base, or a version such as v0003")
     i.add_argument("--config", type=Path, default=None)
     i.add_argument("--root", type=Path, default=None)
-    i.add_argument("--batch-size", type=int, default=16)
+    i.add_argument("--batch-size", type=int, default=None, help="answers decoded together (default: sized from free memory)")
     i.add_argument("--max-new-tokens", type=int, default=None, help="default: eval_max_tokens from config")
     sub.add_parser("demo", help="a few built-in examples")
     sub.add_parser("rules", help="the error-code table as Markdown")

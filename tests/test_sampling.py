@@ -207,3 +207,19 @@ def test_a_nucleus_wider_than_the_candidates_draws_from_the_whole_of_it():
     draws = _draws(logits, Request(max_new_tokens=1, temperature=1.0, top_p=0.99, seed=5), 2000)
     ranks_past_candidates = (draws >= NUCLEUS_CANDIDATES).float().mean()
     assert abs(float(ranks_past_candidates) - (990 - NUCLEUS_CANDIDATES) / 990) < 0.05
+
+
+def test_the_decode_batch_is_sized_to_the_kv_cache_a_row_needs(engine):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from inference.sampling import ENGINE_MEMORY, MAX_ROWS, ROW_TOKENS, decode_rows
+
+    assert decode_rows(engine.model, torch.bfloat16) == MAX_ROWS["cpu"], "a tiny cache per row: the CPU's limit"
+    wide = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=32, num_hidden_layers=8,
+                                        num_attention_heads=4, num_key_value_heads=4, head_dim=256))
+    per_row = 2 * 8 * 4 * 256 * 2 * ROW_TOKENS  # keys and values, layers, heads, head size, bf16 bytes, positions
+    rows = decode_rows(wide, torch.bfloat16)
+    assert 1 <= rows < MAX_ROWS["cpu"] and rows * per_row <= ENGINE_MEMORY < (rows + 1) * per_row
+    huge = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=32, num_hidden_layers=8,
+                                        num_attention_heads=4, num_key_value_heads=4, head_dim=4096))
+    assert decode_rows(huge, None) == 1, "a row larger than the budget still answers, alone"
