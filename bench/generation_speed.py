@@ -1,6 +1,7 @@
 """Generation speed: the sampling engine against `model.generate`, same model, batch and prompts, in one run.
 
     python bench/generation_speed.py [--prompts 32] [--max-new-tokens 96] [--samples 8] [--model smollm2-135m-instruct]
+                                     [--profile]
 
 1. Greedy: the prompts (word problems) answered by one `generate(do_sample=False)` call on the same left-padded
    batch, by the engine in fp32 (its tokens must be identical: checked), and by the engine as the product runs
@@ -9,6 +10,7 @@
    prefilled once) against `generate(num_return_sequences=K)`, the same number of completions.
 3. The share of the machine's matmul peak the engine's decoding reaches: a 2048^2 matmul in the dtype it
    decodes in is timed in the same run, and a token costs 2 x (parameters) FLOPs.
+4. With --profile: the greedy arm once more under torch.profiler, its time by operator.
 Run it alone (two torch processes on 2 cores slow each other by up to 7x). Ends with one JSON line.
 """
 from __future__ import annotations
@@ -47,6 +49,26 @@ def matmul_peak(dtype, device, size: int = 2048, repeats: int = 10) -> float:
     return 2 * size ** 3 / best / 1e9
 
 
+OPERATOR_GROUPS = {"matrix products": ("aten::mm", "aten::bmm", "aten::addmm"),
+                   "attention kernels": ("aten::_scaled_dot_product", "aten::_softmax"),
+                   "KV cache appends": ("aten::cat",)}
+
+
+def profile_operators(run) -> None:
+    """Self CPU time by operator over one run, and its share by group (the rest: elementwise work and dispatch)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40))
+    grouped = {name: sum(e.self_cpu_time_total for e in events if e.key.startswith(prefixes))
+               for name, prefixes in OPERATOR_GROUPS.items()}
+    grouped["everything else"] = total - sum(grouped.values())
+    print("; ".join(f"{name} {100 * t / total:.0f} %" for name, t in grouped.items()), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prompts", type=int, default=32)
@@ -54,6 +76,8 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=8, help="K, completions per prompt in the sampling arm")
     p.add_argument("--sampled-prompts", type=int, default=4, help="prompts in the sampling arm")
     p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--profile", action="store_true", help="then where the engine's greedy decoding spends its time, "
+                                                          "by operator (torch.profiler)")
     args = p.parse_args()
 
     import torch
@@ -131,6 +155,8 @@ def main() -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"engine {tokens_per_s:.0f} tok/s greedy = {100 * share:.1f} % of the {peak:.0f} GFLOP/s {dtype} matmul peak; "
           f"peak RSS {rss:.0f} MB; {torch.cuda.get_device_name(0) if device == 'cuda' else processor()}", flush=True)
+    if args.profile:
+        profile_operators(lambda: engine.generate([Request(messages=c, max_new_tokens=n) for c in chats]))
     print(json.dumps({"greedy_speedup": greedy["speedup"], "sampling_speedup": sampling["speedup"],
                       "tokens_per_s": round(tokens_per_s, 1), "peak_share": round(share, 4),
                       "peak_gflops": round(peak, 1), "peak_rss_mb": round(rss), "greedy": greedy, "sampling": sampling,

@@ -1,9 +1,10 @@
 """Attention for one new token per row on a CPU in bf16: two small matmuls per key/value head.
 
-torch's SDPA kernel on a CPU (2.13) spends about 2.5 ms on one decode step's attention of a batch of 32 rows in bf16
-(9 query heads over 3 key/value heads, 110 cached positions), ten times what the same step takes as two grouped
-matmuls and a softmax: in a decode step of the default model that was 38 % of the step (bench/generation_speed.py
---profile). Prefill (several query tokens) and every other device or dtype keep SDPA, whose kernels win there.
+torch's SDPA kernel on a CPU (2.13) takes about 2.3 ms per layer for the attention of one decode step in bf16 (32
+rows, 9 query heads over 3 key/value heads, 110 cached positions), ten times the 0.2 ms the same attention takes
+as two grouped matmuls and a softmax; over the default model's 30 layers that was 15 to 38 % of a decode step
+(docs/experiments/speed.md). Prefill (several query tokens) and every other device or dtype keep SDPA, whose
+kernels win there. The scores are computed in bf16 and the softmax in fp32, as transformers' eager attention does.
 """
 from __future__ import annotations
 
@@ -51,9 +52,10 @@ def _registered() -> str:
 
 
 def wanted(model, dtype: torch.dtype | None) -> bool:
-    """Where the grouped decode wins: a model on SDPA, decoding on a CPU in bf16."""
-    device = next(model.parameters()).device
-    return (dtype == torch.bfloat16 and device.type == "cpu"
+    """Where the grouped decode wins: a model on SDPA, decoding on a CPU in bf16 (bf16 copies of its weights,
+    `dtype`, or bf16 weights of its own, as the server keeps them)."""
+    param = next(model.parameters())
+    return ((dtype or param.dtype) == torch.bfloat16 and param.device.type == "cpu"
             and getattr(model.config, "_attn_implementation", None) == "sdpa")
 
 
