@@ -289,29 +289,33 @@ def _choose(logits: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
             kth = torch.topk(scores[j], r.top_k).values[-1]
             scores[j] = scores[j].masked_fill(scores[j] < kth, float("-inf"))
     top_p = torch.tensor([rows[k].request.top_p for k in sampled], device=logits.device)[:, None]
-    # Where a row's nucleus lies within its most likely candidates (nearly always at top-p < 1), the tokens past
-    # them cannot be drawn, so only the candidates are ranked and get noise: sorting the whole vocabulary for
-    # every row was half of a sampling step. The choice depends on the row alone, never on its batch.
-    candidates = min(NUCLEUS_CANDIDATES, scores.shape[1])
-    probs = scores.softmax(-1)
-    top, order = probs.topk(candidates, dim=-1)
-    before = top.cumsum(-1) - top  # the mass of the tokens above each one
-    inside = (top_p[:, 0] < 1) & (before[:, -1] + top[:, -1] >= top_p[:, 0])
-    for j, k in enumerate(sampled):
-        generator = rows[k].generator
-        if inside[j]:
-            kept = scores[j].gather(0, order[j]).masked_fill(before[j] >= top_p[j], float("-inf"))
-            noise = torch.rand(candidates, generator=generator).to(scores.device)
-            token[sampled[j]] = order[j][(kept + _gumbel(noise)).argmax()]
-            continue
-        row = scores[j]
-        if top_p[j] < 1:
-            ordered, by_rank = row.sort(descending=True)
+    generators = [rows[k].generator for k in sampled]
+    # Where a row's nucleus lies within its most likely candidates (nearly always at top-p < 1 with a trained
+    # model), the tokens past them cannot be drawn, so only the candidates are ranked and get noise: sorting the
+    # whole vocabulary for every row was half of a sampling step. Each row's path depends on its own distribution
+    # alone, never on its batch.
+    inside = torch.zeros(len(sampled), dtype=torch.bool, device=logits.device)
+    if bool((top_p < 1).any()):
+        candidates = min(NUCLEUS_CANDIDATES, scores.shape[1])
+        top, order = scores.softmax(-1).topk(candidates, dim=-1)
+        before = top.cumsum(-1) - top  # the mass of the tokens above each one
+        inside = (top_p[:, 0] < 1) & (before[:, -1] + top[:, -1] >= top_p[:, 0])
+    if bool(inside.any()):
+        sel = inside.nonzero()[:, 0]
+        kept = scores[sel].gather(1, order[sel]).masked_fill(before[sel] >= top_p[sel], float("-inf"))
+        noise = torch.stack([torch.rand(candidates, generator=generators[j]) for j in sel.tolist()])
+        chosen = (kept + _gumbel(noise).to(scores.device)).argmax(-1, keepdim=True)
+        token[idx[sel]] = order[sel].gather(1, chosen)[:, 0]
+    if not bool(inside.all()):
+        sel = (~inside).nonzero()[:, 0]
+        rest, rest_p = scores[sel], top_p[sel]
+        if bool((rest_p < 1).any()):
+            ordered, by_rank = rest.sort(dim=-1, descending=True)
             above = ordered.softmax(-1).cumsum(-1) - ordered.softmax(-1)
-            row = torch.full_like(row, float("-inf")).scatter(0, by_rank, ordered.masked_fill(above >= top_p[j],
-                                                                                            float("-inf")))
-        noise = torch.rand(row.shape[0], generator=generator).to(scores.device)
-        token[sampled[j]] = (row + _gumbel(noise)).argmax()
+            rest = torch.full_like(rest, float("-inf")).scatter(1, by_rank,
+                                                                ordered.masked_fill(above >= rest_p, float("-inf")))
+        noise = torch.stack([torch.rand(rest.shape[1], generator=generators[j]) for j in sel.tolist()])
+        token[idx[sel]] = (rest + _gumbel(noise).to(scores.device)).argmax(-1)
     return token
 
 
