@@ -665,4 +665,11 @@ def run_mode(args, config, config_path: Path, root: Path, events: EventLog) -> i
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # With torch, transformers and peft loaded, the interpreter's last garbage collection walks millions of objects
+    # (1.5 s of every run's exit, measured). Nothing is left to collect that matters: every file we write is closed
+    # and fsynced where it is written, and logging is flushed by its atexit handler, which still runs.
+    import gc
+
+    gc.freeze()
+    sys.exit(code)

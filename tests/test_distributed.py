@@ -75,7 +75,7 @@ def test_sigkill_of_rank_1_mid_file_then_a_restart_drains_the_queue_losing_nothi
     write_config(root, daemon={"settle_seconds": 0}, training={"save_steps": 2}, eval_steps=2, num_eval_samples=2,
                  eval_max_tokens=4, validation={"holdout_fraction": 0.2})
     inputs = {}
-    for k, n in enumerate((12, 200, 12)):
+    for k, n in enumerate((12, 96, 12)):
         path = write_jsonl(root / "inbox" / f"f{k}.jsonl", integer_sums(n, seed=50 + k))
         inputs[hashlib.sha256(path.read_bytes()).hexdigest()] = path.name
     launcher = launch(root, "--daemon", popen=True)

@@ -104,7 +104,7 @@ def test_one_bad_file_means_nothing_is_trained(root):
 def test_a_kill_during_training_leaves_the_previous_version_current(root):
     a = write_jsonl(root / "a.jsonl", integer_sums(8, seed=6))
     assert run_train(root, a).returncode == 0
-    long_file = write_jsonl(root / "long.jsonl", integer_sums(4000, seed=7))
+    long_file = write_jsonl(root / "long.jsonl", integer_sums(800, seed=7))
     proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), "--config", str(root / "config.json"), str(long_file)],
                             cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     events = root / "logs" / "events.jsonl"
