@@ -311,7 +311,8 @@ def _choose(logits: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
         rest, rest_p = scores[sel], top_p[sel]
         if bool((rest_p < 1).any()):
             ordered, by_rank = rest.sort(dim=-1, descending=True)
-            above = ordered.softmax(-1).cumsum(-1) - ordered.softmax(-1)
+            probs = ordered.softmax(-1)
+            above = probs.cumsum(-1) - probs  # the mass of the tokens above each one
             rest = torch.full_like(rest, float("-inf")).scatter(1, by_rank,
                                                                 ordered.masked_fill(above >= rest_p, float("-inf")))
         noise = torch.stack([torch.rand(rest.shape[1], generator=generators[j]) for j in sel.tolist()])
