@@ -172,11 +172,18 @@ def main() -> None:
             shutil.rmtree(start, ignore_errors=True)
             start.mkdir(parents=True)
             (start / "config.json").write_text(json.dumps(config(args, seed), indent=2))
-            walls["start"] = train_py(start, str(write_jsonl(base / "start.jsonl",
-                                                             [chat(settings, q, q["solution"]) for q in start_data])))
+            wall = train_py(start, str(write_jsonl(base / "start.jsonl",
+                                                   [chat(settings, q, q["solution"]) for q in start_data])))
+            (base / "start.wall").write_text(json.dumps(wall))  # beside the root: the arms copy the root
+        if (base / "start.wall").exists():
+            walls["start"] = json.loads((base / "start.wall").read_text())
         for arm in ("V2", "V", "P"):
             root = roots[arm]
             if (root / "data" / "state.json").exists() and (root / "arm.done").exists():
+                # done in an earlier run: its timings come back from arm.done (empty where an older bench wrote it)
+                timing = json.loads((root / "arm.done").read_text() or "{}")
+                walls.update({arm: timing["wall"]} if "wall" in timing else {})
+                generating.update({arm: timing["generating"]} if "generating" in timing else {})
                 continue
             shutil.rmtree(root, ignore_errors=True)
             shutil.copytree(start, root, symlinks=True, ignore=shutil.ignore_patterns("test", "test-logs"))
@@ -201,7 +208,7 @@ def main() -> None:
                     train_py(root, str(write_jsonl(base / f"{arm}-{k}.jsonl", cycle(data, len(records)))))
                 generating[arm] = 0.0
             walls[arm] = time.perf_counter() - began
-            (root / "arm.done").write_text("")
+            (root / "arm.done").write_text(json.dumps({"wall": walls[arm], "generating": generating[arm]}))
         for arm in ARMS:
             by_family, test_seconds = test(roots[arm], tests, args.max_new_tokens)
             passed[arm].append(by_family)
