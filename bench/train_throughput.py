@@ -2,6 +2,8 @@
 
     python bench/train_throughput.py [--examples 320] [--model smollm2-135m-instruct] [--set lora.dropout=0 ...]
                                      [--no-trl]
+    python bench/train_throughput.py --probe-held-base 16 --set 'training.precision="bf16"'
+        # bf16 training: the frozen base held in bf16 against autocast's casts
 
 Each arm runs in its own subprocess (so peak RSS is per arm) on the same generated prompt/response pairs:
 a plain fp32 `Trainer` with `DataCollatorForSeq2Seq`; TRL's `SFTTrainer` (`pip install -e .[bench]`) with and
@@ -77,6 +79,43 @@ def run_project(data_path: Path, heldout: Path, config: dict) -> dict:
             "final_loss": heldout_loss(engine.model, engine.tokenizer, heldout), "precision": engine.plan.precision,
             "all_tokens": sum(len(e.input_ids) for e in prepared.encoded),
             "params": sum(p.numel() for p in engine.model.parameters())}
+
+
+def probe_held_base(data_path: Path, config: dict, rounds: int) -> dict:
+    """One batch's forward and backward (batch 8, the project's trainer and slicing), timed in alternation with the
+    frozen base held in half precision (as training runs) and with autocast casting its fp32 weights on every
+    call: the same process and batches, so the drift of a shared machine falls on both alike."""
+    from contextlib import nullcontext
+
+    from core.config import parse_config
+    from core.encoding import PaddingCollator
+    from core.events import EventLog
+    from training.engine import TrainingEngine
+    from training.trainer import SupervisedTrainer, half_precision_base
+
+    root = Path(tempfile.mkdtemp(prefix="bench-probe-"))
+    engine = TrainingEngine(parse_config(config), root, EventLog(root / "logs"))
+    if engine.plan.precision == "fp32":
+        sys.exit("fp32 training holds nothing in half precision: add --set 'training.precision=\"bf16\"'")
+    encoded = engine.prepare(data_path).encoded
+    collator = PaddingCollator(engine.tokenizer.pad_token_id)
+    trainer = SupervisedTrainer(model=engine.model, args=engine._arguments(root / "out"), data_collator=collator,
+                                micro_batch_tokens=engine._micro_batch_tokens())
+    size = trainer.args.per_device_train_batch_size
+    batches = [collator([{"input_ids": e.input_ids, "labels": e.labels} for e in encoded[k:k + size]])
+               for k in range(0, len(encoded) - size + 1, size)]
+    seconds = {"held": 0.0, "cast": 0.0}
+    for k in range(rounds):
+        batch = batches[k % len(batches)]
+        for arm in (("held", "cast") if k % 2 else ("cast", "held")):
+            with half_precision_base(engine.model, engine.plan.precision) if arm == "held" else nullcontext():
+                t0 = time.perf_counter()
+                trainer.training_step(engine.model, dict(batch))
+                seconds[arm] += time.perf_counter() - t0
+    engine.model.zero_grad()
+    return {"precision": engine.plan.precision, "rounds": rounds,
+            **{f"{arm}_ms_per_batch": round(1000 * s / rounds, 1) for arm, s in seconds.items()},
+            "cast_over_held": round(seconds["cast"] / seconds["held"], 3)}
 
 
 def run_baseline(data_path: Path, heldout: Path, config: dict) -> dict:
@@ -181,6 +220,9 @@ def main() -> None:
     p.add_argument("--no-trl", action="store_true", help="skip TRL's arms (they need `pip install -e .[bench]`)")
     p.add_argument("--arms", default="", help=f"a comma-separated subset of {', '.join(ARMS)} (baseline and project "
                                               "are always run)")
+    p.add_argument("--probe-held-base", type=int, metavar="ROUNDS", default=0,
+                   help="instead: time ROUNDS batches with the frozen base held in half precision and with autocast "
+                        "casting it on every call, in alternation, in one process")
     p.add_argument("--child", choices=list(ARMS), help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--config-json", help=argparse.SUPPRESS)
@@ -196,6 +238,12 @@ def main() -> None:
     project_config = settings.apply(json.loads(json.dumps(config)), args.set, p.error)
     data_path = Path(tempfile.mkdtemp(prefix="bench-data-")) / "train.jsonl"
     data_path.write_text("".join(json.dumps(r) + "\n" for r in make_data(args.examples, args.seed)))
+    if args.probe_held_base:
+        figures = probe_held_base(data_path, project_config, args.probe_held_base)
+        print(f"processor: {processor()}; {figures['precision']}: {figures['cast_ms_per_batch']} ms per batch with "
+              f"autocast's casts, {figures['held_ms_per_batch']} ms held: {figures['cast_over_held']}x")
+        print(json.dumps({"processor": processor(), **figures, "project_settings": args.set}))
+        return
     data_path.with_name("heldout.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in make_data(32, args.seed + 1000)))
     results = {}

@@ -79,7 +79,8 @@ class TrainingSection(Section):
                                                          "a `step` line (step, tok/s, ETA) comes at least this often.")
     seed: int = Field(42, description="Seed for data order, LoRA init and dropout.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
-        "auto", description="auto: bf16 on CUDA/CPUs that support it, fp16 on older CUDA, else fp32."
+        "auto", description="auto: bf16 on CUDA where supported, fp16 on older CUDA, fp32 on MPS and CPUs "
+        "(bf16 on a CPU with native bf16 trains faster but to a higher loss; ask for it with \"bf16\")."
     )
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
     keep_versions: int = Field(5, gt=0, description="Adapter versions kept on disk (the current one always is).")

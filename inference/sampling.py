@@ -163,14 +163,14 @@ def _mergeable_lora_layers(model) -> list:
     return layers
 
 
-def _free_memory(device: torch.device) -> int:
+def free_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     return psutil.virtual_memory().available
 
 
 @contextmanager
-def _replaced(params: list, new):
+def replaced_tensors(params: list, new):
     """Each parameter's tensor replaced by `new(param)` for the block, then the very same original put back
     (never recomputed), so training goes on with bit-identical weights."""
     originals = []
@@ -190,7 +190,7 @@ def merged_lora(model):
     """The model with its active LoRA adapters merged into new weight tensors, when twice their size is free."""
     layers = _mergeable_lora_layers(model)
     size = sum(m.get_base_layer().weight.nbytes for m, _ in layers)
-    if not layers or 2 * size > _free_memory(layers[0][0].get_base_layer().weight.device):
+    if not layers or 2 * size > free_memory(layers[0][0].get_base_layer().weight.device):
         yield model
         return
     active = {module.get_base_layer().weight: (module, adapters) for module, adapters in layers}
@@ -198,10 +198,11 @@ def merged_lora(model):
     def merged(weight):
         module, adapters = active[weight]
         module.merged_adapters.extend(adapters)  # peft's forward then calls the base layer alone
-        return weight.data + sum(module.get_delta_weight(a).to(weight.dtype) for a in adapters)
+        # summed in fp32, rounded once: a base held in bf16 while it trains gets the merge an fp32 one would
+        return (weight.data.float() + sum(module.get_delta_weight(a).float() for a in adapters)).to(weight.dtype)
 
     try:
-        with _replaced(list(active), merged):
+        with replaced_tensors(list(active), merged):
             yield model
     finally:
         for module, _ in layers:
@@ -223,16 +224,22 @@ def decode_rows(model, dtype: torch.dtype | None) -> int:
     head_dim = getattr(config, "head_dim", None) or getattr(config, "hidden_size", heads) // heads
     width = (dtype or param.dtype).itemsize if (dtype or param.dtype).is_floating_point else 2
     per_row = 2 * getattr(config, "num_hidden_layers", 1) * kv_heads * head_dim * width * ROW_TOKENS
-    budget = _free_memory(param.device) // 2
+    budget = free_memory(param.device) // 2
     if param.device.type == "cpu":
         budget = min(budget, ENGINE_MEMORY)
     return int(max(1, min(budget // per_row, MAX_ROWS.get(param.device.type, 32))))
 
 
 def decode_dtype(model) -> torch.dtype | None:
-    """bf16 where the hardware computes it natively and the weights are fp32; None (as they are) otherwise."""
+    """bf16 where the hardware computes it natively and the weights are fp32; the half precision of a model
+    that trains with its frozen linear weights held in it (training/trainer.py: half_precision_base), so that
+    one dtype runs throughout; None (the weights as they are) otherwise: quantized, or all half precision."""
     params = list(model.parameters())
-    if not all(p.dtype == torch.float32 for p in params):  # quantized or already half precision
+    dtypes = {p.dtype for p in params}
+    held = dtypes - {torch.float32}
+    if len(dtypes) == 2 and held <= {torch.bfloat16, torch.float16}:
+        return held.pop()
+    if dtypes != {torch.float32}:
         return None
     device = params[0].device
     fast = torch.cuda.is_bf16_supported() if device.type == "cuda" else device.type == "cpu" and cpu_has_fast_bf16()
@@ -248,10 +255,10 @@ def weights_as(model, dtype: torch.dtype | None):
     gradient, so the rank that answered would skip the next all-reduce and the others would wait for ever."""
     params = [p for p in model.parameters()
               if p.is_floating_point() and not p.requires_grad and dtype is not None and p.dtype != dtype]
-    if not params or sum(p.nbytes for p in params) // 2 > _free_memory(params[0].device):
+    if not params or sum(p.nbytes for p in params) // 2 > free_memory(params[0].device):
         yield model
         return
-    with _replaced(params, lambda p: p.data.to(dtype)):
+    with replaced_tensors(params, lambda p: p.data.to(dtype)):
         yield model
 
 

@@ -34,7 +34,7 @@ from core.state import TrainingState
 from .distributed import DistributedFault, World
 from .progress import ProgressCallback
 from .promotion import PromotionGate, Verdict
-from .trainer import SupervisedTrainer, add_reference_logps, latest_checkpoint
+from .trainer import SupervisedTrainer, add_reference_logps, half_precision_base, latest_checkpoint
 
 
 @dataclass
@@ -299,7 +299,8 @@ class TrainingEngine:
         if resume:
             self.events.emit("resume", f"{prepared.name}: resuming from {Path(resume).name}", file=prepared.name)
         try:
-            output = trainer.train(resume_from_checkpoint=resume)
+            with half_precision_base(self.model, self.plan.precision):
+                output = trainer.train(resume_from_checkpoint=resume)
         except DistributedFault:
             raise
         except Exception as e:

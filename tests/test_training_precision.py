@@ -1,0 +1,82 @@
+"""bf16 training: the trainer's own loss runs under autocast; a frozen base held in half precision while it trains
+gives the same numbers as autocast's casts, the originals come back, and the sampling engine answers in one dtype."""
+import torch
+from transformers import TrainingArguments
+
+from core.config import load_config
+from core.data import Example
+from core.encoding import PaddingCollator, encode
+from core.models import attach_adapter, load_base_model, load_tokenizer, resolve_model_path
+from inference.sampling import Request, SamplingEngine
+from tests.conftest import write_config
+from training.trainer import SupervisedTrainer, half_precision_base
+
+
+def lora_model(root):
+    config = load_config(write_config(root))
+    path = resolve_model_path(config, root)
+    return load_tokenizer(path, config), attach_adapter(load_base_model(path, config, "cpu", "fp32"), config, None)
+
+
+def base_linears(model):
+    head = model.get_output_embeddings()
+    return {n: m.weight for n, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and "lora_" not in n and m is not head}
+
+
+def test_a_base_held_in_bf16_trains_to_autocasts_numbers_and_its_fp32_weights_come_back(tmp_path):
+    tokenizer, model = lora_model(tmp_path)
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # a fresh adapter has B = 0, so A would get no gradient
+            torch.nn.init.normal_(p, std=0.5)
+    rows = []
+    for a, b in ((57, 47), (12, 30), (3, 9)):
+        ex = Example(1, messages=[{"role": "user", "content": f"What is {a} + {b}?"},
+                                  {"role": "assistant", "content": f"{a} + {b} = {a + b}."}])
+        e = encode(tokenizer, ex, use_template=True, max_length=128)
+        rows.append({"input_ids": e.input_ids, "labels": e.labels})
+    batch = PaddingCollator(tokenizer.pad_token_id)(rows)
+    trainer = SupervisedTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[],
+                                                                    use_cpu=True, bf16=True))
+    autocast = []
+    first = next(iter(base_linears(model).values()))
+    hook = model.get_submodule(next(n for n, m in model.named_modules() if getattr(m, "weight", None) is first))
+    hook.register_forward_hook(lambda *_: autocast.append(torch.is_autocast_enabled("cpu")))
+
+    def step():  # the loss as the trainer computes it: autocast is the trainer's own (bf16=True)
+        model.zero_grad()
+        loss = trainer.compute_loss(model, dict(batch))
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    before = {n: (p.data.data_ptr(), p.detach().clone()) for n, p in model.named_parameters()}
+    linears = base_linears(model)
+    assert len(linears) > 4
+    loss, grads = step()  # autocast casts each fp32 weight on every call
+    assert autocast and all(autocast), "bf16 training ran the decoder in fp32"
+    with half_precision_base(model, "bf16"):
+        assert all(w.dtype == torch.bfloat16 for w in linears.values())
+        assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if p.requires_grad or n not in
+                   {f"{m}.weight" for m in linears})  # the adapter, the norms and the (tied) embedding stay fp32
+        held_loss, held_grads = step()
+    assert torch.equal(held_loss, loss)
+    assert grads.keys() == held_grads.keys() and all(torch.equal(grads[n], held_grads[n]) for n in grads)
+    for n, p in model.named_parameters():  # the very same fp32 tensors are back
+        ptr, value = before[n]
+        assert p.data.data_ptr() == ptr and torch.equal(p.detach(), value), n
+    with half_precision_base(model, "fp32"):  # nothing to save where nothing is cast
+        assert all(w.dtype == torch.float32 for w in linears.values())
+
+
+def test_the_engine_answers_in_one_dtype_while_the_base_is_held_in_bf16(tmp_path):
+    tokenizer, model = lora_model(tmp_path)
+    requests = [Request(messages=[{"role": "user", "content": q}], max_new_tokens=12)
+                for q in ("What is 2 + 2?", "Count to ten, please.", "Hi")]
+    outside = SamplingEngine(model, tokenizer, use_template=True, dtype=torch.bfloat16).generate(requests)
+    with half_precision_base(model, "bf16"):
+        engine = SamplingEngine(model, tokenizer, use_template=True)  # as live evaluation builds it, mid-training
+        assert engine.dtype == torch.bfloat16
+        inside = engine.generate(requests)
+    assert [r.completions[0].tokens for r in inside] == [r.completions[0].tokens for r in outside]
+    assert all(len(r.completions[0].tokens) > 0 for r in inside)
