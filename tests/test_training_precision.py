@@ -19,9 +19,9 @@ def lora_model(root):
 
 
 def base_linears(model):
-    head = model.get_output_embeddings()
+    embedding = model.get_input_embeddings().weight
     return {n: m.weight for n, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and "lora_" not in n and m is not head}
+            if isinstance(m, torch.nn.Linear) and "lora_" not in n and m.weight is not embedding}
 
 
 def test_a_base_held_in_bf16_trains_to_autocasts_numbers_and_its_fp32_weights_come_back(tmp_path):
@@ -59,6 +59,7 @@ def test_a_base_held_in_bf16_trains_to_autocasts_numbers_and_its_fp32_weights_co
         assert all(w.dtype == torch.bfloat16 for w in linears.values())
         assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if p.requires_grad or n not in
                    {f"{m}.weight" for m in linears})  # the adapter, the norms and the (tied) embedding stay fp32
+        assert model.get_input_embeddings().weight.dtype == torch.float32
         held_loss, held_grads = step()
     assert torch.equal(held_loss, loss)
     assert grads.keys() == held_grads.keys() and all(torch.equal(grads[n], held_grads[n]) for n in grads)
