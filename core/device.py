@@ -46,7 +46,7 @@ def plan_device(requested: str = "auto") -> DevicePlan:
     fast = cpu_has_fast_bf16()
     why = "CPU with native bf16 (AVX-512 BF16/AMX)" if fast else "CPU without native bf16 (no AVX-512 BF16/AMX)"
     # Training on a CPU stays fp32 unless bf16 is asked for, native or not: with native bf16, autocast trained
-    # about 1.2x faster but to a held-out loss about 20 % higher at equal steps (docs/experiments/speed.md).
+    # 1.1 to 1.2x faster but to a held-out loss about 20 % higher at equal steps (docs/experiments/speed.md).
     # Answers are another matter: they decode from bf16 copies of the weights where the CPU has it natively.
     precision = "fp32" if requested == "auto" else requested
     if precision == "fp16":
