@@ -52,6 +52,6 @@ print('peft load ok', m(ids).logits.shape, next(p for n, p in m.named_parameters
   grep -h -E "^rc=|device |precision|4.bit|quantiz|merged|Traceback|Error|error|peft load|global_step|accuracy [0-9]" $L | cut -c1-220 | sort | uniq -c | sort -rn | head -25
 done
 if [ "${TEST_S:-240}" -gt 1 ]; then
-  timeout ${TEST_S:-240} $PY -m pytest -q -p no:cacheprovider ${TESTS:-tests/test_preference.py tests/test_unlikelihood.py tests/test_monitor.py} > $OUT/pytest.txt 2>&1
+  timeout ${TEST_S:-240} $PY -m pytest -q -p no:cacheprovider ${TESTS:-tests/test_preference.py tests/test_unlikelihood.py tests/test_monitor.py tests/test_training_precision.py} > $OUT/pytest.txt 2>&1
   echo "pytest rc=$?"; tail -25 $OUT/pytest.txt
 fi
