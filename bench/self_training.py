@@ -182,8 +182,8 @@ def main() -> None:
             if (root / "data" / "state.json").exists() and (root / "arm.done").exists():
                 # done in an earlier run: its timings come back from arm.done (empty where an older bench wrote it)
                 timing = json.loads((root / "arm.done").read_text() or "{}")
-                walls.update({arm: timing["wall"]} if "wall" in timing else {})
-                generating.update({arm: timing["generating"]} if "generating" in timing else {})
+                if timing:
+                    walls[arm], generating[arm] = timing["wall"], timing["generating"]
                 continue
             shutil.rmtree(root, ignore_errors=True)
             shutil.copytree(start, root, symlinks=True, ignore=shutil.ignore_patterns("test", "test-logs"))

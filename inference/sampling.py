@@ -163,14 +163,14 @@ def _mergeable_lora_layers(model) -> list:
     return layers
 
 
-def free_memory(device: torch.device) -> int:
+def _free_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     return psutil.virtual_memory().available
 
 
 @contextmanager
-def replaced_tensors(params: list, new):
+def _replaced(params: list, new):
     """Each parameter's tensor replaced by `new(param)` for the block, then the very same original put back
     (never recomputed), so training goes on with bit-identical weights."""
     originals = []
@@ -190,7 +190,7 @@ def merged_lora(model):
     """The model with its active LoRA adapters merged into new weight tensors, when twice their size is free."""
     layers = _mergeable_lora_layers(model)
     size = sum(m.get_base_layer().weight.nbytes for m, _ in layers)
-    if not layers or 2 * size > free_memory(layers[0][0].get_base_layer().weight.device):
+    if not layers or 2 * size > _free_memory(layers[0][0].get_base_layer().weight.device):
         yield model
         return
     active = {module.get_base_layer().weight: (module, adapters) for module, adapters in layers}
@@ -202,7 +202,7 @@ def merged_lora(model):
         return (weight.data.float() + sum(module.get_delta_weight(a).float() for a in adapters)).to(weight.dtype)
 
     try:
-        with replaced_tensors(list(active), merged):
+        with _replaced(list(active), merged):
             yield model
     finally:
         for module, _ in layers:
@@ -224,7 +224,7 @@ def decode_rows(model, dtype: torch.dtype | None) -> int:
     head_dim = getattr(config, "head_dim", None) or getattr(config, "hidden_size", heads) // heads
     width = (dtype or param.dtype).itemsize if (dtype or param.dtype).is_floating_point else 2
     per_row = 2 * getattr(config, "num_hidden_layers", 1) * kv_heads * head_dim * width * ROW_TOKENS
-    budget = free_memory(param.device) // 2
+    budget = _free_memory(param.device) // 2
     if param.device.type == "cpu":
         budget = min(budget, ENGINE_MEMORY)
     return int(max(1, min(budget // per_row, MAX_ROWS.get(param.device.type, 32))))
@@ -253,13 +253,20 @@ def weights_as(model, dtype: torch.dtype | None):
     parameters (the adapter: merged, it is not used; unmerged, peft casts to its dtype): a tensor of another dtype
     set into a parameter resets its gradient accumulator, and with it the hook by which DDP all-reduces its
     gradient, so the rank that answered would skip the next all-reduce and the others would wait for ever."""
-    params = [p for p in model.parameters()
-              if p.is_floating_point() and not p.requires_grad and dtype is not None and p.dtype != dtype]
-    if not params or sum(p.nbytes for p in params) // 2 > free_memory(params[0].device):
+    with params_as([p for p in model.parameters() if p.is_floating_point() and not p.requires_grad], dtype):
         yield model
+
+
+@contextmanager
+def params_as(params: list, dtype: torch.dtype | None):
+    """Each parameter not of `dtype` as a `dtype` copy for the block, when half their size is free (else as they
+    are); the original tensors are put back untouched."""
+    params = [p for p in params if dtype is not None and p.dtype != dtype]
+    if not params or sum(p.nbytes for p in params) // 2 > _free_memory(params[0].device):
+        yield
         return
-    with replaced_tensors(params, lambda p: p.data.to(dtype)):
-        yield model
+    with _replaced(params, lambda p: p.data.to(dtype)):
+        yield
 
 
 @dataclass

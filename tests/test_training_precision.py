@@ -23,9 +23,9 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
                                                                   "(tests/gpu/check_cuda_path.sh runs it on one)"))]
 
 
-def base_linears(model):
+def base_linears(model) -> dict:
     embedding = model.get_input_embeddings().weight
-    return {n: m.weight for n, m in model.named_modules()
+    return {n: m for n, m in model.named_modules()
             if isinstance(m, torch.nn.Linear) and "lora_" not in n and m.weight is not embedding}
 
 
@@ -46,9 +46,8 @@ def test_a_base_held_in_bf16_trains_to_autocasts_numbers_and_its_fp32_weights_co
     trainer = SupervisedTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[],
                                                                     use_cpu=device == "cpu", bf16=True))
     autocast = []
-    first = next(iter(base_linears(model).values()))
-    hook = model.get_submodule(next(n for n, m in model.named_modules() if getattr(m, "weight", None) is first))
-    hook.register_forward_hook(lambda *_: autocast.append(torch.is_autocast_enabled(device)))
+    linears = base_linears(model)
+    next(iter(linears.values())).register_forward_hook(lambda *_: autocast.append(torch.is_autocast_enabled(device)))
 
     def step():  # the loss as the trainer computes it: autocast is the trainer's own (bf16=True)
         model.zero_grad()
@@ -57,12 +56,11 @@ def test_a_base_held_in_bf16_trains_to_autocasts_numbers_and_its_fp32_weights_co
         return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
     before = {n: (p.data.data_ptr(), p.detach().clone()) for n, p in model.named_parameters()}
-    linears = base_linears(model)
     assert len(linears) > 4
     loss, grads = step()  # autocast casts each fp32 weight on every call
     assert autocast and all(autocast), "bf16 training ran the decoder in fp32"
     with half_precision_base(model, "bf16"):
-        assert all(w.dtype == torch.bfloat16 for w in linears.values())
+        assert all(m.weight.dtype == torch.bfloat16 for m in linears.values())
         assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if p.requires_grad or n not in
                    {f"{m}.weight" for m in linears})  # the adapter, the norms and the (tied) embedding stay fp32
         assert model.get_input_embeddings().weight.dtype == torch.float32
@@ -75,7 +73,7 @@ def test_a_base_held_in_bf16_trains_to_autocasts_numbers_and_its_fp32_weights_co
         ptr, value = before[n]
         assert p.data.data_ptr() == ptr and torch.equal(p.detach(), value), n
     with half_precision_base(model, "fp32"):  # nothing to save where nothing is cast
-        assert all(w.dtype == torch.float32 for w in linears.values())
+        assert all(m.weight.dtype == torch.float32 for m in linears.values())
 
 
 def test_the_engine_answers_in_one_dtype_while_the_base_is_held_in_bf16(tmp_path):

@@ -12,7 +12,7 @@ from transformers import Trainer
 from core.encoding import IGNORE
 from core.faults import fault_point
 from core.fsutil import durable_replace, fsync_tree, remove_tree
-from inference.sampling import free_memory, replaced_tensors
+from inference.sampling import params_as
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -39,15 +39,11 @@ def half_precision_base(model, precision: str):
     step, docs/experiments/speed.md) with the same numbers, as autocast would make the very same copy. An output
     projection tied to the input embedding (most small models) keeps fp32: the embedding's lookup stays fp32.
     Skipped where the copies do not fit in free memory."""
-    dtype = HALF.get(precision)
     embedding = model.get_input_embeddings().weight
-    weights = [m.weight for name, m in model.named_modules() if dtype is not None and isinstance(m, torch.nn.Linear)
+    weights = [m.weight for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)
                and m.weight is not embedding and "lora_" not in name  # an adapter beside the trained one is not base
                and not m.weight.requires_grad and m.weight.dtype == torch.float32]
-    if not weights or sum(w.nbytes for w in weights) // 2 > free_memory(weights[0].device):
-        yield model
-        return
-    with replaced_tensors(weights, lambda w: w.data.to(dtype)):
+    with params_as(weights, HALF.get(precision)):
         yield model
 
 
@@ -89,8 +85,7 @@ def add_reference_logps(model, encoded: list, pad_id: int, *, precision: str, ba
             for side in ([(e.input_ids, e.labels) for e in chunk], [(e.rejected_ids, e.rejected_labels) for e in chunk]):
                 ids, labels, mask = pad_rows(side, max(len(i) for i, _ in side), pad_id)
                 batch = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
-                with torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16,
-                                    enabled=precision in ("bf16", "fp16")):
+                with torch.autocast(device.type, dtype=HALF.get(precision), enabled=precision in HALF):
                     _, token_logps, rows = response_logps(decoder, head, batch)
                 sums.append(per_row(token_logps, rows, len(chunk)).tolist())
             for e, chosen, worse in zip(chunk, *sums):
