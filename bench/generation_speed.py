@@ -49,13 +49,14 @@ def matmul_peak(dtype, device, size: int = 2048, repeats: int = 10) -> float:
     return 2 * size ** 3 / best / 1e9
 
 
-OPERATOR_GROUPS = {"matrix products": ("aten::mm", "aten::bmm", "aten::addmm"),
-                   "attention kernels": ("aten::_scaled_dot_product", "aten::_softmax"),
-                   "KV cache appends": ("aten::cat",)}
+DECODE_GROUPS = {"matrix products": ("aten::mm", "aten::bmm", "aten::addmm"),
+                 "attention kernels": ("aten::_scaled_dot_product", "aten::_softmax"),
+                 "KV cache appends": ("aten::cat",)}
 
 
-def profile_operators(run) -> None:
-    """Self CPU time by operator over one run, and its share by group (the rest: elementwise work and dispatch)."""
+def profile_operators(run, groups: dict = DECODE_GROUPS) -> dict:
+    """Self CPU time by operator over one run, and its share by group (the rest: elementwise work and dispatch);
+    returns each group's time in microseconds."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -64,9 +65,10 @@ def profile_operators(run) -> None:
     total = sum(e.self_cpu_time_total for e in events)
     print(events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40))
     grouped = {name: sum(e.self_cpu_time_total for e in events if e.key.startswith(prefixes))
-               for name, prefixes in OPERATOR_GROUPS.items()}
+               for name, prefixes in groups.items()}
     grouped["everything else"] = total - sum(grouped.values())
     print("; ".join(f"{name} {100 * t / total:.0f} %" for name, t in grouped.items()), flush=True)
+    return grouped
 
 
 def main() -> None:

@@ -4,6 +4,7 @@
                                      [--no-trl]
     python bench/train_throughput.py --probe-held-base 16 --set 'training.precision="bf16"'
         # bf16 training: the frozen base held in bf16 against autocast's casts
+    python bench/train_throughput.py --profile-step 4    # where the project's training step spends its time
 
 Each arm runs in its own subprocess (so peak RSS is per arm) on the same generated prompt/response pairs:
 a plain fp32 `Trainer` with `DataCollatorForSeq2Seq`; TRL's `SFTTrainer` (`pip install -e .[bench]`) with and
@@ -78,7 +79,29 @@ def run_project(data_path: Path, heldout: Path, config: dict) -> dict:
     return {"tokens_per_s": tokens / seconds, "seconds": seconds, "steps": result.steps,
             "final_loss": heldout_loss(engine.model, engine.tokenizer, heldout), "precision": engine.plan.precision,
             "all_tokens": sum(len(e.input_ids) for e in prepared.encoded),
-            "params": sum(p.numel() for p in engine.model.parameters())}
+            "params": sum(p.numel() for p in engine.model.parameters()),
+            "head_params": engine.model.get_output_embeddings().weight.numel(), "supervised_tokens": tokens}
+
+
+def project_batches(data_path: Path, config: dict):
+    """The project's engine and trainer on the file, and its batches as the collator builds them (in file order):
+    the probes below time the trainer's own training step on them in one process."""
+    from core.config import parse_config
+    from core.encoding import PaddingCollator
+    from core.events import EventLog
+    from training.engine import TrainingEngine
+    from training.trainer import SupervisedTrainer
+
+    root = Path(tempfile.mkdtemp(prefix="bench-probe-"))
+    engine = TrainingEngine(parse_config(config), root, EventLog(root / "logs"))
+    encoded = engine.prepare(data_path).encoded
+    collator = PaddingCollator(engine.tokenizer.pad_token_id)
+    trainer = SupervisedTrainer(model=engine.model, args=engine._arguments(root / "out"), data_collator=collator,
+                                micro_batch_tokens=engine._micro_batch_tokens())
+    size = trainer.args.per_device_train_batch_size
+    batches = [collator([{"input_ids": e.input_ids, "labels": e.labels} for e in encoded[k:k + size]])
+               for k in range(0, len(encoded) - size + 1, size)]
+    return engine, trainer, batches
 
 
 def probe_held_base(data_path: Path, config: dict, rounds: int) -> dict:
@@ -87,23 +110,11 @@ def probe_held_base(data_path: Path, config: dict, rounds: int) -> dict:
     call: the same process and batches, so the drift of a shared machine falls on both alike."""
     from contextlib import nullcontext
 
-    from core.config import parse_config
-    from core.encoding import PaddingCollator
-    from core.events import EventLog
-    from training.engine import TrainingEngine
-    from training.trainer import SupervisedTrainer, half_precision_base
+    from training.trainer import half_precision_base
 
-    root = Path(tempfile.mkdtemp(prefix="bench-probe-"))
-    engine = TrainingEngine(parse_config(config), root, EventLog(root / "logs"))
+    engine, trainer, batches = project_batches(data_path, config)
     if engine.plan.precision == "fp32":
         sys.exit("fp32 training holds nothing in half precision: add --set 'training.precision=\"bf16\"'")
-    encoded = engine.prepare(data_path).encoded
-    collator = PaddingCollator(engine.tokenizer.pad_token_id)
-    trainer = SupervisedTrainer(model=engine.model, args=engine._arguments(root / "out"), data_collator=collator,
-                                micro_batch_tokens=engine._micro_batch_tokens())
-    size = trainer.args.per_device_train_batch_size
-    batches = [collator([{"input_ids": e.input_ids, "labels": e.labels} for e in encoded[k:k + size]])
-               for k in range(0, len(encoded) - size + 1, size)]
     seconds = {"held": 0.0, "cast": 0.0}
     for k in range(rounds):
         batch = batches[k % len(batches)]
@@ -116,6 +127,53 @@ def probe_held_base(data_path: Path, config: dict, rounds: int) -> dict:
     return {"precision": engine.plan.precision, "rounds": rounds,
             **{f"{arm}_ms_per_batch": round(1000 * s / rounds, 1) for arm, s in seconds.items()},
             "cast_over_held": round(seconds["cast"] / seconds["held"], 3)}
+
+
+TRAINING_GROUPS = {"matrix products": ("aten::mm", "aten::bmm", "aten::addmm"),
+                   "attention kernels": ("aten::_scaled_dot_product", "aten::_softmax"),
+                   "the loss (log-softmax over the vocabulary)": ("aten::_log_softmax", "aten::nll_loss"),
+                   "casts and copies": ("aten::copy_", "aten::_to_copy"),
+                   "the optimizer (AdamW)": ("aten::_fused_adamw", "aten::_foreach")}
+
+
+def profile_step(data_path: Path, config: dict, rounds: int) -> None:
+    """ROUNDS of the project's training step (forward, backward, in row slices as it trains) and an optimizer step
+    each, under torch.profiler after one untimed warm-up: where a training step's time goes, by operator."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench.generation_speed import profile_operators
+    from training.trainer import half_precision_base
+
+    engine, trainer, batches = project_batches(data_path, config)
+    trainer.create_optimizer()
+
+    def steps(n):
+        for k in range(n):
+            trainer.training_step(engine.model, dict(batches[k % len(batches)]))
+            trainer.optimizer.step()
+            trainer.optimizer.zero_grad()
+
+    with half_precision_base(engine.model, engine.plan.precision):  # as fit() trains
+        steps(1)
+        t0 = time.perf_counter()
+        steps(rounds)
+        seconds = time.perf_counter() - t0
+        grouped = profile_operators(lambda: steps(rounds), TRAINING_GROUPS)
+        # the FLOPs in a pass of their own: counting them under the profiler (with_flops) slows every operator
+        with FlopCounterMode(display=False) as counter:
+            steps(rounds)
+    counts = counter.get_flop_counts()["Global"]
+    products = sum(n for op, n in counts.items() if str(op).split(".")[1] in ("mm", "addmm", "bmm"))
+    print(f"matrix products at {products / grouped['matrix products'] / 1e3:.0f} GFLOP/s "
+          f"({products / rounds / 1e9:.0f} GFLOP per step)")
+    real = sum(int(b["attention_mask"].sum()) for b in batches)
+    padded = sum(b["attention_mask"].numel() for b in batches)
+    print(f"padding: {100 * (padded - real) / real:.1f} % more positions than tokens in these batches of the file's "
+          "order (before the row slices drop their empty columns): what padding-free batches could save at most")
+    print(f"processor: {processor()}; {engine.plan.precision}: {1000 * seconds / rounds:.0f} ms per step of "
+          f"{trainer.args.per_device_train_batch_size} rows without the profiler; fp32 matmul peak "
+          f"{matmul_peak(torch.float32, 'cpu'):.0f} GFLOP/s, bf16 {matmul_peak(torch.bfloat16, 'cpu'):.0f}")
 
 
 def run_baseline(data_path: Path, heldout: Path, config: dict) -> dict:
@@ -223,6 +281,8 @@ def main() -> None:
     p.add_argument("--probe-held-base", type=int, metavar="ROUNDS", default=0,
                    help="instead: time ROUNDS batches with the frozen base held in half precision and with autocast "
                         "casting it on every call, in alternation, in one process")
+    p.add_argument("--profile-step", type=int, metavar="ROUNDS", default=0,
+                   help="instead: ROUNDS of the project's training step under torch.profiler, time by operator")
     p.add_argument("--child", choices=list(ARMS), help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--config-json", help=argparse.SUPPRESS)
@@ -238,6 +298,8 @@ def main() -> None:
     project_config = settings.apply(json.loads(json.dumps(config)), args.set, p.error)
     data_path = Path(tempfile.mkdtemp(prefix="bench-data-")) / "train.jsonl"
     data_path.write_text("".join(json.dumps(r) + "\n" for r in make_data(args.examples, args.seed)))
+    if args.profile_step:
+        return profile_step(data_path, project_config, args.profile_step)
     if args.probe_held_base:
         figures = probe_held_base(data_path, project_config, args.probe_held_base)
         print(f"processor: {processor()}; {figures['precision']}: {figures['cast_ms_per_batch']} ms per batch with "
@@ -276,8 +338,10 @@ def main() -> None:
     import torch
 
     # A frozen base costs about 4 FLOPs per parameter per token (forward, and the backward to the activations);
-    # the LoRA matrices' own cost is small beside it. MFU: that rate over a matmul's, timed now in the same dtype.
-    flops = 4 * q["params"] * q["all_tokens"] / q["seconds"]
+    # the LoRA matrices' own cost is small beside it, and the vocabulary projection runs at supervised positions
+    # only (the input embedding is a lookup). MFU: that rate over a matmul's, timed now in the same dtype.
+    flops = 4 * ((q["params"] - q["head_params"]) * q["all_tokens"]
+                 + q["head_params"] * q["supervised_tokens"]) / q["seconds"]
     peak = matmul_peak(torch.bfloat16 if q["precision"] == "bf16" else torch.float32, "cpu")
     print(f"   MFU {100 * flops / (peak * 1e9):.1f}% ({flops / 1e9:.1f} of {peak:.0f} GFLOP/s)")
     print(json.dumps({"processor": processor(), "baseline_tokens_per_s": round(b["tokens_per_s"], 1),
