@@ -114,19 +114,25 @@ class SupervisedTrainer(Trainer):
 
         Activation memory grows with rows x length; slicing bounds it while the optimizer step stays the
         same: every slice's loss is divided by the supervised tokens of the whole batch, so the slices'
-        gradients add up to the batch's gradient.
+        gradients add up to the batch's gradient. The rows go longest first and each slice is as wide as its own
+        longest row, so the short rows of a mixed batch run together, without the long rows' padding, and more
+        of them fit in a slice.
         """
         rows, width = inputs["input_ids"].shape
-        width *= 2 if "rejected_input_ids" in inputs else 1  # a preference pair's rejected answer runs in the slice too
-        per_slice = max(1, self.micro_batch_tokens // width) if self.micro_batch_tokens else rows
-        if per_slice >= rows:
+        lengths = inputs["attention_mask"].sum(dim=1)
+        if "rejected_input_ids" in inputs:  # a preference pair's rejected answer runs in the slice too
+            width *= 2
+            lengths = 2 * torch.maximum(lengths, inputs["rejected_attention_mask"].sum(dim=1))
+        if not self.micro_batch_tokens or rows * width <= self.micro_batch_tokens:
             return super().training_step(model, inputs, num_items_in_batch)
         if num_items_in_batch is None:
             num_items_in_batch = int((inputs["labels"][:, 1:] != IGNORE).sum())
         self.sliced_batches += 1
-        loss = None
-        for start in range(0, rows, per_slice):
-            part = {k: v[start:start + per_slice] for k, v in inputs.items()}
+        order, start, loss = lengths.argsort(descending=True, stable=True), 0, None
+        while start < rows:
+            take = order[start:start + max(1, self.micro_batch_tokens // max(1, int(lengths[order[start]])))]
+            start += len(take)
+            part = {k: v[take] for k, v in inputs.items()}
             # right padding: drop the slice's empty columns (rejected answers share the batch's width)
             used = max(int(part[k].sum(dim=1).max()) for k in ("attention_mask", "rejected_attention_mask") if k in part)
             part = {k: v if k == "reference" else v[:, :used] for k, v in part.items()}
