@@ -69,8 +69,8 @@ class TrainingSection(Section):
     gradient_accumulation_steps: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
     micro_batch_tokens: int | None = Field(
         None, ge=0, description="Most tokens (rows x padded length) in one forward pass; a larger batch is split "
-                                "into row slices whose gradients add up to the same step. Bounds activation "
-                                "memory; 0: never split; null: 512 on CPU and MPS, never on CUDA.")
+                                "into row slices, longest rows first, whose gradients add up to the same step. "
+                                "Bounds activation memory; 0: never split; null: 512 on CPU and MPS, never on CUDA.")
     max_seq_length: int = Field(1024, gt=8, description="Tokens per example; longer examples are cut at the end.")
     epochs_per_file: float = Field(1.0, gt=0, description="Passes over each training file.")
     save_steps: int = Field(50, gt=0, description="Mid-file checkpoint every N optimizer steps (for crash resume).")
