@@ -38,6 +38,24 @@ def write_jsonl(path: Path, records) -> Path:
     return path
 
 
+def lora_model(root: Path, device: str = "cpu", *, drawn_b: bool = True):
+    """tiny-random with a fresh LoRA adapter, its B matrices drawn (seed 0) instead of zero unless `drawn_b` is
+    False, so the adapter changes the answers and its A matrices get gradients. Returns (tokenizer, model)."""
+    import torch
+
+    from core.config import load_config
+    from core.models import attach_adapter, load_base_model, load_tokenizer, resolve_model_path
+
+    config = load_config(write_config(root))
+    path = resolve_model_path(config, root)
+    model = attach_adapter(load_base_model(path, config, device, "fp32"), config, None)
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_B" in name and drawn_b:
+            torch.nn.init.normal_(p, std=0.5)
+    return load_tokenizer(path, config), model
+
+
 def run_train(root: Path, *args, timeout=300, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
     """Run train.py as a user would, in its own process (`env`: variables to add)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **(env or {})}

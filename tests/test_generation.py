@@ -50,18 +50,9 @@ def test_answers_with_the_adapter_merged_match_the_lora_forward_and_leave_weight
     """Evaluation merges LoRA into copies of the weights; answers must match the unmerged forward, and
     training must get back the very same weight tensors, with the LoRA path active again."""
     from inference.sampling import generate_answers, greedy_tokens, merged_lora
-    from tests.conftest import write_config
-    from core.config import load_config
-    from core.models import attach_adapter, load_base_model, load_tokenizer, resolve_model_path
+    from tests.conftest import lora_model
 
-    config = load_config(write_config(tmp_path))
-    path = resolve_model_path(config, tmp_path)
-    tokenizer = load_tokenizer(path, config)
-    model = attach_adapter(load_base_model(path, config, "cpu", "fp32"), config, None)
-    torch.manual_seed(0)
-    for name, p in model.named_parameters():
-        if "lora_B" in name:  # a fresh adapter has B = 0, which merges to nothing
-            torch.nn.init.normal_(p, std=0.5)
+    tokenizer, model = lora_model(tmp_path)  # B drawn: a fresh adapter's B = 0 would merge to nothing
     weights = {n: (p.data.data_ptr(), p.detach().clone()) for n, p in model.named_parameters()}
     tokenizer.padding_side = "left"
     batch = tokenizer(["What is 2 + 2?", "Count to ten, please."], return_tensors="pt", padding=True)

@@ -3,23 +3,14 @@ batch's, the longest rows first and each slice only as wide as its own longest r
 import torch
 from transformers import TrainingArguments
 
-from core.config import load_config
 from core.data import Example
 from core.encoding import PaddingCollator, encode
-from core.models import attach_adapter, load_base_model, load_tokenizer, resolve_model_path
-from tests.conftest import write_config
+from tests.conftest import lora_model
 from training.trainer import SupervisedTrainer, decoder_and_head
 
 
 def test_a_mixed_batch_runs_its_long_rows_together_and_its_short_rows_without_their_padding(tmp_path):
-    config = load_config(write_config(tmp_path))
-    path = resolve_model_path(config, tmp_path)
-    tokenizer = load_tokenizer(path, config)
-    model = attach_adapter(load_base_model(path, config, "cpu", "fp32"), config, None)
-    torch.manual_seed(0)
-    for name, p in model.named_parameters():
-        if "lora_B" in name:  # a fresh adapter has B = 0, so A would get no gradient
-            torch.nn.init.normal_(p, std=0.5)
+    tokenizer, model = lora_model(tmp_path)
     story = "Sam had 12 apples, gave 5 to Ann, then bought 3 bags of 4 apples each and ate 2 of them. "
     questions = [("What is 3 + 9?", "12"), (story * 3 + "How many now?", "17"),
                  ("What is 4 + 4?", "8"), (story * 3 + "How many are left?", "17")]  # short and long, mixed

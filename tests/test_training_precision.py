@@ -4,19 +4,11 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
-from core.config import load_config
 from core.data import Example
 from core.encoding import PaddingCollator, encode
-from core.models import attach_adapter, load_base_model, load_tokenizer, resolve_model_path
 from inference.sampling import Request, SamplingEngine
-from tests.conftest import write_config
+from tests.conftest import lora_model
 from training.trainer import SupervisedTrainer, half_precision_base
-
-
-def lora_model(root, device="cpu"):
-    config = load_config(write_config(root))
-    path = resolve_model_path(config, root)
-    return load_tokenizer(path, config), attach_adapter(load_base_model(path, config, device, "fp32"), config, None)
 
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here "
@@ -32,10 +24,6 @@ def base_linears(model) -> dict:
 @pytest.mark.parametrize("device", DEVICES)
 def test_a_base_held_in_bf16_trains_to_autocasts_numbers_and_its_fp32_weights_come_back(tmp_path, device):
     tokenizer, model = lora_model(tmp_path, device)
-    torch.manual_seed(0)
-    for name, p in model.named_parameters():
-        if "lora_B" in name:  # a fresh adapter has B = 0, so A would get no gradient
-            torch.nn.init.normal_(p, std=0.5)
     rows = []
     for a, b in ((57, 47), (12, 30), (3, 9)):
         ex = Example(1, messages=[{"role": "user", "content": f"What is {a} + {b}?"},
@@ -77,7 +65,9 @@ def test_a_base_held_in_bf16_trains_to_autocasts_numbers_and_its_fp32_weights_co
 
 
 def test_the_engine_answers_in_one_dtype_while_the_base_is_held_in_bf16(tmp_path):
-    tokenizer, model = lora_model(tmp_path)
+    # B = 0: nothing merges, so both engines answer from the very same bf16 weights (a drawn B merged into an
+    # already-rounded bf16 base rounds twice, and tiny-random's near ties would then flip)
+    tokenizer, model = lora_model(tmp_path, drawn_b=False)
     requests = [Request(messages=[{"role": "user", "content": q}], max_new_tokens=12)
                 for q in ("What is 2 + 2?", "Count to ten, please.", "Hi")]
     outside = SamplingEngine(model, tokenizer, use_template=True, dtype=torch.bfloat16).generate(requests)
