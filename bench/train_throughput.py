@@ -137,8 +137,9 @@ TRAINING_GROUPS = {"matrix products": ("aten::mm", "aten::bmm", "aten::addmm"),
 
 
 def profile_step(data_path: Path, config: dict, rounds: int) -> None:
-    """ROUNDS of the project's training step (forward, backward, in row slices as it trains) and an optimizer step
-    each, under torch.profiler after one untimed warm-up: where a training step's time goes, by operator."""
+    """The project's training step (forward, backward, in row slices as it trains) and an optimizer step: after one
+    warm-up, ROUNDS timed, ROUNDS under torch.profiler (where the time goes, by operator) and ROUNDS under torch's
+    FLOP counter (the matrix products' rate)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
