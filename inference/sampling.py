@@ -198,7 +198,8 @@ def merged_lora(model):
     def merged(weight):
         module, adapters = active[weight]
         module.merged_adapters.extend(adapters)  # peft's forward then calls the base layer alone
-        # summed in fp32, rounded once: a base held in bf16 while it trains gets the merge an fp32 one would
+        # summed in fp32 and rounded once: the delta of a base held in bf16 while it trains is added at full
+        # precision, not rounded to bf16 before the sum
         return (weight.data.float() + sum(module.get_delta_weight(a).float() for a in adapters)).to(weight.dtype)
 
     try:
