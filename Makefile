@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 MODELS := data/models
 
-.PHONY: setup models run test demo bench clean
+.PHONY: setup models run test test-fast demo bench clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,11 @@ run: models
 test: models
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n 2
+
+# The edit loop: every test but those that start processes, servers, ranks or kills (markers in pyproject.toml)
+test-fast: models
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -q -n 2 -m "not integration and not slow"
 
 # The loop in minutes on a CPU: the daemon (--once) on a bundled file in its own root, demo/, with
 # examples/demo_config.json (live inference every 5 steps, a self-correction file every 10), then the report.

@@ -31,7 +31,7 @@ def one_generate_call(model, tokenizer, conversation, *, use_template: bool, max
     import torch
     from transformers import StoppingCriteriaList
 
-    from inference.sampling import LoopStop, stop_token_ids
+    from inference.stopping import stop_token_ids, LoopStop
     from core.encoding import render_prompt
 
     model.eval()

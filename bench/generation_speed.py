@@ -88,7 +88,9 @@ def main() -> None:
     from core.encoding import wants_chat_template
     from core.models import load_base_model, load_tokenizer, quiet_transformers, resolve_model_path
     from core.synthetic import word_problems
-    from inference.sampling import Request, SamplingEngine, stop_token_ids
+    from inference.requests import Request
+    from inference.sampling import SamplingEngine
+    from inference.stopping import stop_token_ids
 
     quiet_transformers()
     root = Path(tempfile.mkdtemp(prefix="bench-gen-"))

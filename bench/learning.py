@@ -15,14 +15,14 @@ held-out test set per family. Arms, each in its own root, same seed:
      learns to change an answer only when the feedback says it is wrong; and the
      generated files go to the high queue, so each is trained right after its
      mistakes were made, on policy, between task files.
-  E  D plus practice (experimental.practice_samples = 16): at each evaluation the
+  E  D plus practice (experimental.training_file_questions = 16): at each evaluation the
      current adapter also answers 16 questions of the file in training, and its
      mistakes and right answers become records too. The validation pool alone gives
      a few dozen correction records per run; practice gives a few hundred, on policy.
   F  E plus golden confirmations (experimental.confirm_golden_answers): each wrong
      answer's triple also gets the correction prompt showing the golden answer with no
      codes -> the same answer, so "none -> keep" is trained as often as "codes -> change".
-  G  F with practice_samples = 32: twice the on-policy records, keep and change alike.
+  G  F with training_file_questions = 32: twice the on-policy records, keep and change alike.
   J  G with experimental.first_wrong_value: the error codes also name the first number
      where the answer went wrong (FIRST_WRONG_VALUE_X).
   H  J with experimental.correction_repeats = 3: each wrong answer's correction record
@@ -151,7 +151,7 @@ def config_for(arm: dict, args) -> dict:
                             "generation_interval": args.eval_steps, "queue": arm.get("queue", "normal")},
         "experimental": {"confirm_right_answers": bool(arm.get("confirm")),
                          "confirm_golden_answers": bool(arm.get("golden")),
-                         "practice_samples": arm.get("practice", 0),
+                         "training_file_questions": arm.get("practice", 0),
                          "first_wrong_value": bool(arm.get("first_wrong")),
                          "correction_repeats": arm.get("repeats", 1),
                          "unlikelihood_weight": arm.get("unlikelihood", 0.0)},

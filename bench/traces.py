@@ -1,4 +1,4 @@
-"""Does a learned reprompt policy buy more accuracy per token than fixed reprompts? Seed 000 on the default model.
+"""Does a learned reprompt policy buy more accuracy per token than fixed reprompts? Correction traces on the default model.
 
     python bench/traces.py [--test 100] [--warmup 100] [--max-turns 3] [--seeds 0] [--quick]
 

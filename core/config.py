@@ -17,6 +17,21 @@ from .errors import ConfigError
 BUILTIN_MODELS = ("smollm2-135m-instruct", "tiny-random")  # the first is the default
 
 
+
+def checked_template(template: str, *, allowed: set[str], required: set[str] = frozenset()) -> str:
+    """A prompt template whose {placeholders} are all in `allowed` and include every one of `required`; else a
+    ValueError naming what is wrong and the placeholders to use (pydantic puts the key path in front)."""
+    import string
+
+    names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    use = " ".join("{" + a + "}" for a in sorted(allowed))
+    if names - allowed:
+        raise ValueError(f"unknown placeholder(s) {sorted(names - allowed)}; use {use}")
+    if required - names:
+        raise ValueError(f"must contain {' and '.join('{' + a + '}' for a in sorted(required))}")
+    return template
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -114,15 +129,7 @@ class TemplatesSection(Section):
     @field_validator("self_evaluation", "correction")
     @classmethod
     def _placeholders(cls, value: str) -> str:
-        import string
-
-        names = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
-        unknown = names - {"question", "previous", "codes"}
-        if unknown:
-            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {{question}} {{previous}} {{codes}}")
-        if "question" not in names or "codes" not in names:
-            raise ValueError("must contain {question} and {codes}")
-        return value
+        return checked_template(value, allowed={"question", "previous", "codes"}, required={"question", "codes"})
 
 
 class SelfCorrectionSection(Section):
@@ -165,7 +172,7 @@ class ExperimentalSection(Section):
         False, description="With confirm_golden_answers, each golden confirmation also carries the wrong answer as "
         "'rejected': shown the golden answer with no error codes, keep it rather than write the wrong one again. "
         "Preference training then pushes 'keep' as it pushes 'change'.")
-    practice_samples: int = Field(
+    training_file_questions: int = Field(
         0, ge=0, description="At each evaluation, also answer this many questions of the file being trained: "
         "their mistakes (and right answers, with confirm_right_answers) become records too. On policy; "
         "never counted in the accuracy, since the model trains on them.")
@@ -193,7 +200,7 @@ class DaemonSection(Section):
 
 
 class PracticeSection(Section):
-    """Verified self-training (seed 004): sample solutions to practice problems, keep those that verify, train them."""
+    """Verified self-training: sample solutions to practice problems, keep those that verify, train them."""
 
     samples: int = Field(4, gt=0, description="Solutions sampled per problem (K).")
     temperature_math: float = Field(0.7, ge=0, description="Sampling temperature for math / QA problems (0: greedy).")
@@ -221,6 +228,7 @@ class PracticeSection(Section):
     @field_validator("prompt_math", "prompt_code")
     @classmethod
     def _problem_placeholder(cls, value: str) -> str:
+        # substituted by plain replacement, not str.format: other braces (code in the prompt) stay as written
         if "{problem}" not in value:
             raise ValueError("must contain {problem}")
         return value
@@ -242,7 +250,7 @@ class AnalysisSection(Section):
 
 
 class TracesSection(Section):
-    """Multi-pass correction traces (seed 000): `train.py --traces`, and the live monitor with
+    """Multi-pass correction traces: `train.py --traces`, and the live monitor with
     self_correction.max_turns above 1. Placeholders of a prompt: {question} {answer} {codes}; a prompt with
     {question} is asked afresh (it restates the question), one without continues the conversation."""
 
@@ -279,14 +287,15 @@ class TracesSection(Section):
     @field_validator("prompts")
     @classmethod
     def _prompts(cls, value: dict[str, str]) -> dict[str, str]:
-        import string
-
         if not value:
             raise ValueError("needs at least one prompt")
+        if "stop" in value:
+            raise ValueError("'stop' is reserved (the policy's choice to end a trace); name the prompt otherwise")
         for pid, template in value.items():
-            names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-            if pid == "stop" or names - {"question", "answer", "codes"}:
-                raise ValueError(f"{pid}: 'stop' is reserved; placeholders are {{question}} {{answer}} {{codes}}")
+            try:
+                checked_template(template, allowed={"question", "answer", "codes"})
+            except ValueError as e:
+                raise ValueError(f"{pid}: {e}") from None
         return value
 
     @model_validator(mode="after")
@@ -305,7 +314,7 @@ class TaskSection(Section):
 
 
 class AceSection(Section):
-    """ACE (seed 002): `--eval TASK --mode ace`, an evolving playbook of lessons in the generator's context."""
+    """ACE: `--eval TASK --mode ace`, an evolving playbook of lessons in the generator's context."""
 
     top_k: int = Field(5, gt=0, description="Lessons put before each question (the best of its task, else domain).")
     max_lessons: int = Field(3, gt=0, description="Most lessons taken from one reflection.")
@@ -332,14 +341,9 @@ class AceSection(Section):
     @field_validator("generator_prompt", "reflector_prompt")
     @classmethod
     def _ace_placeholders(cls, value: str, info) -> str:
-        import string
-
-        allowed = {"generator_prompt": {"lessons", "prompt"},
-                   "reflector_prompt": {"question", "answer", "golden", "codes"}}[info.field_name]
-        names = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
-        if names - allowed or "lessons" in allowed and not {"lessons", "prompt"} <= names:
-            raise ValueError(f"placeholders are {' '.join('{' + a + '}' for a in sorted(allowed))}")
-        return value
+        if info.field_name == "generator_prompt":
+            return checked_template(value, allowed={"lessons", "prompt"}, required={"lessons", "prompt"})
+        return checked_template(value, allowed={"question", "answer", "golden", "codes"})
 
 
 class ServeSection(Section):
@@ -414,9 +418,10 @@ class Config(Section):
 # Keys that moved: an old config names the new place instead of failing as an unknown key.
 MOVED = {f"{section}.{name}": f"experimental.{name}" for section, names in {
     "self_correction": ("first_wrong_value", "confirm_right_answers", "confirm_golden_answers", "correction_repeats",
-                        "reject_initial_attempts", "reject_golden_confirmations", "practice_samples"),
+                        "reject_initial_attempts", "reject_golden_confirmations"),
     "training": ("unlikelihood_weight", "preference_weight", "preference_beta"),
-}.items() for name in names}
+}.items() for name in names} | {"self_correction.practice_samples": "experimental.training_file_questions",
+                                "experimental.practice_samples": "experimental.training_file_questions"}
 
 
 def _describe(err: dict) -> str:

@@ -1,4 +1,4 @@
-"""Practice files: problems with a way to verify a solution, one per JSONL line (verified self-training, seed 004).
+"""Practice files: problems with a way to verify a solution, one per JSONL line (verified self-training).
 
     {"question" or "prompt": str, "answer": str}                       a math / QA problem with its final answer
     {"prompt": str, "tests": [...], "entry_point": str (optional)}     a code problem; tests are stdin/stdout

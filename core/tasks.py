@@ -1,4 +1,4 @@
-"""The task registry of the evaluation harness (seed 002): a name -> its items, domain and file.
+"""The task registry of the evaluation harness: a name -> its items, domain and file.
 
 Built-ins: `tatqa_tiny` (finance, 3 items), `medqa_tiny` (medical, 3) and `iot_tiny` (IoT anomalies, 5),
 written by us with verifiable answers (core/task_files/), and two generated families, `word_problems`
@@ -7,7 +7,7 @@ generators with a fixed seed. The config's `tasks` section adds or overrides nam
 `{"tasks": {"my_task": {"file": "data/my_task.jsonl", "domain": "law"}}}`.
 
 A task file is JSON (an array of objects) or JSONL, each item with `id`, `question`, `answer`, and optionally
-`context` and `domain` (the seed's keys). A bad file is refused whole, naming the item (line) and the key.
+`context` and `domain`. A bad file is refused whole, naming the item (line) and the key.
 """
 from __future__ import annotations
 

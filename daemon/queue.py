@@ -184,6 +184,12 @@ class Queue:
             return "failed"
         return None
 
+    def done_user_files(self) -> list[tuple[str, Path]]:
+        """The files users dropped that were trained (done/, not the ones we generated), oldest first, each with
+        its original name."""
+        return [(STAMPED.sub("", n), self.done_dir / n) for n in sorted(os.listdir(self.done_dir))
+                if n.endswith(".jsonl") and (m := STAMPED.match(n)) and m["origin"] is None]
+
     def recover(self) -> list[Job]:
         """At start-up, every file left in processing/ goes back to the head of its queue."""
         jobs = []

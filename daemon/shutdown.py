@@ -18,14 +18,21 @@ class Shutdown:
         # An Event rather than a bool so that a long generation can watch it too (a request's `cancel`).
         self.event = threading.Event()
         self.signals = 0
+        self.previous: dict[int, object] = {}
 
     @property
     def requested(self) -> bool:
         return self.event.is_set()
 
     def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.previous[signum] = signal.signal(signum, self._handle)
+
+    def uninstall(self) -> None:
+        """The handlers that were there before: a daemon run in-process (a test) leaves the process as it was."""
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous.clear()
 
     def _handle(self, signum, frame) -> None:
         self.signals += 1

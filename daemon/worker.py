@@ -27,8 +27,6 @@ from evaluation.analysis import analyze
 from evaluation.pool import ValidationPool
 from inference.embedding import resolve_embedding_model
 from inference.providers import make_provider
-from inference.sampling import SamplingEngine
-from monitor.live_inference import attach_monitor
 from training.distributed import DistributedFault
 
 from .intake import Intake
@@ -38,8 +36,8 @@ from .lock import RootLock
 from .practice import PracticeFiles
 from .queue import PRIORITIES, STAMPED, Job, Queue
 from .shutdown import Shutdown, StopOnShutdown
-from .vllm import attach_vllm_notifier
 from .watcher import Watcher
+from .workbench import Workbench
 
 GENERATED_BY = "selfcorrect"  # the origin mark of the files the self-correction generator queues
 
@@ -94,7 +92,7 @@ class Daemon:
         self.shutdown = Shutdown()
         self.lock = RootLock(self.root)
         self.watcher: Watcher | None = None
-        self.notifier = None
+        self.workbench: Workbench | None = None
         self.engine = None
         self.status = StatusFile(self.root / "data" / "status.json")
         self.retry_at = 0.0
@@ -107,8 +105,6 @@ class Daemon:
     # -- start-up ---------------------------------------------------------------------------------
 
     def start(self) -> None:
-        from training.engine import TrainingEngine
-
         self.lock.acquire()
         self.shutdown.install()
         for job in self.queue.recover():
@@ -119,11 +115,9 @@ class Daemon:
         self.watcher.start()
         self.intake = Intake(self.queue, self.events, config=self.config, watcher=self.watcher)
         self.events.listeners.append(self.status.on_event)
-        self.notifier = attach_vllm_notifier(self.config, self.root, self.events)
-        self.engine = TrainingEngine(self.config, self.root, self.events)
-        self.monitor = attach_monitor(self.engine, root=self.root, config=self.config,
-                                      outbox=self.queue.outbox(GENERATED_BY), events=self.events,
-                                      refresh=self.live.latest)
+        self.workbench = Workbench.open(self.config, self.root, self.events, outbox=self.queue.outbox(GENERATED_BY),
+                                        refresh=self.live.latest)
+        self.engine, self.monitor = self.workbench.engine, self.workbench.monitor
         self.practice = PracticeFiles(self.queue, self.engine, self.events, self.status)
         self.status.write(state="idle", adapter=self.engine.state.current_adapter)
         self.events.emit("daemon", f"watching {self.queue.inbox} and {self.queue.base}/{{high,normal,low}} "
@@ -134,8 +128,9 @@ class Daemon:
             self.watcher.stop()
         self.status.write(state="stopped")
         self.lock.release()
-        if self.notifier:
-            self.notifier.wait(timeout=10)  # a call in flight may end; one still retrying ends with the process
+        if self.workbench:
+            self.workbench.close(timeout=10)
+        self.shutdown.uninstall()
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -234,13 +229,13 @@ class Daemon:
                              "gate's set (training.promotion.enabled, holdout_fraction)")
             return
         adapter = self.engine.state.current_adapter or "base"
-        engine = SamplingEngine(self.engine.model, self.engine.tokenizer, use_template=self.engine.use_template)
+        sampler = self.engine.sampler()
         make_judge = None if settings.judge == "fast" else lambda: make_provider("judge", self.config, self.root,
-                                                                                 engine=engine)
+                                                                                 engine=sampler)
         try:
             embedding_model = resolve_embedding_model(settings.embedding_model, self.config, self.root)
             analyze(items, self.root / "data" / "analysis" / f"auto-{trained:05d}-{adapter}",
-                    load_engine=lambda: (engine, adapter), events=self.events, sample=settings.sample,
+                    load_engine=lambda: (sampler, adapter), events=self.events, sample=settings.sample,
                     seed=self.config.training.seed, max_new_tokens=self.config.eval_max_tokens,
                     make_judge=make_judge, batch_size=settings.batch_size, embedding_model=embedding_model)
         except Exception as e:  # an analysis is a report: it never stops the training

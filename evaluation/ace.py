@@ -1,4 +1,4 @@
-"""ACE (seed 002, Zhang et al. 2025): an evolving playbook of lessons in the generator's context.
+"""ACE (Agentic Context Engineering, Zhang et al. 2025): an evolving playbook of lessons in the generator's context.
 
 Three roles, each a prompt template of the `ace` config section, answered by a provider:
 - Generator: the question and its context, after the top `ace.top_k` lessons for this task or domain
@@ -36,7 +36,7 @@ from .text import normalize
 
 MIN_LESSON_CHARS = 12
 MAX_LESSON_CHARS = 300
-# Advice that fits every question teaches nothing about this one (the seed's "remove generic advice").
+# Advice that fits every question teaches nothing about this one.
 GENERIC = ("double check", "double-check", "read the question carefully", "think step by step", "be careful",
            "pay attention", "make sure to answer", "check your work", "be accurate", "think carefully")
 LIVE = "live"  # the task of lessons from the live monitor's answers (ace.in_daemon)
@@ -93,7 +93,7 @@ def parse_lessons(text: str, max_lessons: int) -> list[str]:
 
 async def reflect(provider, settings, *, question: str, answer: str, golden: str, codes: list[str]) -> list[str]:
     """The reflector's lessons on one wrong answer (none when its reply has no usable one)."""
-    from inference.sampling import Request
+    from inference.requests import Request
 
     prompt = settings.reflector_prompt.format(question=question, answer=answer, golden=golden,
                                               codes=", ".join(codes) or "none")

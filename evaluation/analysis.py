@@ -1,4 +1,4 @@
-"""Failure analysis (seed 001): where the model fails, by category and by cluster.
+"""Failure analysis: where the model fails, by category and by cluster.
 
     1 stratify  test_dataset.jsonl, test_dataset_stats.json    a sample in proportion to the categories
     2 generate  model_outputs.jsonl, generation_stats.json     the adapter's answers, once, batched
@@ -32,7 +32,7 @@ from core.qa import QAItem
 from evaluation.error_codes import code_family, error_codes
 from evaluation.matching import match_answer
 from evaluation.text import normalize
-from inference.sampling import Request
+from inference.requests import Request
 
 CATEGORY_RULES = (  # (category, pattern on the question), first match wins
     ("code", r"```|\bdef \w+\(|\b(python|javascript|java|c\+\+|sql|regex|function|program|code|script)\b"),
@@ -513,6 +513,22 @@ def targeted(out: Path, candidates: list[QAItem], *, size: int | None = None) ->
                                               "usable": len(pool), "per_cluster": per_cluster})
     return records
 
+
+
+def queue_targeted(out: Path, candidates: list[QAItem], *, outbox, events) -> str | None:
+    """Step 6: the targeted training file from `candidates` (the analysed file's items and the user's files
+    trained before), queued through `outbox` at high priority. The test set is held out: what was analysed
+    stays a measurement. Returns the queued file's name, or None when no candidate is near the failures."""
+    records = targeted(out, candidates)
+    if not records:
+        events.emit("analysis", "6 queue: no item outside the test set is near the failures; nothing queued", step=6)
+        return None
+    queued = outbox.add(f"targeted-{out.name}.jsonl", (out / "targeted.jsonl").read_bytes(), "high")
+    counts = json.loads((out / "targeted.json").read_text())["per_cluster"]
+    events.emit("analysis", f"6 queue: {len(records)} examples near the failing clusters ("
+                + ", ".join(f"cluster {k}: {v}" for k, v in counts.items()) + f") -> queue/high/{queued.name}",
+                step=6, file=queued.name)
+    return queued.name
 
 # -- the steps in order ------------------------------------------------------------------------------
 

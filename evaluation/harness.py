@@ -1,14 +1,14 @@
-"""The evaluation harness (seed 002): a task's items in `baseline` or `ace` mode, one CSV row per item.
+"""The evaluation harness: a task's items in `baseline` or `ace` mode, one CSV row per item.
 
 `baseline` asks each item as `--eval` does (its context, then the question). `ace` puts the playbook's top
 lessons before the same prompt, reflects on each wrong answer and curates the lessons (evaluation.ace),
 `ace.batch_size` items at a time: the items of a batch see the same playbook and are answered together,
 their wrong answers reflected on together; then the lessons are curated and the playbook saved item by item. Latencies are wall time on a monotonic clock, per item, queueing in a shared batch included.
 
-CSV columns (COLUMNS): the seed's core `model_id, task_name, domain, mode, sample_id, gold, pred, latency_ms`,
+CSV columns (COLUMNS): the core columns `model_id, task_name, domain, mode, sample_id, gold, pred, latency_ms`,
 its debug `question, context, correct`, in ACE mode `reflection_latency_ms, reflected`, and `exact_match`,
 `adapter`, `epoch`. `correct` is the project's matcher (evaluation.matching: numbers, yes/no, spans...), not
-the seed's exact match, which is the `exact_match` column (case, spaces and end punctuation ignored).
+the exact match, which is the `exact_match` column (case, spaces and end punctuation ignored).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from core.fsutil import atomic_write_text
 from core.tasks import Task, TaskItem
-from inference.sampling import Request
+from inference.requests import Request
 
 from .ace import Playbook, reflect
 from .error_codes import error_codes

@@ -1,4 +1,4 @@
-"""Verifiers: does a sampled solution solve its problem? The judge of verified self-training (seed 004).
+"""Verifiers: does a sampled solution solve its problem? The judge of verified self-training.
 
 - A math or QA problem with a known answer: the solution's final answer (`#### N`, `\\boxed{}`,
   "the answer is", else its last line) against it, by the project's matcher (numbers, math-verify

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
-from .sampling import Request, Result
+from .requests import Request, Result
 
 Take = Callable[[int], list[tuple[object, Request]]]
 Deliver = Callable[[object, Result], None]

@@ -25,7 +25,8 @@ from core.config import Config, ProviderSection
 from core.errors import ConfigError
 
 from .batching import Batcher
-from .sampling import Completion, Request, Result, SamplingEngine
+from .requests import Completion, Request, Result
+from .sampling import SamplingEngine
 
 
 class Provider(Protocol):
@@ -117,11 +118,10 @@ def make_provider(name: str, config: Config, root: Path, *, engine: SamplingEngi
     section = provider_section(name, config)
     if section.kind == "local":
         if engine is None:
-            from .loading import load_for_inference
+            from .loading import load_sampling_engine
 
-            model, tokenizer, use_template, label = load_for_inference(config, root, section.adapter)
-            engine = SamplingEngine(model, tokenizer, use_template=use_template)
-            return LocalProvider(engine, name=label)
+            sampler, label = load_sampling_engine(config, root, section.adapter)
+            return LocalProvider(sampler, name=label)
         return LocalProvider(engine)
     key = None
     if section.api_key_env:

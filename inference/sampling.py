@@ -1,9 +1,11 @@
 """The sampling engine: every answer the model gives goes through `SamplingEngine.generate`.
 
-Live evaluation, second attempts, the promotion gate, `--eval` and `python -m selfcorrect
+Live evaluation, second attempts, the promotion gate, `selfcorrect eval` and `selfcorrect
 initial-answers` all ask it. A request is chat messages (or a raw prompt) with its own
 limits and sampling settings; the answer is K completions, each with its tokens, why it
-ended and, when asked, each token's log-probability under the model.
+ended and, when asked, each token's log-probability under the model (requests.py).
+This module holds the sampler, the batch and the decode loop; when a row ends is stopping.py,
+the weights it decodes with weights.py, how many rows fit memory.py.
 
 How it runs (one decode loop for greedy and sampling alike):
 - Continuous batching: up to `max_batch` completions decode together. Each prompt is encoded
@@ -32,242 +34,20 @@ How it runs (one decode loop for greedy and sampling alike):
 """
 from __future__ import annotations
 
-import re
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-import psutil
 import torch
-from transformers import DynamicCache, StoppingCriteria
+from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from core.device import cpu_has_fast_bf16
 from core.encoding import render_prompt
 from inference.attention import decode_attention
-
-LOOP_REPEATS = 3  # a block of tokens repeated this many times in a row ends the answer
-LOOP_MAX_PERIOD = 64
-LOOP_MIN_TOKENS = 24  # never stop on a short repetition such as "1 + 1 + 1"
-ENUMERATION_LINES = 10  # this many lines of one shape with changing numbers end the answer
-FINAL_MARKER = re.compile(r"####|\\boxed|answer is", re.I)
-MARKER_TOKENS = 8  # the newest tokens searched for a final-answer marker
-# A final answer is complete at the end of each match: the #### line ended, the box closed, or the
-# "answer is" sentence with a number in it ended (a space or a new line after its full stop).
-FINAL_ANSWER_DONE = (
-    re.compile(r"####[ \t]*\S[^\n]*\n"),
-    re.compile(r"\\boxed\{[^{}]*\}"),
-    re.compile(r"answer is[:\s]*[^\n]*?\d[^\n]*?\.(?=\s)|answer is[:\s]*[^\n]*?\d[^\n]*\n", re.I),
-)
-
-
-@dataclass
-class Request:
-    """What to answer and how. `temperature` 0 is greedy (then top_p, top_k and seed do not matter)."""
-
-    messages: list[dict] | None = None  # chat messages ending with a user turn; or
-    prompt: str | None = None  # a raw prompt, continued as is
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0  # 0: no top-k
-    n: int = 1  # completions of this prompt (they share its prefill)
-    seed: int = 0
-    stop: tuple[str, ...] = ()  # stop strings, not included in the text
-    stop_at_final_answer: bool = False  # for numeric answers: end once the final-answer line is complete
-    logprobs: bool = False  # each token's log-probability under the model (before temperature)
-    # End a row that loops or enumerates (see LoopStop, enumerating): for our own questions, whose answers are
-    # short. A server's client asked for what it asked for, so serving turns it off.
-    cut_runaways: bool = True
-    on_token: Callable[[int, int], None] | None = None  # called with (sample index, token id) as each token comes
-    cancel: threading.Event | None = None  # once set, the request's rows end at the next token ("cancelled")
-
-
-@dataclass
-class Completion:
-    text: str
-    tokens: list[int]
-    # "stop" (a stop token or string), "length", "final_answer", "loop", "enumeration" or "cancelled"
-    finish_reason: str
-    logprobs: list[float] | None = None
-
-
-@dataclass
-class Result:
-    prompt_tokens: int
-    completions: list[Completion] = field(default_factory=list)
-    completion_tokens: int = 0  # all completions together (a remote provider has counts, not token ids)
-
-
-class LoopStop(StoppingCriteria):
-    """Ends a row once its answer has fallen into a loop (the same block of tokens three times in a row).
-
-    A looping answer would otherwise run to its token limit while the others wait; the loop
-    adds nothing to the answer, which is judged wrong either way.
-    """
-
-    def __init__(self, prompt_length: int):
-        self.prompt_length = prompt_length
-
-    def __call__(self, input_ids, scores, **kwargs):
-        generated = input_ids[:, self.prompt_length:]
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        n = generated.shape[1]
-        for period in range(1, min(LOOP_MAX_PERIOD, n // LOOP_REPEATS) + 1):
-            span = period * LOOP_REPEATS
-            if span < LOOP_MIN_TOKENS:
-                continue
-            tail = generated[:, -span:].reshape(-1, LOOP_REPEATS, period)
-            done |= (tail == tail[:, :1]).all(dim=2).all(dim=1)
-        return done
-
-
-def enumerating(text: str) -> bool:
-    """True when the last ENUMERATION_LINES complete lines share one shape and differ only in their numbers
-    (`3 * 0 = 0`, `3 * 1 = 3`, ...): an answer counting upward that no token loop catches."""
-    lines = text.split("\n")[:-1][-ENUMERATION_LINES:]
-    if len(lines) < ENUMERATION_LINES or not all(re.search(r"\d", line) for line in lines):
-        return False
-    shapes = {re.sub(r"\d+", "#", line).strip() for line in lines}
-    return len(shapes) == 1 and len(set(lines)) > 1
-
-
-def final_answer_end(text: str) -> int | None:
-    """Where the text's first complete final answer ends (None: none yet)."""
-    ends = [m.end() for p in FINAL_ANSWER_DONE if (m := p.search(text))]
-    return min(ends) if ends else None
-
-
-def stop_token_ids(tokenizer, model) -> list[int]:
-    ids = {tokenizer.eos_token_id}
-    eos = getattr(model.generation_config, "eos_token_id", None)
-    ids.update(eos if isinstance(eos, list) else [eos])
-    return sorted(i for i in ids if i is not None)
-
-
-def _mergeable_lora_layers(model) -> list:
-    """Plain LoRA layers on float nn.Linear weights, adapter active and not merged yet (DoRA, quantized
-    and disabled layers keep their own forward)."""
-    from peft.tuners.lora import Linear as LoraLinear
-
-    layers = []
-    for module in model.modules():
-        if not isinstance(module, LoraLinear) or module.disable_adapters or module.merged:
-            continue
-        base = module.get_base_layer()
-        active = [a for a in module.active_adapters if a in module.lora_A]
-        if (type(base) is torch.nn.Linear and base.weight.is_floating_point() and active
-                and not any(a in module.lora_variant or module.lora_bias[a] for a in active)):
-            layers.append((module, active))
-    return layers
-
-
-def _free_memory(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    return psutil.virtual_memory().available
-
-
-@contextmanager
-def _replaced(params: list, new):
-    """Each parameter's tensor replaced by `new(param)` for the block, then the very same original put back
-    (never recomputed), so training goes on with bit-identical weights."""
-    originals = []
-    try:
-        with torch.no_grad():
-            for p in params:
-                originals.append((p, p.data))
-                p.data = new(p)
-        yield
-    finally:
-        for p, data in originals:
-            p.data = data
-
-
-@contextmanager
-def merged_lora(model):
-    """The model with its active LoRA adapters merged into new weight tensors, when twice their size is free."""
-    layers = _mergeable_lora_layers(model)
-    size = sum(m.get_base_layer().weight.nbytes for m, _ in layers)
-    if not layers or 2 * size > _free_memory(layers[0][0].get_base_layer().weight.device):
-        yield model
-        return
-    active = {module.get_base_layer().weight: (module, adapters) for module, adapters in layers}
-
-    def merged(weight):
-        module, adapters = active[weight]
-        module.merged_adapters.extend(adapters)  # peft's forward then calls the base layer alone
-        # summed in fp32 and rounded once: the delta of a base held in bf16 while it trains is added at full
-        # precision, not rounded to bf16 before the sum
-        return (weight.data.float() + sum(module.get_delta_weight(a).float() for a in adapters)).to(weight.dtype)
-
-    try:
-        with _replaced(list(active), merged):
-            yield model
-    finally:
-        for module, _ in layers:
-            module.merged_adapters.clear()
-
-
-ENGINE_MEMORY = 1.5 * 2 ** 30  # the most a CPU's decode batch may hold in KV cache, beyond the model
-ROW_TOKENS = 2048  # the length a batch is sized for (eval_max_tokens' default, and a prompt fits in the slack)
-MAX_ROWS = {"cpu": 32, "cuda": 256}  # past 32 rows a CPU step gains nothing (docs/experiments/speed.md)
-
-
-def decode_rows(model, dtype: torch.dtype | None) -> int:
-    """How many completions to decode together: as many as have room for ROW_TOKENS of KV cache each, within
-    ENGINE_MEMORY on a CPU and half the free memory anywhere, up to what the device gains from (MAX_ROWS)."""
-    config = model.config
-    param = next(model.parameters())
-    heads = getattr(config, "num_attention_heads", 1)
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or getattr(config, "hidden_size", heads) // heads
-    width = (dtype or param.dtype).itemsize if (dtype or param.dtype).is_floating_point else 2
-    per_row = 2 * getattr(config, "num_hidden_layers", 1) * kv_heads * head_dim * width * ROW_TOKENS
-    budget = _free_memory(param.device) // 2
-    if param.device.type == "cpu":
-        budget = min(budget, ENGINE_MEMORY)
-    return int(max(1, min(budget // per_row, MAX_ROWS.get(param.device.type, 32))))
-
-
-def decode_dtype(model) -> torch.dtype | None:
-    """bf16 where the hardware computes it natively and the weights are fp32; the half precision of a model
-    that trains with its frozen linear weights held in it (training/trainer.py: half_precision_base), so that
-    one dtype runs throughout; None (the weights as they are) otherwise: quantized, or all half precision."""
-    params = list(model.parameters())
-    dtypes = {p.dtype for p in params}
-    held = dtypes - {torch.float32}
-    if len(dtypes) == 2 and held <= {torch.bfloat16, torch.float16}:
-        return held.pop()
-    if dtypes != {torch.float32}:
-        return None
-    device = params[0].device
-    fast = torch.cuda.is_bf16_supported() if device.type == "cuda" else device.type == "cpu" and cpu_has_fast_bf16()
-    return torch.bfloat16 if fast else None
-
-
-@contextmanager
-def weights_as(model, dtype: torch.dtype | None):
-    """The model's frozen float parameters as `dtype` copies for the call, when half their size is free; the
-    original tensors are put back untouched. Buffers (rotary frequencies) stay as they are, and so do trainable
-    parameters (the adapter: merged, it is not used; unmerged, peft casts to its dtype): a tensor of another dtype
-    set into a parameter resets its gradient accumulator, and with it the hook by which DDP all-reduces its
-    gradient, so the rank that answered would skip the next all-reduce and the others would wait for ever."""
-    with params_as([p for p in model.parameters() if p.is_floating_point() and not p.requires_grad], dtype):
-        yield model
-
-
-@contextmanager
-def params_as(params: list, dtype: torch.dtype | None):
-    """Each parameter not of `dtype` as a `dtype` copy for the block, when half their size is free (else as they
-    are); the original tensors are put back untouched."""
-    params = [p for p in params if dtype is not None and p.dtype != dtype]
-    if not params or sum(p.nbytes for p in params) // 2 > _free_memory(params[0].device):
-        yield
-        return
-    with _replaced(params, lambda p: p.data.to(dtype)):
-        yield
+from inference.memory import decode_rows
+from inference.requests import Completion, Request, Result, check_request
+from inference.stopping import (FINAL_MARKER, LOOP_MAX_PERIOD, LOOP_REPEATS, MARKER_TOKENS, LoopStop, enumerating,
+                                final_answer_end, stop_token_ids)
+from inference.weights import decode_dtype, merged_lora, weights_as
 
 
 @dataclass
@@ -512,15 +292,6 @@ def _finished(tokenizer, row: _Row) -> str:
     if row.watch and final_answer_end(text) is not None:
         return "final_answer"
     return ""
-
-
-def check_request(r: Request) -> None:
-    if r.n < 1 or r.max_new_tokens < 1:
-        raise ValueError(f"n and max_new_tokens must be at least 1 (got {r.n}, {r.max_new_tokens})")
-    if any(not s for s in r.stop):
-        raise ValueError("stop: a stop string must not be empty")
-    if r.messages is None and r.prompt is None:
-        raise ValueError("a request needs messages or a prompt")
 
 
 @dataclass

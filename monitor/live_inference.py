@@ -4,7 +4,7 @@ With `self_correction.max_turns` above 1, each question is traced instead (selfc
 reprompt policy chooses up to max_turns prompts after the first answer, learns from each, and the
 trace's final answer is the second attempt.
 
-With `experimental.practice_samples`, it also answers a few questions of the file
+With `experimental.training_file_questions`, it also answers a few questions of the file
 being trained (on policy, as in SCoRe): their mistakes become records too, but they
 never count in the accuracy, since the model trains on them.
 
@@ -59,7 +59,7 @@ class LiveInferenceMonitor(TrainerCallback):
         self.last_path = self.root / "data" / "last_evaluation.json"
         # internal state
         self.generate_files = True  # off while training a generated file in --once (so --once ends)
-        self.practice: list = []  # questions of the file in training, in a fixed shuffled order
+        self.training_questions: list = []  # questions of the file in training, in a fixed shuffled order
         self.seconds_spent = 0.0
 
     def apply(self, config: Config) -> None:
@@ -74,8 +74,8 @@ class LiveInferenceMonitor(TrainerCallback):
                              f"(pool {len(self.pool.items)})", file=prepared.name)
         # In --once, a generated file generates nothing more, so the queue drains and the run ends.
         self.generate_files = not (once and generated)
-        self.practice = [] if generated else qa_items(prepared.examples, file=prepared.name, sha256=prepared.sha256)
-        random.Random(prepared.sha256).shuffle(self.practice)
+        self.training_questions = [] if generated else qa_items(prepared.examples, file=prepared.name, sha256=prepared.sha256)
+        random.Random(prepared.sha256).shuffle(self.training_questions)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         step = self.step_offset() + state.global_step
@@ -116,20 +116,24 @@ class LiveInferenceMonitor(TrainerCallback):
         if sc.enabled and self.generate_files:
             try:
                 self.generator.process_results(ev.results, step=step)
-                if config.experimental.practice_samples and self.practice:
-                    self.generator.process_results(self._practise(model, step=step, config=config), step=step)
+                if config.experimental.training_file_questions and self.training_questions:
+                    self.generator.process_results(self._answer_training_file(model, step=step, config=config),
+                                                   step=step)
                 self.generator.maybe_generate(step=step)
             except OSError as e:  # disk full: keep training; the buffer on disk keeps every example
                 self.events.emit("self-correction", f"Self-Correction: could not write ({e}); examples kept, "
                                  "retrying at the next evaluation")
         return ev
 
+    def _sampler(self, model) -> SamplingEngine:
+        """The sampling engine over the model in training, as the callback gets it."""
+        return SamplingEngine(model, self.tokenizer, use_template=self.use_template)
+
     def _traced(self, model, items, config) -> Evaluation:
         """With self_correction.max_turns above 1: each question traced (selfcorrect.traces), the policy of
         data/policy/rts.json choosing up to max_turns reprompts and learning from them; the traces go to
         logs/traces_*.jsonl, their training examples (traces.train) to the generator's buffer."""
-        engine = SamplingEngine(model, self.tokenizer, use_template=self.use_template)
-        tracer = Tracer(LocalProvider(engine, name="live"), policy_for(self.root, config.traces), config.traces,
+        tracer = Tracer(LocalProvider(self._sampler(model), name="live"), policy_for(self.root, config.traces), config.traces,
                         max_turns=config.self_correction.max_turns, dataset="live",
                         max_new_tokens=config.eval_max_tokens, tokenizer=self.tokenizer)
 
@@ -152,7 +156,7 @@ class LiveInferenceMonitor(TrainerCallback):
             return
         settings = config.ace
         if settings.reflector == "local":
-            reflector = LocalProvider(SamplingEngine(model, self.tokenizer, use_template=self.use_template), name="live")
+            reflector = LocalProvider(self._sampler(model), name="live")
         else:
             reflector = make_provider(settings.reflector, config, self.root)
         book = Playbook(self.root / "data" / "ace" / "playbook.jsonl")
@@ -179,16 +183,17 @@ class LiveInferenceMonitor(TrainerCallback):
         self.events.emit("ace", f"step {step}: {len(wrong)} wrong answers reflected on; lessons {counts['added']} added, "
                          f"{counts['merged']} merged; playbook {len(book.lessons)} lessons", step=step, **counts)
 
-    def _practise(self, model, *, step: int, config) -> list:
-        """The next practice questions answered by the current adapter (first attempts only)."""
+    def _answer_training_file(self, model, *, step: int, config) -> list:
+        """The next questions of the file in training answered by the current adapter (first attempts only)."""
         sc = config.self_correction
-        n = min(config.experimental.practice_samples, len(self.practice))
-        items, self.practice = self.practice[:n], self.practice[n:] + self.practice[:n]
+        n = min(config.experimental.training_file_questions, len(self.training_questions))
+        items, self.training_questions = (self.training_questions[:n],
+                                          self.training_questions[n:] + self.training_questions[:n])
         ev = evaluate(model, self.tokenizer, items, use_template=self.use_template, max_new_tokens=config.eval_max_tokens,
                       templates=sc.templates, second_attempt=False, count_tokens=self.tokenizer,
                       first_wrong_value=config.experimental.first_wrong_value)
         right = sum(r.matched for r in ev.results)
-        self.events.emit("practice", f"step {step}: {right}/{ev.n} right on questions of the file in training "
+        self.events.emit("training-file", f"step {step}: {right}/{ev.n} right on questions of the file in training "
                          "(records only, not an accuracy)", step=step, right=right, n=ev.n)
         return ev.results
 

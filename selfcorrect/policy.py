@@ -1,4 +1,4 @@
-"""The reprompt-timing-and-selection (RTS) policy of seed 000: whether to reprompt, and with which prompt.
+"""The reprompt-timing-and-selection (RTS) policy of correction traces: whether to reprompt, and with which prompt.
 
 A context is (failure mode, confidence bucket, last prompt, turn index); an action is a
 prompt id of `traces.prompts` or `stop`. Each (context, action) has a Beta(alpha, beta),

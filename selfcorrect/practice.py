@@ -1,4 +1,4 @@
-"""Verified self-training (seed 004): K sampled solutions per practice problem, only those that verify trained.
+"""Verified self-training: K sampled solutions per practice problem, only those that verify trained.
 
 This is rejection sampling, the loop of STaR and ReST-EM: the current adapter samples
 `practice.samples` solutions to each problem through the sampling engine; a math solution
@@ -30,7 +30,8 @@ from core.practice import Problem
 from evaluation.sandbox import Limits
 from evaluation.text import normalize
 from evaluation.verify import Verdict, verify_answer, verify_code
-from inference.sampling import Request, SamplingEngine
+from inference.requests import Request
+from inference.sampling import SamplingEngine
 from training.engine import TrainingEngine
 
 REPORT_EVERY = 8  # problems between two progress lines
@@ -53,8 +54,8 @@ class RoundStats:
 
 
 class Practice:
-    def __init__(self, engine: SamplingEngine, settings: PracticeSection, events: EventLog, *, adapter: str):
-        self.engine, self.settings, self.events, self.adapter = engine, settings, events, adapter
+    def __init__(self, sampler: SamplingEngine, settings: PracticeSection, events: EventLog, *, adapter: str):
+        self.sampler, self.settings, self.events, self.adapter = sampler, settings, events, adapter
         self.limits = Limits(wall_seconds=settings.code_wall_seconds, memory_mb=settings.code_memory_mb)
 
     def messages(self, p: Problem) -> list[dict]:
@@ -77,7 +78,7 @@ class Practice:
             cancel: threading.Event | None = None) -> tuple[list[dict], RoundStats] | None:
         """The round's training records and figures; resumes from the progress file of an interrupted run.
 
-        Every problem not yet done goes to the engine at once (it keeps its batch full), and each outcome is
+        Every problem not yet done goes to the sampler at once (it keeps its batch full), and each outcome is
         verified and fsynced as its request ends. None if `cancel` was set (a stop was asked): the answers
         cut short by it are dropped unrecorded, everything verified before is kept for the resume."""
         work.mkdir(parents=True, exist_ok=True)
@@ -99,7 +100,7 @@ class Practice:
                 if len(done) % REPORT_EVERY == 0 or len(done) == len(problems):
                     self._report(round_no, problems, done, sampled, time.perf_counter() - started)
 
-            self.engine.generate([self.request(p, round_no, cancel) for p in todo], on_result=record)
+            self.sampler.generate([self.request(p, round_no, cancel) for p in todo], on_result=record)
         if cancel is not None and cancel.is_set():
             return None
         return self._records(problems, done, round_no), self._stats(problems, done, round_no,
@@ -192,8 +193,7 @@ def practice_round(engine: TrainingEngine, problems: list[Problem], work: Path, 
     """One round, as every mode runs it: sample from the engine's current adapter, verify, write the round's
     training file and figures; the summary goes to the log and to data/practice/rounds.json. None if cancelled."""
     adapter = engine.state.current_adapter or "base"
-    sampler = SamplingEngine(engine.model, engine.tokenizer, use_template=engine.use_template)
-    ran = Practice(sampler, settings, events, adapter=adapter).run(problems, work, round_no, cancel=cancel)
+    ran = Practice(engine.sampler(), settings, events, adapter=adapter).run(problems, work, round_no, cancel=cancel)
     if ran is None:
         return None
     records, stats = ran

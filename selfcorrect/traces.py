@@ -1,4 +1,4 @@
-"""Multi-pass correction traces (seed 000): answer, then up to `max_turns` times classify, ask the policy, reprompt.
+"""Multi-pass correction traces: answer, then up to `max_turns` times classify, ask the policy, reprompt.
 
 Per question: the initial answer (turn 0), then per turn: the failure mode of the answer in
 hand and its confidence, the policy's choice for that context (a prompt of `traces.prompts`
@@ -7,7 +7,7 @@ the turn's reward (selfcorrect.policy). Every answer comes from a provider (the 
 through the sampling engine, or any OpenAI-compatible API), greedy, with its log-probs.
 
 Failure modes, in this order (the first that holds), from the matcher and the error codes:
-- `correct`: right at turn 0; `corrected`: right after a reprompt (the seed's name);
+- `correct`: right at turn 0; `corrected`: right after a reprompt;
 - `degraded`: wrong now, right one turn before;
 - `anchored`: wrong, and the same answer as the turn before (after normalising);
 - `missing_content`: an empty answer;
@@ -21,7 +21,7 @@ Failure modes, in this order (the first that holds), from the matcher and the er
 Confidence: the geometric mean of the answer's token probabilities, exp(mean log-prob), in
 [0, 1]; 0.5 when the provider returns no log-probs. Bucketed low < 0.5 <= mid < 0.8 <= high.
 
-Records: `TurnRecord` and `TraceRecord` are the seed's schema, validated when written and
+Records: `TurnRecord` and `TraceRecord` are the trace schema, validated when written and
 when read; one trace per line in `logs/traces_YYYYMMDD.jsonl`, appended and fsynced as each
 trace ends; a run's summary in `logs/summary_YYYYMMDD_HHMMSS.json`.
 
@@ -48,7 +48,7 @@ from evaluation.error_codes import error_codes
 from evaluation.evaluate import EvalResult, Evaluation
 from evaluation.matching import answer_kind, match_answer
 from evaluation.text import normalize
-from inference.sampling import Request
+from inference.requests import Request
 
 from .policy import STOP, Context, Policy, bucket, reward
 
@@ -267,7 +267,7 @@ class Tracer:
 
 
 def summary(traces: list[TraceRecord], policy: Policy, *, started: float, start_time: str) -> dict:
-    """The seed's run summary (validated), with the run's accuracies and tokens beside it."""
+    """The run summary (validated), with the run's accuracies and tokens beside it."""
     seconds = max(time.time() - started, 1e-9)
     turns = sum(t.total_turns for t in traces)
     n = len(traces)

@@ -1,4 +1,4 @@
-"""`train.py --serve`: the model that keeps learning, behind an OpenAI-compatible API, with a live status page.
+"""`selfcorrect serve`: the model that keeps learning, behind an OpenAI-compatible API, with a live status page.
 
     GET  /health                 200 once the model is loaded (503 while loading)
     GET  /v1/models              current, base and each committed adapter version
@@ -10,267 +10,161 @@ The server runs beside the daemon on the same root, as its own process: it never
 root's lock and writes nothing under queue/ or data/; it only reads what the daemon
 committed (see `ModelHost`). Requests are answered in shared batches by one worker thread
 through the sampling engine.
+
+This module is the routes; the serving objects (serving.py: chat and text completions, in full or streamed) and
+the host are built once at start-up and kept in `app.state`; request and response bodies are protocol.py's models.
 """
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import os
-import secrets
 import socket
 import threading
 import time
-import uuid
 from importlib import resources
 from pathlib import Path
 
-from fastapi import FastAPI, Request as HTTPRequest
+from fastapi import APIRouter, FastAPI, Request as HTTPRequest
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
 from core.config import Config
 from core.errors import ConfigError
 from core.events import EventLog
 from daemon.status import collect
-from inference.sampling import Request, Result
 from monitor.report import curve, read_events
 
 from .host import ModelHost, UnknownModel
-from .protocol import APIError, ChatRequest, CompletionRequest, Sampling, validation_message
+from .protocol import (APIError, ChatCompletion, ChatRequest, CompletionRequest, Health, ModelList, TextCompletion,
+                       validation_message)
+from .serving import ServingChat, ServingCompletion
 
-FINISH = {"length": "length"}  # every other way to end (a stop token or string) is OpenAI's "stop"
+router = APIRouter()
+
+
+# -- what every route checks ---------------------------------------------------------------------------------
+
+def authorize(request: HTTPRequest) -> None:
+    state = request.app.state
+    if state.api_key and not hmac.compare_digest(request.headers.get("authorization", "").encode(),
+                                                 f"Bearer {state.api_key}".encode()):
+        raise APIError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>' "
+                            f"with the key in ${state.config.serve.api_key_env}", code="invalid_api_key")
+
+
+def loaded_version(request: HTTPRequest, name: str) -> str:
+    """The adapter version a request's `model` names, once the model is loaded (503 before, 404 for no such)."""
+    host: ModelHost = request.app.state.host
+    if host.error:
+        raise APIError(503, f"the model did not load: {host.error}")
+    if not host.ready.is_set():
+        raise APIError(503, "the model is loading; retry in a few seconds", code="model_loading")
+    try:
+        return host.resolve(name)
+    except UnknownModel:
+        known = ", ".join(m["id"] for m in host.models())
+        raise APIError(404, f"model {name!r} does not exist; this server has: {known}", "model",
+                       "model_not_found") from None
+
+
+# -- the API -------------------------------------------------------------------------------------------------
+
+@router.get("/health", response_model=Health, response_model_exclude_none=True)
+async def health(request: HTTPRequest):
+    host: ModelHost = request.app.state.host
+    if host.error or not host.ready.is_set():
+        return JSONResponse(Health(status="error" if host.error else "loading", error=host.error).model_dump(
+            exclude_none=True), 503)
+    return Health(status="ok", current=host.current())
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def models(request: HTTPRequest):
+    authorize(request)
+    return ModelList(data=request.app.state.host.models())
+
+
+async def answer(serving: ServingChat | ServingCompletion, body, request: HTTPRequest):
+    authorize(request)
+    version = loaded_version(request, body.model)
+    requests = serving.requests(body)
+    if body.stream:
+        return serving.streamed(version, requests, body)
+    return await serving.full(version, requests, body)
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion)
+async def chat(body: ChatRequest, request: HTTPRequest):
+    return await answer(request.app.state.chat, body, request)
+
+
+@router.post("/v1/completions", response_model=TextCompletion)
+async def completions(body: CompletionRequest, request: HTTPRequest):
+    return await answer(request.app.state.completion, body, request)
+
+
+# -- the status page -----------------------------------------------------------------------------------------
+
+@router.get("/", response_class=HTMLResponse)
+async def status_page(request: HTTPRequest):
+    return request.app.state.page  # a shell without data: it fetches /status.json (with the key from #key=...)
+
+
+@router.get("/status.json")
+async def status(request: HTTPRequest):
+    authorize(request)
+    state = request.app.state
+    host: ModelHost = state.host
+    data = await asyncio.to_thread(collect, state.root)
+    batcher = host.batcher
+    data["server"] = {"ready": host.ready.is_set(), "error": host.error, "model": state.config.model.name_or_path,
+                      "current": host.current() if host.ready.is_set() else None, "loaded": list(host.loaded),
+                      "answered": dict(host.answered), "finished": dict(host.finished),
+                      "waiting": batcher.waiting if batcher else 0, "busy": bool(batcher and batcher.busy),
+                      "uptime_s": round(time.time() - host.started, 1)}
+    return data
+
+
+@router.get("/curve.json")
+async def curve_data(request: HTTPRequest):
+    authorize(request)
+    root = request.app.state.root
+    return await asyncio.to_thread(lambda: curve(read_events(root)))
+
+
+# -- errors, in the OpenAI shape -----------------------------------------------------------------------------
+
+async def api_error(_, e: APIError):
+    return JSONResponse(e.body(), status_code=e.status)
+
+
+async def invalid_body(_, e: RequestValidationError):
+    message, param = validation_message(e.errors())
+    return JSONResponse(APIError(400, message, param).body(), status_code=400)
+
+
+async def http_error(_, e: HTTPException):
+    return JSONResponse(APIError(e.status_code, str(e.detail)).body(), status_code=e.status_code)
+
+
+async def internal_error(request: HTTPRequest, e: Exception):  # logged with its cause; the server keeps serving
+    request.app.state.host.events.emit("error", f"serve: {type(e).__name__}: {e}")
+    return JSONResponse(APIError(500, f"internal error: {type(e).__name__}: {e}").body(), status_code=500)
 
 
 def create_app(host: ModelHost, *, root: Path, config: Config, api_key: str | None) -> FastAPI:
-    events = host.events
+    """The app with its serving objects, built once: the routes find them in `app.state`."""
     app = FastAPI(title="selfcorrect-daemon", docs_url=None, redoc_url=None)
-    limits = config.serve
-
-    @app.exception_handler(APIError)
-    async def _api_error(_, e: APIError):
-        return JSONResponse(e.body(), status_code=e.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_, e: RequestValidationError):
-        message, param = validation_message(e.errors())
-        return JSONResponse(APIError(400, message, param).body(), status_code=400)
-
-    @app.exception_handler(HTTPException)
-    async def _http(_, e: HTTPException):
-        return JSONResponse(APIError(e.status_code, str(e.detail)).body(), status_code=e.status_code)
-
-    @app.exception_handler(Exception)
-    async def _bug(_, e: Exception):  # logged with its cause; the server keeps serving
-        events.emit("error", f"serve: {type(e).__name__}: {e}")
-        return JSONResponse(APIError(500, f"internal error: {type(e).__name__}: {e}").body(), status_code=500)
-
-    def authorize(request: HTTPRequest) -> None:
-        if api_key and not hmac.compare_digest(request.headers.get("authorization", "").encode(),
-                                               f"Bearer {api_key}".encode()):
-            raise APIError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>' "
-                                f"with the key in ${limits.api_key_env}", code="invalid_api_key")
-
-    def loaded() -> None:
-        if host.error:
-            raise APIError(503, f"the model did not load: {host.error}")
-        if not host.ready.is_set():
-            raise APIError(503, "the model is loading; retry in a few seconds", code="model_loading")
-
-    def version_of(name: str) -> str:
-        try:
-            return host.resolve(name)
-        except UnknownModel:
-            known = ", ".join(m["id"] for m in host.models())
-            raise APIError(404, f"model {name!r} does not exist; this server has: {known}", "model",
-                           "model_not_found") from None
-
-    def engine_requests(body: Sampling, prompts: list[dict]) -> list[Request]:
-        """Each prompt (messages or raw text) as an engine request, checked against the limits and the context."""
-        if body.n > limits.max_n:
-            raise APIError(400, f"n: at most {limits.max_n} completions per request (serve.max_n)", "n")
-        if body.max_tokens is not None and body.max_tokens > limits.max_tokens:
-            raise APIError(400, f"max_tokens: at most {limits.max_tokens} (serve.max_tokens; got {body.max_tokens})",
-                           "max_tokens")
-        seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-        out = []
-        for prompt in prompts:
-            r = Request(**prompt, max_new_tokens=body.max_tokens or limits.max_tokens, temperature=body.temperature,
-                        top_p=body.top_p, top_k=body.top_k, n=body.n, seed=seed, stop=tuple(body.stop or ()),
-                        logprobs=body.wants_logprobs,
-                        cut_runaways=False)
-            used = host.counter.prompt_tokens(r)
-            if used >= host.context:
-                field = "messages" if r.messages is not None else "prompt"
-                raise APIError(413, f"{field}: the prompt takes {used} tokens; the model's context is {host.context}; "
-                                    f"shorten it", field, "context_length_exceeded")
-            room = host.context - used
-            if body.max_tokens is not None and body.max_tokens > room:
-                raise APIError(400, f"max_tokens: the prompt takes {used} of the {host.context} tokens of context; "
-                                    f"at most {room} are left (got {body.max_tokens})", "max_tokens")
-            r.max_new_tokens = min(r.max_new_tokens, room)
-            out.append(r)
-        return out
-
-    async def answer(version: str, requests: list[Request]) -> list[Result]:
-        return await asyncio.wrap_future(host.batcher.submit(version, requests))
-
-    def token_texts(tokens: list[int]) -> list[str]:
-        special = set(host.counter.tokenizer.all_special_ids)
-        return [host.counter.tokenizer.decode([t]) for t in tokens if t not in special]
-
-    def usage(results: list[Result]) -> dict:
-        prompt = sum(r.prompt_tokens for r in results)
-        completion = sum(r.completion_tokens for r in results)
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-    def chat_logprobs(c) -> dict | None:
-        if c.logprobs is None:
-            return None
-        return {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []}
-                            for t, lp in zip(token_texts(c.tokens), c.logprobs)]}
-
-    def text_logprobs(c) -> dict | None:
-        if c.logprobs is None:
-            return None
-        texts, offsets, at = token_texts(c.tokens), [], 0
-        for t in texts:
-            offsets.append(at)
-            at += len(t)
-        return {"tokens": texts, "token_logprobs": c.logprobs[:len(texts)], "top_logprobs": None,
-                "text_offset": offsets}
-
-    # -- the API ---------------------------------------------------------------------------------------
-
-    @app.get("/health")
-    async def health():
-        if host.error or not host.ready.is_set():
-            return JSONResponse({"status": "error" if host.error else "loading", "error": host.error}, 503)
-        return {"status": "ok", "current": host.current()}
-
-    @app.get("/v1/models")
-    async def models(request: HTTPRequest):
-        authorize(request)
-        return {"object": "list", "data": host.models()}
-
-    @app.post("/v1/chat/completions")
-    async def chat(body: ChatRequest, request: HTTPRequest):
-        authorize(request)
-        loaded()
-        version = version_of(body.model)
-        requests = engine_requests(body, [{"messages": [m.plain() for m in body.messages]}])
-        if body.stream:
-            return stream(version, requests, body, chat=True)
-        results = await answer(version, requests)
-        choices = [{"index": k, "message": {"role": "assistant", "content": c.text},
-                    "finish_reason": FINISH.get(c.finish_reason, "stop"), "logprobs": chat_logprobs(c)}
-                   for k, c in enumerate(results[0].completions)]
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": version, "choices": choices, "usage": usage(results)}
-
-    @app.post("/v1/completions")
-    async def completions(body: CompletionRequest, request: HTTPRequest):
-        authorize(request)
-        loaded()
-        version = version_of(body.model)
-        requests = engine_requests(body, [{"prompt": p} for p in body.prompts])
-        if body.stream:
-            return stream(version, requests, body, chat=False)
-        results = await answer(version, requests)
-        choices = [{"index": k * body.n + j, "text": c.text, "finish_reason": FINISH.get(c.finish_reason, "stop"),
-                    "logprobs": text_logprobs(c)}
-                   for k, r in enumerate(results) for j, c in enumerate(r.completions)]
-        return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-                "model": version, "choices": choices, "usage": usage(results)}
-
-    def stream(version: str, requests: list[Request], body: Sampling, *, chat: bool) -> StreamingResponse:
-        """Server-sent events: a chunk per new piece of text of each choice, then each choice's finish reason,
-        then `[DONE]`. A client that goes away cancels its rows at the next token, freeing their slots."""
-        ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
-        created, n = int(time.time()), body.n
-
-        def event(payload: dict) -> str:
-            return f"data: {json.dumps(payload)}\n\n"
-
-        def chunk(index: int, text: str | None, finish: str | None = None, role: bool = False) -> str:
-            if chat:
-                delta = {"role": "assistant", "content": ""} if role else {} if text is None else {"content": text}
-                choice = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
-            else:
-                choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
-            return event({"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
-                          "created": created, "model": version, "choices": [choice]})
-
-        async def events():
-            loop = asyncio.get_running_loop()
-            arrived: asyncio.Queue = asyncio.Queue()
-            cancel = threading.Event()
-            for k, r in enumerate(requests):
-                r.cancel = cancel
-                r.on_token = (lambda k: lambda s, t: loop.call_soon_threadsafe(arrived.put_nowait, (k * n + s, t)))(k)
-            future = asyncio.wrap_future(host.batcher.submit(version, requests))
-            # the tokens' callbacks were queued on this loop before the result: None comes after the last token
-            future.add_done_callback(lambda _: arrived.put_nowait(None))
-            tokens: dict[int, list[int]] = {c: [] for c in range(len(requests) * n)}
-            sent = dict.fromkeys(tokens, "")
-            try:
-                if chat:
-                    for c in tokens:
-                        yield chunk(c, None, role=True)
-                while (item := await arrived.get()) is not None:
-                    c, t = item
-                    tokens[c].append(t)
-                    request = requests[c // n]
-                    text = host.counter.text(request, tokens[c])
-                    hold = max((len(s) for s in request.stop), default=1) - 1  # a stop string may be starting
-                    text = text[:len(text) - hold].rstrip("\ufffd")  # and a character may be half decoded
-                    if len(text) > len(sent[c]) and text.startswith(sent[c]):
-                        yield chunk(c, text[len(sent[c]):])
-                        sent[c] = text
-                try:
-                    results = future.result()
-                except Exception as e:
-                    yield event(APIError(500, f"generation failed: {type(e).__name__}: {e}").body())
-                    return
-                for k, result in enumerate(results):
-                    for s, comp in enumerate(result.completions):
-                        c = k * n + s
-                        rest = comp.text[len(sent[c]):] if comp.text.startswith(sent[c]) else ""
-                        yield chunk(c, rest or None, FINISH.get(comp.finish_reason, "stop"))
-                if body.stream_options and body.stream_options.include_usage:
-                    yield event({"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
-                                 "created": created, "model": version, "choices": [], "usage": usage(results)})
-                yield "data: [DONE]\n\n"
-            finally:
-                cancel.set()  # the client is gone, or all is sent: either way the rows may end
-
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-
-    # -- the status page -------------------------------------------------------------------------------
-
-    page = resources.files("serve").joinpath("status.html").read_text(encoding="utf-8")
-
-    @app.get("/", response_class=HTMLResponse)
-    async def status_page():
-        return page  # a shell without data: it fetches /status.json (with the key from the URL's #key=...)
-
-    @app.get("/status.json")
-    async def status(request: HTTPRequest):
-        authorize(request)
-        data = await asyncio.to_thread(collect, root)
-        batcher = host.batcher
-        data["server"] = {"ready": host.ready.is_set(), "error": host.error, "model": config.model.name_or_path,
-                          "current": host.current() if host.ready.is_set() else None, "loaded": list(host.loaded),
-                          "answered": dict(host.answered), "finished": dict(host.finished), "waiting": batcher.waiting if batcher else 0,
-                          "busy": bool(batcher and batcher.busy), "uptime_s": round(time.time() - host.started, 1)}
-        return data
-
-    @app.get("/curve.json")
-    async def curve_data(request: HTTPRequest):
-        authorize(request)
-        return await asyncio.to_thread(lambda: curve(read_events(root)))
-
+    app.state.host, app.state.root, app.state.config, app.state.api_key = host, root, config, api_key
+    app.state.chat = ServingChat(host, config.serve)
+    app.state.completion = ServingCompletion(host, config.serve)
+    app.state.page = resources.files("serve").joinpath("status.html").read_text(encoding="utf-8")
+    for kind, handler in ((APIError, api_error), (RequestValidationError, invalid_body), (HTTPException, http_error),
+                          (Exception, internal_error)):
+        app.add_exception_handler(kind, handler)
+    app.include_router(router)
     return app
 
 

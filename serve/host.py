@@ -21,13 +21,14 @@ from pathlib import Path
 
 from core.adapters import AdapterStore
 from core.config import Config
-from core.device import plan_device
-from core.encoding import wants_chat_template
 from core.events import EventLog
-from core.models import load_adapter, load_base_model, load_tokenizer, quiet_transformers, resolve_model_path
+from core.models import load_adapter
 from core.state import TrainingState
 from inference.batching import Batcher
-from inference.sampling import Result, SamplingEngine, decode_dtype
+from inference.loading import load_base
+from inference.requests import Result
+from inference.sampling import SamplingEngine
+from inference.weights import decode_dtype
 
 
 class UnknownModel(LookupError):
@@ -53,18 +54,15 @@ class ModelHost:
 
     def load(self) -> None:
         try:
-            quiet_transformers()
             config = self.config
-            plan = plan_device(config.training.precision)
-            self.model_path = resolve_model_path(config, self.root)
-            tokenizer = load_tokenizer(self.model_path, config)
-            model = load_base_model(self.model_path, config, plan.device, plan.precision)
+            base = load_base(config, self.root)
+            self.model_path, model, tokenizer, use_template, plan = (base.path, base.model, base.tokenizer,
+                                                                     base.use_template, base.plan)
             dtype = decode_dtype(model)
             for p in model.parameters():  # buffers (rotary frequencies) keep their precision
                 if dtype is not None:
                     p.data = p.data.to(dtype)
             model.eval()
-            use_template = wants_chat_template(tokenizer, config.model.use_chat_template)
             self.engine = SamplingEngine(model, tokenizer, use_template=use_template,
                                          max_batch=config.serve.max_batch, dtype=None)
             self.counter = SamplingEngine(model, copy.deepcopy(tokenizer), use_template=use_template, dtype=None)

@@ -1,4 +1,4 @@
-"""The OpenAI API's request bodies, as pydantic models, and its error shape.
+"""The OpenAI API's request and response bodies, as pydantic models, and its error shape.
 
 Fields the API has and we do not honour are refused with a 400 naming them, unless they
 are at their no-op value (a client that sends `presence_penalty: 0` works); unknown extra
@@ -6,9 +6,11 @@ fields are ignored, as OpenAI-compatible servers do.
 """
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 
 class APIError(Exception):
@@ -137,6 +139,110 @@ class CompletionRequest(Sampling):
     @property
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else self.prompt
+
+
+# -- responses ----------------------------------------------------------------------------------------------
+
+
+def response_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: str
+    logprobs: dict | None = None
+
+
+class Answered(BaseModel):
+    """What a whole (not streamed) answer carries beside its choices."""
+
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    usage: Usage
+
+
+class ChatCompletion(Answered):
+    id: str = Field(default_factory=lambda: response_id("chatcmpl"))
+    object: Literal["chat.completion"] = "chat.completion"
+    choices: list[ChatChoice]
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: str
+    logprobs: dict | None = None
+
+
+class TextCompletion(Answered):
+    id: str = Field(default_factory=lambda: response_id("cmpl"))
+    object: Literal["text_completion"] = "text_completion"
+    choices: list[CompletionChoice]
+
+
+class ChatDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _present(self, handler):  # a delta names only what it carries: {} once a choice has only its finish
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class ChatChunkChoice(BaseModel):
+    index: int
+    delta: ChatDelta
+    finish_reason: str | None = None
+    logprobs: dict | None = None
+
+
+class TextChunkChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: str | None = None
+    logprobs: dict | None = None
+
+
+class CompletionChunk(BaseModel):
+    """One server-sent event of a streamed answer, chat or text; the last may carry only the usage."""
+
+    id: str
+    object: Literal["chat.completion.chunk", "text_completion"]
+    created: int
+    model: str
+    choices: list[ChatChunkChoice] | list[TextChunkChoice]
+    usage: Usage | None = None
+
+    @model_serializer(mode="wrap")
+    def _usage_last(self, handler):  # only the last event, with stream_options.include_usage, has a usage
+        data = handler(self)
+        if data.get("usage") is None:
+            data.pop("usage", None)
+        return data
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[dict]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "loading", "error"]
+    current: str | None = None
+    error: str | None = None
 
 
 def validation_message(errors: list[dict]) -> tuple[str, str | None]:

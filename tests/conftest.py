@@ -56,6 +56,42 @@ def lora_model(root: Path, device: str = "cpu", *, drawn_b: bool = True):
     return load_tokenizer(path, config), model
 
 
+def run_in_process(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`selfcorrect ARGV` run in this process, in `cwd`: its exit code and what it printed, as a subprocess would
+    give them (argparse's exits and an uncaught exception's traceback included)."""
+    import contextlib
+    import io
+    import traceback
+
+    from cli.main import main
+
+    stdout, stderr, before = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = main(argv)
+            except SystemExit as e:  # argparse's usage errors, --help and --version
+                code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+                if isinstance(e.code, str):
+                    print(e.code, file=sys.stderr)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+
+
+def run_cli(root: Path, *args) -> subprocess.CompletedProcess:
+    """`python train.py ARGS --config ROOT/config.json` in this process, in ROOT, as the shim runs it (an old form
+    rewritten into its command). For the tests whose subject is not the process boundary; a test that kills,
+    signals, injects faults or launches ranks uses run_train."""
+    from cli.legacy import rewrite
+
+    return run_in_process(rewrite([*map(str, args), "--config", str(root / "config.json")]), root)
+
+
 def run_train(root: Path, *args, timeout=300, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
     """Run train.py as a user would, in its own process (`env`: variables to add)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **(env or {})}

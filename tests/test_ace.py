@@ -9,7 +9,7 @@ from core.errors import DataError
 from core.tasks import load_task, read_task_file
 from evaluation.ace import Lesson, Playbook, is_generic, parse_lessons
 from evaluation.harness import COLUMNS
-from tests.conftest import run_train, write_config, write_jsonl
+from tests.conftest import write_config, write_jsonl, run_cli
 from tests.scripted_model import ScriptedModel
 
 LESSON = "Multiply the two numbers when the question says times."
@@ -104,7 +104,7 @@ def read_rows(path):
 def test_ace_epochs_learn_a_lesson_that_fixes_the_answers_and_the_playbook_carries_over(root):
     with ScriptedRoles() as server:
         scripted(root, server)
-        out = run_train(root, "--eval", "times", "--mode", "ace", "--epochs", "2", "--results", root / "r.csv")
+        out = run_cli(root, "--eval", "times", "--mode", "ace", "--epochs", "2", "--results", root / "r.csv")
         assert out.returncode == 0, out.stderr
         result = json.loads(out.stdout.strip().splitlines()[-1])
         assert [(e["epoch"], e["mode"], e["accuracy"]) for e in result["epochs"]] == [
@@ -119,15 +119,15 @@ def test_ace_epochs_learn_a_lesson_that_fixes_the_answers_and_the_playbook_carri
         assert [x.text for x in book.lessons] == [LESSON]  # the generic one dropped
         assert book.lessons[0].helpful == 9 and book.lessons[0].harmful == 0  # right 4 + 5 times with it shown
         # a later run starts from the saved playbook: right from the first item
-        out = run_train(root, "--eval", "times", "--mode", "ace", "--results", root / "again.csv")
+        out = run_cli(root, "--eval", "times", "--mode", "ace", "--results", root / "again.csv")
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout.strip().splitlines()[-1])["accuracy"] == 1.0
         # baseline asks without lessons
         server.prompts.clear()
-        out = run_train(root, "--eval", "times", "--mode", "baseline", "--results", root / "base.csv")
+        out = run_cli(root, "--eval", "times", "--mode", "baseline", "--results", root / "base.csv")
         assert out.returncode == 0 and not any("Lessons" in p for p in server.prompts)
     # --summarize groups every CSV of the folder
-    out = run_train(root, "--summarize", root)
+    out = run_cli(root, "--summarize", root)
     assert out.returncode == 0, out.stderr
     assert "| scripted | times | baseline | current | 0 | 10 | 0.0 |" in out.stdout  # r.epoch0.csv and base.csv
     with open(root / "summary.csv", newline="") as f:
@@ -139,38 +139,38 @@ def test_ace_epochs_learn_a_lesson_that_fixes_the_answers_and_the_playbook_carri
 def test_a_reflector_that_returns_junk_adds_no_lesson_and_a_dead_endpoint_keeps_what_was_answered(root):
     with ScriptedRoles(junk=True) as server:
         scripted(root, server)
-        out = run_train(root, "--eval", "times", "--mode", "ace", "--results", root / "r.csv")
+        out = run_cli(root, "--eval", "times", "--mode", "ace", "--results", root / "r.csv")
     assert out.returncode == 0, out.stderr
     assert "5 reflections, 5 with no usable lesson" in out.stderr
     assert Playbook(root / "data" / "ace" / "times.jsonl").lessons == []
     # the endpoint is gone now: the run stops with the provider named
-    out = run_train(root, "--eval", "times", "--mode", "ace", "--results", root / "dead.csv")
+    out = run_cli(root, "--eval", "times", "--mode", "ace", "--results", root / "dead.csv")
     assert out.returncode == 1 and "a provider failed" in out.stderr and "0 of 5 rows" in out.stderr
 
 
 def test_baseline_with_the_local_model_writes_the_seed_schema_and_a_grid_runs_every_cell(root):
     write_config(root, eval_max_tokens=4)
-    out = run_train(root, "--eval", "tatqa_tiny", "--mode", "baseline", "--results", root / "r.csv")
+    out = run_cli(root, "--eval", "tatqa_tiny", "--mode", "baseline", "--results", root / "r.csv")
     assert out.returncode == 0, out.stderr
     columns, rows = read_rows(root / "r.csv")
     assert columns == COLUMNS and [r["sample_id"] for r in rows] == ["tatqa-1", "tatqa-2", "tatqa-3"]
     assert {r["model_id"] for r in rows} == {"tiny-random"} and {r["domain"] for r in rows} == {"finance"}
     assert rows[0]["context"].startswith("Revenue was") and rows[0]["reflected"] == ""
     # the plain --eval takes a task name too
-    assert run_train(root, "--eval", "iot_tiny", "--limit", "2").returncode == 0
+    assert run_cli(root, "--eval", "iot_tiny", "--limit", "2").returncode == 0
     grid = root / "grid.json"
     grid.write_text(json.dumps({"adapters": ["base"], "tasks": ["tatqa_tiny", "iot_tiny"], "modes": ["baseline", "ace"],
                                 "limit": 2, "out": "grid"}))
-    dry = run_train(root, "--grid", grid, "--dry-run")
+    dry = run_cli(root, "--grid", grid, "--dry-run")
     assert dry.returncode == 0 and dry.stdout.count("\t-> ") == 4 and not (root / "grid").exists()
-    out = run_train(root, "--grid", grid)
+    out = run_cli(root, "--grid", grid)
     assert out.returncode == 0, out.stderr
     assert sorted(p.name for p in (root / "grid" / "base").glob("*.csv")) == [
         "iot_tiny-ace.csv", "iot_tiny-baseline.csv", "tatqa_tiny-ace.csv", "tatqa_tiny-baseline.csv"]
     assert json.loads(out.stdout.strip().splitlines()[-1])["groups"] == 4
     bad = root / "bad.json"
     bad.write_text(json.dumps({"tasks": [], "modes": ["fast"]}))
-    out = run_train(root, "--grid", bad, "--dry-run")
+    out = run_cli(root, "--grid", bad, "--dry-run")
     assert out.returncode == 1 and "tasks" in out.stderr and "modes" in out.stderr
 
 
@@ -181,12 +181,12 @@ def test_in_the_daemon_the_live_monitors_wrong_answers_feed_the_playbook_and_sta
                      ace={"in_daemon": True, "reflector": "m"}, self_correction={"enabled": False})
         data = write_jsonl(root / "train.jsonl", [{"question": f"What is {k} times 2?", "answer": str(2 * k)}
                                                   for k in range(20)])
-        out = run_train(root, data)
+        out = run_cli(root, data)
     assert out.returncode == 0, out.stderr
     book = Playbook(root / "data" / "ace" / "playbook.jsonl")
     assert [x.text for x in book.lessons] == [LESSON] and book.lessons[0].task == "live"
     assert "wrong answers reflected on" in out.stderr
-    status = run_train(root, "--status")
+    status = run_cli(root, "--status")
     assert "ace playbook" in status.stdout and LESSON[:20] in status.stdout
 
 
@@ -194,7 +194,7 @@ def test_a_reflection_that_copies_its_prompt_back_gives_no_lesson():
     import asyncio
 
     from core.config import AceSection
-    from inference.sampling import Completion, Result
+    from inference.requests import Completion, Result
 
     class Echo:
         async def generate(self, requests):

@@ -1,9 +1,11 @@
 """Failure analysis: a stratified test set, the adapter's answers once, judged, clustered and labelled."""
 import json
 
+import pytest
+
 from core.qa import QAItem
 from evaluation.analysis import infer_category, judge_fast, stratify
-from tests.conftest import run_train, write_config, write_jsonl
+from tests.conftest import write_config, write_jsonl, run_cli
 from tests.scripted_model import ScriptedModel
 
 
@@ -61,7 +63,7 @@ def test_analyze_writes_every_step_and_runs_again_from_a_step_without_answering_
     write_config(root, eval_max_tokens=24)  # tiny-random answers noise: short noise fails as well as long
     path = write_jsonl(root / "mixed.jsonl", mixed_items())
     out = root / "analysis"
-    first = run_train(root, "--analyze", path, "--sample", "20", "--out", out)
+    first = run_cli(root, "--analyze", path, "--sample", "20", "--out", out)
     assert first.returncode == 0, first.stderr[-3000:]
     for name in ("test_dataset.jsonl", "test_dataset_stats.json", "model_outputs.jsonl", "generation_stats.json",
                  "judged_results.jsonl", "failures.jsonl", "summary.json", "clusters.json", "patterns.json",
@@ -87,7 +89,7 @@ def test_analyze_writes_every_step_and_runs_again_from_a_step_without_answering_
     # items in that space too
     answers = (out / "model_outputs.jsonl").read_bytes()
     write_config(root, analysis={"embedding_model": "tiny-random"})
-    again = run_train(root, "--analyze", path, "--out", out, "--from-step", "4", "--clusters", "2", "--queue")
+    again = run_cli(root, "--analyze", path, "--out", out, "--from-step", "4", "--clusters", "2", "--queue")
     assert again.returncode == 0, again.stderr[-3000:]
     assert (out / "model_outputs.jsonl").read_bytes() == answers and "2 generate" not in again.stderr
     clusters = json.loads((out / "clusters.json").read_text())
@@ -101,7 +103,7 @@ def test_analyze_writes_every_step_and_runs_again_from_a_step_without_answering_
 def test_an_embedding_model_not_on_this_machine_is_refused_before_any_answer(root):
     path = write_jsonl(root / "mixed.jsonl", mixed_items())
     write_config(root, analysis={"embedding_model": "someone/not-on-this-machine"})
-    done = run_train(root, "--analyze", path, "--out", root / "a")
+    done = run_cli(root, "--analyze", path, "--out", root / "a")
     assert done.returncode == 1 and "analysis.embedding_model: 'someone/not-on-this-machine'" in done.stderr
     assert "nothing is downloaded at run time" in done.stderr and not (root / "a").exists()
 
@@ -110,12 +112,12 @@ def test_a_run_cut_short_mid_generation_answers_only_the_rest(root):
     write_config(root, eval_max_tokens=24)
     path = write_jsonl(root / "mixed.jsonl", mixed_items())
     out = root / "analysis"
-    assert run_train(root, "--analyze", path, "--out", out).returncode == 0
+    assert run_cli(root, "--analyze", path, "--out", out).returncode == 0
     lines = (out / "model_outputs.jsonl").read_text().splitlines(keepends=True)
     for name in ("generation_stats.json", "summary.json", "clusters.json", "patterns.json"):
         (out / name).unlink()
     (out / "model_outputs.jsonl").write_text("".join(lines[:10]) + lines[10][:25])  # as a kill mid-write leaves it
-    resumed = run_train(root, "--analyze", path, "--out", out)
+    resumed = run_cli(root, "--analyze", path, "--out", out)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     again = (out / "model_outputs.jsonl").read_text().splitlines(keepends=True)
     assert again[:10] == lines[:10] and len(again) == len(lines)
@@ -160,7 +162,7 @@ def analyze_with(judge: ScriptedJudge, root, rows: list[dict], batch_size: int):
     path = write_jsonl(root / "qa.jsonl", rows)
     with judge:
         write_config(root, eval_max_tokens=8, providers={"judge": judge.provider()})
-        return run_train(root, "--analyze", path, "--out", root / "a", "--judge", "llm", "--batch-size",
+        return run_cli(root, "--analyze", path, "--out", root / "a", "--judge", "llm", "--batch-size",
                          str(batch_size))
 
 
@@ -198,6 +200,7 @@ def test_a_batch_the_judge_refuses_as_too_long_is_asked_again_in_smaller_batches
     assert summary["calls"] == 3 and summary["fallbacks"] == 2
 
 
+@pytest.mark.integration
 def test_the_llm_judge_runs_against_our_own_server_and_a_judge_that_is_down_loses_no_answer(root, tmp_path):
     from tests.serve_helpers import Server
 
@@ -211,7 +214,7 @@ def test_the_llm_judge_runs_against_our_own_server_and_a_judge_that_is_down_lose
         server.wait_ready()
         write_config(root, eval_max_tokens=8, providers={"judge": {
             "kind": "openai", "base_url": f"{server.url}/v1", "model": "current", "max_retries": 1}})
-        done = run_train(root, "--analyze", path, "--out", root / "a", "--judge", "llm", "--batch-size", "4")
+        done = run_cli(root, "--analyze", path, "--out", root / "a", "--judge", "llm", "--batch-size", "4")
     finally:
         server.proc.kill()
         server.proc.wait()
@@ -221,7 +224,7 @@ def test_the_llm_judge_runs_against_our_own_server_and_a_judge_that_is_down_lose
     assert summary["judge"] == "llm" and summary["calls"] == 2 + 3 and summary["fallbacks"] == 6
     assert all("llm_label" in p for p in json.loads((root / "a" / "patterns.json").read_text()))  # asked, noise or not
     answers = (root / "a" / "model_outputs.jsonl").read_bytes()
-    down = run_train(root, "--analyze", path, "--out", root / "a", "--judge", "llm", "--from-step", "3")
+    down = run_cli(root, "--analyze", path, "--out", root / "a", "--judge", "llm", "--from-step", "3")
     assert down.returncode == 1 and "did not answer" in down.stderr
     assert (root / "a" / "model_outputs.jsonl").read_bytes() == answers
 
@@ -231,10 +234,10 @@ def test_queue_trains_a_file_of_items_near_the_failures_and_never_an_analysed_on
 
     write_config(root, daemon={"settle_seconds": 0}, eval_max_tokens=24)
     write_jsonl(root / "inbox" / "earlier.jsonl", integer_sums(12, seed=5))  # a user's file, trained before
-    assert run_train(root, "--once").returncode == 0
+    assert run_cli(root, "--once").returncode == 0
     path = write_jsonl(root / "mixed.jsonl", mixed_items())
     out = root / "data" / "analysis" / "first"
-    done = run_train(root, "--analyze", path, "--sample", "12", "--out", out, "--queue")
+    done = run_cli(root, "--analyze", path, "--sample", "12", "--out", out, "--queue")
     assert done.returncode == 0, done.stderr[-3000:]
     queued = json.loads(done.stdout.splitlines()[-1])["queued"]
     assert queued and (root / "queue" / "high" / queued).exists() and ".analysis--" in queued
@@ -244,10 +247,10 @@ def test_queue_trains_a_file_of_items_near_the_failures_and_never_an_analysed_on
     assert records and all(r["messages"][0]["content"] not in tested for r in records), "no analysed item is trained"
     assert {r["analysis"]["cluster"] for r in records} <= clusters and all(r["analysis"]["label"] for r in records)
     assert {r["analysis"]["source"] for r in records} <= {"mixed.jsonl", "earlier.jsonl"}
-    assert run_train(root, "--once").returncode == 0
+    assert run_cli(root, "--once").returncode == 0
     trained = [f["name"] for f in json.loads((root / "data" / "state.json").read_text())["files_trained"]]
     assert trained == ["earlier.jsonl", f"targeted-{out.name}.jsonl"]
-    assert run_train(root, "--report").returncode == 0
+    assert run_cli(root, "--report").returncode == 0
     assert "../data/analysis/first/failures.html" in (root / "logs" / "report.html").read_text()
 
 
@@ -259,7 +262,7 @@ def test_the_daemon_analyses_the_gate_set_every_n_files_and_logs_the_patterns(ro
                  training={"promotion": {"enabled": True}}, analysis={"every_n_files": 2})
     for k in range(3):
         write_jsonl(root / "inbox" / f"f{k}.jsonl", integer_sums(20, seed=60 + k))
-    assert run_train(root, "--once").returncode == 0
+    assert run_cli(root, "--once").returncode == 0
     [auto] = (root / "data" / "analysis").iterdir()
     assert auto.name.startswith("auto-00002-")  # after the second file, not the first or the third
     stats = json.loads((auto / "test_dataset_stats.json").read_text())
@@ -276,13 +279,13 @@ def test_analyze_reads_benchmark_files_through_the_importers_and_tasks_by_name(r
     gsm = write_jsonl(root / "gsm8k.jsonl", [{"question": f"Ana has {k} apples and buys 2. How many?",
                                               "answer": f"{k} + 2 = {k + 2}\n#### {k + 2}"} for k in range(6)]
                       + [{"question": "Broken?", "answer": "no final line"}])
-    refused = run_train(root, "--analyze", gsm, "--dataset", "gsm8k", "--out", root / "a")
+    refused = run_cli(root, "--analyze", gsm, "--dataset", "gsm8k", "--out", root / "a")
     assert refused.returncode == 1 and "row 7" in refused.stderr and not (root / "a").exists()
-    done = run_train(root, "--analyze", gsm, "--dataset", "gsm8k", "--skip-bad", "--out", root / "a")
+    done = run_cli(root, "--analyze", gsm, "--dataset", "gsm8k", "--skip-bad", "--out", root / "a")
     assert done.returncode == 0, done.stderr[-3000:]
     tested = [json.loads(line) for line in (root / "a" / "test_dataset.jsonl").read_text().splitlines()]
     assert len(tested) == 6 and {t["golden"] for t in tested} == {str(k + 2) for k in range(6)}
     assert json.loads((root / "a" / "test_dataset_stats.json").read_text())["before"] == {"math": 6}
-    by_name = run_train(root, "--analyze", "iot_tiny", "--out", root / "b")
+    by_name = run_cli(root, "--analyze", "iot_tiny", "--out", root / "b")
     assert by_name.returncode == 0, by_name.stderr[-3000:]
     assert len((root / "b" / "model_outputs.jsonl").read_text().splitlines()) == 5

@@ -3,10 +3,11 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import time
 
-from tests.conftest import run_train, write_config, write_jsonl
+import pytest
+
+from tests.conftest import run_train, write_config, write_jsonl, run_cli
 from tests.daemon_helpers import events, manifests, original, wait_event
 from core.synthetic import integer_sums
 
@@ -31,7 +32,7 @@ def test_priorities_and_fifo_and_files_present_before_start(root):
         drop(root, name, integer_sums(4, seed=i), folder)
         time.sleep(0.02)
     write_config(root, daemon={"settle_seconds": 0})
-    assert run_train(root, "--once").returncode == 0
+    assert run_cli(root, "--once").returncode == 0
     order = [original(e["file"]) for e in events(root) if e["event"] == "done"]
     assert order == ["h1.jsonl", "h2.jsonl", "n1.jsonl", "n2.jsonl", "l1.jsonl"]
     assert [e for e in events(root) if e["event"] == "model" and "loaded" in e["message"]].__len__() == 1
@@ -42,7 +43,7 @@ def test_duplicate_content_is_not_trained_twice(root):
     data = integer_sums(8, seed=1)
     drop(root, "first.jsonl", data, "queue/normal")
     drop(root, "again.jsonl", data, "queue/normal")
-    assert run_train(root, "--once").returncode == 0
+    assert run_cli(root, "--once").returncode == 0
     ms = {original(m["name"]): m for m in manifests(root)}
     assert ms["first.jsonl"]["adapter"] == "v0001"
     trained = state(root)["files_trained"][0]
@@ -52,6 +53,7 @@ def test_duplicate_content_is_not_trained_twice(root):
     assert len(state(root)["files_trained"]) == 1
 
 
+@pytest.mark.integration
 def test_a_renamed_in_file_is_picked_up_while_running_and_the_model_stays_warm(root, spawn):
     proc = spawn(root)
     try:
@@ -67,6 +69,7 @@ def test_a_renamed_in_file_is_picked_up_while_running_and_the_model_stays_warm(r
         assert proc.wait(timeout=60) == 0
 
 
+@pytest.mark.integration
 def test_a_slow_writer_is_never_picked_up_half_written(root, spawn):
     write_config(root, daemon={"settle_seconds": 1.0, "scan_interval_seconds": 0.2})
     proc = spawn(root)
@@ -88,19 +91,21 @@ def test_a_slow_writer_is_never_picked_up_half_written(root, spawn):
         proc.wait(timeout=60)
 
 
+@pytest.mark.integration
 def test_a_second_daemon_on_the_same_root_is_refused(root, spawn):
     proc = spawn(root)
     try:
         wait_event(root, "daemon", message="watching")
         second = run_train(root, "--daemon", timeout=120)
         assert second.returncode == 1 and f"pid {proc.pid}" in second.stderr and "already working" in second.stderr
-        status = run_train(root, "--status")
+        status = run_cli(root, "--status")
         assert json.loads(status.stdout.splitlines()[-1])["pid"] == proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=60)
 
 
+@pytest.mark.integration
 def test_sigterm_saves_a_checkpoint_requeues_and_the_restart_resumes_mid_file(root, spawn):
     write_config(root, training={"save_steps": 5, "logging_steps": 1})
     drop(root, "long.jsonl", integer_sums(200, seed=5), "queue/normal")  # 180 trained, 45 steps
@@ -115,7 +120,7 @@ def test_sigterm_saves_a_checkpoint_requeues_and_the_restart_resumes_mid_file(ro
     ckpt = [p.name for p in (root / "data" / "checkpoints").rglob("checkpoint-*")]
     assert ckpt == [f"checkpoint-{stopped_at}"]
 
-    assert run_train(root, "--once").returncode == 0
+    assert run_cli(root, "--once").returncode == 0
     resumed = [e for e in events(root) if e["event"] == "resume"]
     assert resumed and f"checkpoint-{stopped_at}" in resumed[0]["message"]
     first_step = min(e["global_step"] for e in events(root) if e["event"] == "progress"
@@ -125,6 +130,7 @@ def test_sigterm_saves_a_checkpoint_requeues_and_the_restart_resumes_mid_file(ro
     assert not list((root / "data" / "checkpoints").rglob("checkpoint-*"))
 
 
+@pytest.mark.integration
 def test_a_second_sigterm_exits_at_once_and_the_restart_recovers(root, spawn):
     # Long optimizer steps, so the graceful stop (which waits for the step to end) is still
     # under way when the second signal comes; two signals sent back to back would coalesce.
@@ -146,6 +152,7 @@ def test_a_second_sigterm_exits_at_once_and_the_restart_recovers(root, spawn):
         restart.wait()
 
 
+@pytest.mark.integration
 def test_config_edits_while_running_valid_applied_invalid_rejected(root, spawn):
     write_config(root, daemon={"scan_interval_seconds": 0.2})
     proc = spawn(root)
@@ -172,6 +179,7 @@ def test_config_edits_while_running_valid_applied_invalid_rejected(root, spawn):
         proc.wait(timeout=60)
 
 
+@pytest.mark.integration
 def test_sigkill_at_random_moments_loses_no_file_and_trains_none_twice(root, spawn):
     import random
 
@@ -190,7 +198,7 @@ def test_sigkill_at_random_moments_loses_no_file_and_trains_none_twice(root, spa
         time.sleep(rng.uniform(0.0, 2.0))
         proc.kill()
         proc.wait()
-    assert run_train(root, "--once", timeout=300).returncode == 0
+    assert run_cli(root, "--once").returncode == 0
     trained = [f["sha256"] for f in state(root)["files_trained"]]
     assert sorted(trained) == sorted(inputs), "every input trained exactly once"
     done = [n for n in os.listdir(root / "queue" / "done") if not n.endswith(".manifest.json")]
@@ -219,6 +227,7 @@ def test_a_dropped_file_is_parsed_once_and_read_again_only_if_it_changed(root):
     assert intake.parsed(second) is None
 
 
+@pytest.mark.integration
 def test_a_working_daemon_says_so_within_seconds_and_status_tells_the_stage(root, spawn):
     """Every stage of a file is a `phase` line; while it trains, a line comes at least every `quiet_seconds` even
     with no logging step due, and --status tells the phase, the step of the total, the ETA and the last step's age."""
@@ -235,7 +244,7 @@ def test_a_working_daemon_says_so_within_seconds_and_status_tells_the_stage(root
         status = wait_for_status(root, lambda t: t.get("step", 0) >= 2)
         assert status["phase"] == "training" and status["file"] == "long.jsonl" and status["max_steps"] > 50
         assert time.time() - status["last_step_at"] < 60 and status["eta_seconds"] is not None
-        shown = run_train(root, "--status").stdout
+        shown = run_cli(root, "--status").stdout
         assert "long.jsonl: training for" in shown and f"/{status['max_steps']}" in shown and "ETA" in shown
         line = wait_event(root, "step", file="long.jsonl", timeout=90)[0]  # no logging step is due: the quiet line
         assert line["file"] == "long.jsonl" and line["max_steps"] == status["max_steps"] and "ETA" in line["message"]
@@ -248,6 +257,6 @@ def wait_for_status(root, ready, timeout=120):
     from tests.daemon_helpers import wait_for
 
     def training():
-        t = json.loads(run_train(root, "--status").stdout.splitlines()[-1])["training"]
+        t = json.loads(run_cli(root, "--status").stdout.splitlines()[-1])["training"]
         return t if t and ready(t) else None
     return wait_for(training, timeout, every=1)

@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from core.synthetic import integer_sums
 from tests.conftest import REPO, run_train, write_config, write_jsonl
 from tests.daemon_helpers import events, original, wait_event
@@ -44,6 +46,7 @@ def trained(root) -> list[dict]:
     return json.loads((root / "data" / "state.json").read_text())["files_trained"]
 
 
+@pytest.mark.integration
 def test_two_processes_train_a_file_to_the_adapter_one_process_makes_with_the_same_global_batch(tmp_path):
     import torch
 
@@ -69,6 +72,7 @@ def test_two_processes_train_a_file_to_the_adapter_one_process_makes_with_the_sa
     assert any(a[k].abs().sum() > 0 for k in a if "lora_B" in k), "training moved the adapter"
 
 
+@pytest.mark.integration
 def test_sigkill_of_rank_1_mid_file_then_a_restart_drains_the_queue_losing_nothing_and_training_nothing_twice(root):
     import psutil
 
@@ -124,6 +128,7 @@ def stop_with_sigterm(root, target: str):
             launcher.wait()
 
 
+@pytest.mark.integration
 def test_sigterm_to_any_rank_or_the_launcher_stops_every_rank_at_one_step_and_the_restart_resumes(root):
     write_config(root, daemon={"settle_seconds": 0}, training={"save_steps": 1000})
     write_jsonl(root / "inbox" / "long.jsonl", integer_sums(200, seed=7))
@@ -143,6 +148,7 @@ def test_sigterm_to_any_rank_or_the_launcher_stops_every_rank_at_one_step_and_th
     assert len(os.listdir(root / "queue" / "normal")) == 1
 
 
+@pytest.mark.integration
 def test_a_rank_that_cannot_start_and_a_mode_that_runs_in_one_process_are_refused_clearly(root):
     bad = run_train(root, "--once", env={"WORLD_SIZE": "2", "RANK": "5"})
     assert bad.returncode == 1 and "RANK 5 is not in a WORLD_SIZE of 2" in bad.stderr

@@ -1,6 +1,6 @@
 import torch
 
-from inference.sampling import LoopStop
+from inference.stopping import LoopStop
 
 
 def test_a_row_stops_only_once_it_repeats_a_block_three_times():
@@ -49,7 +49,8 @@ def test_the_shrinking_batch_gives_the_tokens_generate_gives(tmp_path):
 def test_answers_with_the_adapter_merged_match_the_lora_forward_and_leave_weights_untouched(tmp_path):
     """Evaluation merges LoRA into copies of the weights; answers must match the unmerged forward, and
     training must get back the very same weight tensors, with the LoRA path active again."""
-    from inference.sampling import generate_answers, greedy_tokens, merged_lora
+    from inference.sampling import generate_answers, greedy_tokens
+    from inference.weights import merged_lora
     from tests.conftest import lora_model
 
     tokenizer, model = lora_model(tmp_path)  # B drawn: a fresh adapter's B = 0 would merge to nothing

@@ -138,6 +138,7 @@ for step in (10, 20, 30):
 """
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("point", ["generator.after_pending", "generator.before_metadata", "generator.before_queue"])
 def test_a_kill_while_writing_loses_no_example_and_queues_once(tmp_path, point):
     code = CHILD.format(repo=str(REPO), root=str(tmp_path))

@@ -5,7 +5,7 @@ import pytest
 
 from core.errors import DataError
 from core.importers import last_boxed, read_dataset, read_items
-from tests.conftest import write_jsonl
+from tests.conftest import write_jsonl, run_cli
 
 
 def write_csv(path, text: str):
@@ -125,19 +125,19 @@ def test_limit_stops_early(tmp_path):
 
 
 def test_the_importers_feed_eval_and_practice(root):
-    from tests.conftest import run_train, write_config
+    from tests.conftest import write_config
 
     write_config(root, eval_max_tokens=4, practice={"samples": 1, "max_new_tokens_math": 4})
     qs = write_csv(root / "qs.csv", "id,question,reference_answer\nq1,What is 2+2?,4\nq2,What is 3+3?,6\n")
-    out = run_train(root, "--eval", qs, "--dataset", "csv")
+    out = run_cli(root, "--eval", qs, "--dataset", "csv")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1])["n"] == 2
     gsm = write_jsonl(root / "gsm8k.jsonl", [
         {"question": "What is 2+2?", "answer": "2+2=4\n#### 4", "id": "a"},
         {"question": "What is 5+5?", "answer": "no final line", "id": "b"}])
-    out = run_train(root, "--practice", gsm, "--dataset", "gsm8k")
+    out = run_cli(root, "--practice", gsm, "--dataset", "gsm8k")
     assert out.returncode == 1 and "row 2" in out.stdout + out.stderr
-    out = run_train(root, "--practice", gsm, "--dataset", "gsm8k", "--skip-bad")
+    out = run_cli(root, "--practice", gsm, "--dataset", "gsm8k", "--skip-bad")
     assert out.returncode == 0, out.stderr
     log = out.stdout + out.stderr
     assert "skipped 1 bad rows" in log and "round 1" in log

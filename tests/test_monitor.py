@@ -1,7 +1,9 @@
 """Live inference: when it fires, that it leaves training untouched, and the closed loop."""
 import json
 
-from tests.conftest import MODELS, run_train, write_config, write_jsonl
+import pytest
+
+from tests.conftest import MODELS, write_config, write_jsonl, run_cli
 from tests.daemon_helpers import events, wait_event
 from core.synthetic import integer_sums
 
@@ -15,8 +17,8 @@ def test_the_callback_fires_at_exactly_the_global_steps_across_two_files(root):
                  self_correction={"enabled": False})
     a = write_jsonl(root / "a.jsonl", integer_sums(24, seed=1))  # 6 held out, 18 trained: 5 steps
     b = write_jsonl(root / "b.jsonl", integer_sums(24, seed=2))
-    assert run_train(root, a).returncode == 0
-    assert run_train(root, b).returncode == 0
+    assert run_cli(root, a).returncode == 0
+    assert run_cli(root, b).returncode == 0
     assert [e["step"] for e in evaluations(root)] == [3, 6, 9]
     pool = (root / "data" / "validation" / "pool.jsonl").read_text().splitlines()
     assert len(pool) == 12, "a quarter of each file was held out"
@@ -27,7 +29,7 @@ def test_the_callback_fires_at_exactly_the_global_steps_across_two_files(root):
 def test_evaluation_rotates_through_the_pool_before_repeating(root):
     write_config(root, eval_steps=1, num_eval_samples=3, eval_max_tokens=2, validation={"holdout_fraction": 0.5},
                  self_correction={"enabled": False, "measure_second_attempt": False}, training={"batch_size": 2})
-    assert run_train(root, write_jsonl(root / "a.jsonl", integer_sums(16, seed=3))).returncode == 0  # pool of 8
+    assert run_cli(root, write_jsonl(root / "a.jsonl", integer_sums(16, seed=3))).returncode == 0  # pool of 8
     block = (root / "logs").glob("daemon_*.log").__next__().read_text()
     expected = [l.split("Expected: ", 1)[1] for l in block.splitlines() if "Expected: " in l]
     assert len(set(expected[:8])) == 8 and expected[8:11] == expected[:3]
@@ -41,7 +43,7 @@ def test_evaluating_does_not_change_the_training_trajectory(tmp_path):
         root.mkdir()
         write_config(root, eval_steps=eval_steps, eval_max_tokens=6,
                      self_correction={"min_examples": 1, "generation_interval": 2}, training={"learning_rate": 0.01})
-        assert run_train(root, write_jsonl(root / "a.jsonl", data)).returncode == 0
+        assert run_cli(root, write_jsonl(root / "a.jsonl", data)).returncode == 0
         losses[name] = [e["loss"] for e in events(root) if e["event"] == "progress"]
         if name == "on":
             assert len(evaluations(root)) == 6
@@ -80,7 +82,7 @@ def test_metrics_join_the_trainers_log_history(root):
 def test_eval_reports_accuracy_as_a_final_json_line(root):
     qa = write_jsonl(root / "qa.jsonl", [{"prompt": "What is 2 + 2?", "response": "4"},
                                          {"question": "What is 3 + 3?", "answer": "3 + 3 = 6\n#### 6"}])
-    out = run_train(root, "--eval", qa, "--adapter", "base", "--answers", root / "answers.jsonl")
+    out = run_cli(root, "--eval", qa, "--adapter", "base", "--answers", root / "answers.jsonl")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.splitlines()[-1])
     assert result["n"] == 2 and result["adapter"] == "base" and 0 <= result["accuracy"] <= 1
@@ -97,12 +99,13 @@ def test_eval_reports_accuracy_as_a_final_json_line(root):
 
 
 def test_eval_options_without_eval_are_refused(root):
-    out = run_train(root, "--answers", root / "answers.jsonl")
-    assert out.returncode == 2 and "--answers and --max-new-tokens go with --eval" in out.stderr
-    out = run_train(root, "--limit", "3")
-    assert out.returncode == 2 and "--limit goes with --eval FILE or --traces FILE" in out.stderr
+    out = run_cli(root, "--answers", root / "answers.jsonl")
+    assert out.returncode == 2 and "--answers goes with eval" in out.stderr
+    out = run_cli(root, "--limit", "3")
+    assert out.returncode == 2 and "--limit goes with eval or harness run or traces" in out.stderr
 
 
+@pytest.mark.integration
 def test_toggling_self_correction_in_config_while_running(root, spawn):
     write_config(root, eval_steps=2, eval_max_tokens=4, num_eval_samples=2,
                  self_correction={"enabled": False, "min_examples": 1, "generation_interval": 2},
@@ -128,6 +131,7 @@ def test_toggling_self_correction_in_config_while_running(root, spawn):
     proc.wait(timeout=120)
 
 
+@pytest.mark.integration
 def test_the_loop_a_wrong_answer_becomes_a_queued_file_that_the_daemon_trains(root, spawn):
     write_config(root, eval_steps=2, eval_max_tokens=4, num_eval_samples=2,
                  self_correction={"min_examples": 3, "generation_interval": 4}, validation={"holdout_fraction": 0.25})
@@ -147,11 +151,11 @@ def test_the_loop_a_wrong_answer_becomes_a_queued_file_that_the_daemon_trains(ro
 def test_practice_answers_questions_of_the_file_in_training_and_only_feeds_the_generator(root):
     write_config(root, eval_steps=2, eval_max_tokens=4, num_eval_samples=2, validation={"holdout_fraction": 0.25},
                  self_correction={"min_examples": 1, "generation_interval": 2, "auto_queue": False},
-                 experimental={"practice_samples": 4, "confirm_right_answers": True},
+                 experimental={"training_file_questions": 4, "confirm_right_answers": True},
                  training={"promotion": {"enabled": True, "holdout_fraction": 0.25}})
     data = integer_sums(32, seed=8)  # 8 to the gate, 6 to the pool, 18 trained: 5 steps, evaluations at 2 and 4
-    assert run_train(root, write_jsonl(root / "a.jsonl", data)).returncode == 0
-    practice = [e for e in events(root) if e["event"] == "practice"]
+    assert run_cli(root, write_jsonl(root / "a.jsonl", data)).returncode == 0
+    practice = [e for e in events(root) if e["event"] == "training-file"]
     assert [(e["step"], e["n"]) for e in practice] == [(2, 4), (4, 4)]
     assert [e["n"] for e in evaluations(root)] == [2, 2], "practice answers never count in the accuracy"
 
@@ -195,7 +199,7 @@ def test_first_wrong_value_in_config_reaches_the_live_monitors_codes(root):
                  self_correction={"min_examples": 1, "generation_interval": 16},
                  experimental={"first_wrong_value": True},
                  training={"batch_size": 8, "learning_rate": 0.01, "epochs_per_file": 2})
-    assert run_train(root, write_jsonl(root / "a.jsonl", liked(4, first=0))).returncode == 0
+    assert run_cli(root, write_jsonl(root / "a.jsonl", liked(4, first=0))).returncode == 0
     last = evaluations(root)[-1]
     assert last["step"] == 16 and last["accuracy"] == 0 and last["codes"].get("FIRST_WRONG_VALUE_X") == 4
     buffer = (root / "data" / "self_correction").rglob("*.json*")

@@ -6,12 +6,13 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from tests.conftest import MODELS, REPO, run_train, write_config, write_jsonl
+from tests.conftest import MODELS, REPO, write_config, write_jsonl, run_cli
 from core.synthetic import integer_sums
 
 
@@ -26,12 +27,12 @@ def meta(root, version):
 def test_a_second_run_continues_from_the_first_runs_adapter_and_step(root):
     a = write_jsonl(root / "a.jsonl", integer_sums(24, seed=1))
     b = write_jsonl(root / "b.jsonl", integer_sums(16, seed=2))
-    first = run_train(root, a)
+    first = run_cli(root, a)
     assert first.returncode == 0, first.stderr
     s1 = state(root)
     assert s1["current_adapter"] == "v0001" and s1["global_step"] == 6  # 24 examples / batch 4
 
-    second = run_train(root, b)
+    second = run_cli(root, b)
     assert second.returncode == 0, second.stderr
     s2 = state(root)
     assert s2["current_adapter"] == "v0002" and s2["global_step"] == 6 + 4
@@ -46,7 +47,7 @@ def test_a_second_run_continues_from_the_first_runs_adapter_and_step(root):
 def test_the_saved_adapter_loads_with_peft_and_changes_the_model(root):
     a = write_jsonl(root / "a.jsonl", integer_sums(16, seed=3))
     write_config(root, training={"learning_rate": 0.05})
-    assert run_train(root, a).returncode == 0
+    assert run_cli(root, a).returncode == 0
     base = AutoModelForCausalLM.from_pretrained(MODELS / "tiny-random")
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     with torch.no_grad():
@@ -64,7 +65,7 @@ def test_each_trained_file_records_its_tokens_so_equal_steps_can_be_told_from_eq
     preamble = "Check each step of the sum before you answer, and write every partial total. " * 3
     long = [{**r, "prompt": preamble + r["prompt"]} for r in records]
     short_file, long_file = write_jsonl(root / "short.jsonl", records), write_jsonl(root / "long.jsonl", long)
-    assert run_train(root, short_file, long_file).returncode == 0
+    assert run_cli(root, short_file, long_file).returncode == 0
     short, longer = state(root)["files_trained"]
     assert (short["examples"], short["steps"]) == (longer["examples"], longer["steps"]) == (8, 2)
 
@@ -82,7 +83,7 @@ def test_each_trained_file_records_its_tokens_so_equal_steps_can_be_told_from_eq
 def test_training_lowers_the_loss(root):
     data = integer_sums(8, seed=4) * 4
     write_config(root, training={"learning_rate": 0.02, "epochs_per_file": 3, "logging_steps": 1})
-    assert run_train(root, write_jsonl(root / "a.jsonl", data)).returncode == 0
+    assert run_cli(root, write_jsonl(root / "a.jsonl", data)).returncode == 0
     losses = [json.loads(l)["loss"] for l in (root / "logs" / "events.jsonl").read_text().splitlines()
               if json.loads(l)["event"] == "progress"]
     # The tiny model's logits are near uniform (loss ~ ln 49152 = 10.8) and LoRA moves them slowly,
@@ -94,16 +95,17 @@ def test_one_bad_file_means_nothing_is_trained(root):
     good = write_jsonl(root / "good.jsonl", integer_sums(8, seed=5))
     bad = root / "bad.jsonl"
     bad.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a"}\n')
-    result = run_train(root, good, bad)
+    result = run_cli(root, good, bad)
     assert result.returncode == 1
     assert "bad.jsonl" in result.stderr and "line 2" in result.stderr
     assert not (root / "data" / "state.json").exists()
     assert not any((root / "data" / "adapters").glob("v*"))
 
 
+@pytest.mark.integration
 def test_a_kill_during_training_leaves_the_previous_version_current(root):
     a = write_jsonl(root / "a.jsonl", integer_sums(8, seed=6))
-    assert run_train(root, a).returncode == 0
+    assert run_cli(root, a).returncode == 0
     long_file = write_jsonl(root / "long.jsonl", integer_sums(800, seed=7))
     proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), "--config", str(root / "config.json"), str(long_file)],
                             cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -118,7 +120,7 @@ def test_a_kill_during_training_leaves_the_previous_version_current(root):
     assert os.readlink(root / "data" / "adapters" / "current") == "v0001"
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(MODELS / "tiny-random"),
                               root / "data" / "adapters" / "current")
-    again = run_train(root, write_jsonl(root / "b.jsonl", integer_sums(8, seed=8)))
+    again = run_cli(root, write_jsonl(root / "b.jsonl", integer_sums(8, seed=8)))
     assert again.returncode == 0 and state(root)["current_adapter"] == "v0002"
 
 
@@ -132,7 +134,7 @@ def test_a_batch_run_in_slices_takes_the_same_steps_as_the_whole_batch(tmp_path)
         root.mkdir()
         # no LoRA dropout: slices would draw other dropout masks than the whole batch
         write_config(root, lora={"dropout": 0.0}, training={"learning_rate": 0.01, "micro_batch_tokens": budget})
-        assert run_train(root, write_jsonl(root / "a.jsonl", data)).returncode == 0
+        assert run_cli(root, write_jsonl(root / "a.jsonl", data)).returncode == 0
         log = [json.loads(l) for l in (root / "logs" / "events.jsonl").read_text().splitlines()]
         sliced = [e["batches"] for e in log if e["event"] == "sliced"]
         adapter = root / "data" / "adapters" / state(root)["current_adapter"] / "adapter_model.safetensors"
@@ -154,10 +156,10 @@ def test_one_shot_and_the_daemon_train_a_file_through_the_same_job_path(tmp_path
         root.mkdir()
         write_config(root)
         if mode == "one-shot":
-            out = run_train(root, write_jsonl(root / "a.jsonl", data))
+            out = run_cli(root, write_jsonl(root / "a.jsonl", data))
         else:
             write_jsonl(root / "queue" / "normal" / "a.jsonl", data)
-            out = run_train(root, "--once")
+            out = run_cli(root, "--once")
         assert out.returncode == 0, out.stderr[-2000:]
         lines = [json.loads(l) for l in (root / "logs" / "events.jsonl").read_text().splitlines()]
         [done[mode]] = [e for e in lines if e["event"] == "done"]
@@ -171,7 +173,7 @@ def test_one_shot_and_the_daemon_train_a_file_through_the_same_job_path(tmp_path
 
 
 def test_the_first_log_line_says_what_runs_where_and_the_resolved_config_goes_to_a_file(root):
-    assert run_train(root, write_jsonl(root / "a.jsonl", integer_sums(8, seed=5))).returncode == 0
+    assert run_cli(root, write_jsonl(root / "a.jsonl", integer_sums(8, seed=5))).returncode == 0
     first = json.loads((root / "logs" / "events.jsonl").read_text().splitlines()[0])
     assert first["event"] == "start" and first["model"] == "tiny-random" and first["pid"] > 0
     assert first["device"] == "cpu" and first["root"] == str(root) and len(first["message"]) < 300

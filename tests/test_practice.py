@@ -7,7 +7,7 @@ import pytest
 
 from core.practice import read_problems
 from core.synthetic import integer_sums
-from tests.conftest import run_train, write_config, write_jsonl
+from tests.conftest import run_train, write_config, write_jsonl, run_cli
 from tests.daemon_helpers import events, manifests, original, wait_event
 
 QUESTION = "What is 3 + 4?"
@@ -28,7 +28,7 @@ def first_sample(root, problem_id: str, question: str) -> str:
     practice = Practice(SamplingEngine(model, tokenizer, use_template=use_template), config.practice,
                         EventLog(root / "probe-logs"), adapter="base")
     request = practice.request(Problem(0, problem_id, question, answer="?"), round_no=1)
-    return practice.engine.generate([request])[0].completions[0].text
+    return practice.sampler.generate([request])[0].completions[0].text
 
 
 def test_practice_trains_only_verified_samples_and_golden_solutions_then_samples_again_from_the_new_adapter(root):
@@ -42,7 +42,7 @@ def test_practice_trains_only_verified_samples_and_golden_solutions_then_samples
                                                                                          "Therefore, the answer is 56211."},
         {"id": "code", "prompt": "Write add(a, b).", "tests": ["assert add(1, 2) == 3"], "entry_point": "add"},
     ])
-    done = run_train(root, "--practice", problems)
+    done = run_cli(root, "--practice", problems)
     assert done.returncode == 0, done.stderr[-3000:]
     [work] = [d for d in (root / "data" / "practice").iterdir() if d.is_dir()]
     meta = json.loads((work / "round-1.meta.json").read_text())
@@ -102,6 +102,7 @@ def golden_problems(n: int) -> list[dict]:
              "solution": f"{k} + 1 = {k + 1}. Therefore, the answer is {k + 1}."} for k in range(n)]
 
 
+@pytest.mark.integration
 def test_a_practice_file_dropped_into_a_running_daemon_trains_its_rounds_before_normal_files_and_reports_them(
         root, spawn):
     write_config(root, practice={"samples": 2, "temperature_math": 1.0, "max_new_tokens_math": 8, "rounds": 2},
@@ -118,7 +119,7 @@ def test_a_practice_file_dropped_into_a_running_daemon_trains_its_rounds_before_
         drop(root / "inbox", "plain.jsonl", integer_sums(4, seed=3))  # a training file: waits for the practice
         wait_event(root, "done", file="plain.jsonl", timeout=300)
         wait_event(root, "practice", finished=True)
-        status = run_train(root, "--status")
+        status = run_cli(root, "--status")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
@@ -137,17 +138,18 @@ def test_a_practice_file_dropped_into_a_running_daemon_trains_its_rounds_before_
     summary = json.loads(status.stdout.strip().splitlines()[-1])
     assert summary["queue"]["practice"] == 0 and summary["practice_rounds"][-1]["round"] == 2
     assert any("round 1: 4/4 problems" in e["message"] for e in events(root) if e["event"] == "practice")
-    assert run_train(root, "--report").returncode == 0
+    assert run_cli(root, "--report").returncode == 0
     assert "Practice rounds" in (root / "logs" / "report.html").read_text()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("point", ["queue.claim", "adapter.committed"])
 def test_a_daemon_killed_mid_practice_resumes_it_and_samples_and_trains_nothing_twice(root, point):
     write_config(root, practice={"samples": 2, "max_new_tokens_math": 6}, daemon={"settle_seconds": 0})
     drop(root / "inbox" / "practice", "drill.jsonl", golden_problems(10))
     killed = run_train(root, "--once", env={"SELFCORRECT_KILL_AT": point})
     assert killed.returncode == -signal.SIGKILL
-    assert run_train(root, "--once").returncode == 0
+    assert run_cli(root, "--once").returncode == 0
     [work] = [d for d in (root / "data" / "practice").iterdir() if d.is_dir()]
     progress = [json.loads(l)["id"] for l in (work / "round-1.progress.jsonl").read_text().splitlines()]
     assert progress == [f"q{k}" for k in range(10)]
@@ -157,6 +159,7 @@ def test_a_daemon_killed_mid_practice_resumes_it_and_samples_and_trains_nothing_
     assert not list((root / "queue" / "practice").iterdir()) and not list((root / "queue" / "failed").iterdir())
 
 
+@pytest.mark.integration
 def test_a_stop_mid_sampling_ends_at_once_and_the_next_start_samples_only_the_rest(root, spawn):
     write_config(root, practice={"samples": 2, "max_new_tokens_math": 32}, daemon={"settle_seconds": 0})
     drop(root / "inbox" / "practice", "drill.jsonl", golden_problems(32))
@@ -172,6 +175,6 @@ def test_a_stop_mid_sampling_ends_at_once_and_the_next_start_samples_only_the_re
     [work] = [d for d in (root / "data" / "practice").iterdir() if d.is_dir()]
     before = len((work / "round-1.progress.jsonl").read_text().splitlines())
     assert 8 <= before < 32 and not (work / "round-1.jsonl").exists()
-    assert run_train(root, "--once").returncode == 0
+    assert run_cli(root, "--once").returncode == 0
     progress = [json.loads(l)["id"] for l in (work / "round-1.progress.jsonl").read_text().splitlines()]
     assert sorted(progress) == sorted(f"q{k}" for k in range(32))  # each problem once: none sampled twice

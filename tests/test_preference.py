@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
-from tests.conftest import MODELS, run_train, write_config, write_jsonl
+from tests.conftest import MODELS, write_config, write_jsonl, run_cli
 from core.data import Example
 from core.encoding import IGNORE, PaddingCollator, encode
 from training.trainer import SupervisedTrainer, add_reference_logps
@@ -69,7 +69,7 @@ def margin_after_training(root, data, preference_weight):
     root.mkdir()
     write_config(root, experimental={"preference_weight": preference_weight, "preference_beta": 0.5},
                  training={"learning_rate": 0.01, "micro_batch_tokens": 40})
-    out = run_train(root, write_jsonl(root / "corrections.jsonl", data))
+    out = run_cli(root, write_jsonl(root / "corrections.jsonl", data))
     assert out.returncode == 0, out.stderr[-2000:]
     tok = AutoTokenizer.from_pretrained(MODELS / "tiny-random")
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(MODELS / "tiny-random"),

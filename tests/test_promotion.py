@@ -9,7 +9,7 @@ import json
 
 from safetensors.torch import load_file
 
-from tests.conftest import MODELS, run_train, write_config, write_jsonl
+from tests.conftest import write_config, write_jsonl, run_cli
 
 GATE = {"holdout_fraction": 0.125, "max_items_per_file": 8, "tolerance": 0.05}
 
@@ -69,10 +69,10 @@ def test_forgetting_keeps_the_version_but_not_current_and_training_goes_on_from_
 def test_status_shows_the_version_that_was_not_promoted(root):
     gate_config(root)
     a, b = constant_answer(root / "a.jsonl", 4), constant_answer(root / "b.jsonl", 7, first=1000)
-    out = run_train(root, a, b)
+    out = run_cli(root, a, b)
     assert out.returncode == 0, out.stderr
     assert "v0002 NOT promoted" in out.stderr and "forgetting" in out.stderr
-    status = run_train(root, "--status")
+    status = run_cli(root, "--status")
     assert "NOT promoted" in status.stdout and "kept, not promoted" in status.stdout
     s = json.loads(status.stdout.splitlines()[-1])
     assert s["adapter"] == "v0001" and s["promotion"]["not_promoted"] == ["v0002"]
@@ -80,7 +80,7 @@ def test_status_shows_the_version_that_was_not_promoted(root):
     # the rejected version can still be evaluated by name, and is worse than current on a's items
     qa = write_jsonl(root / "qa.jsonl", [{"prompt": "Question 5000: which number do you like?", "response": "4"}])
     for adapter, expected in (("current", 1.0), ("v0002", 0.0)):
-        result = json.loads(run_train(root, "--eval", qa, "--adapter", adapter).stdout.splitlines()[-1])
+        result = json.loads(run_cli(root, "--eval", qa, "--adapter", adapter).stdout.splitlines()[-1])
         assert result["accuracy"] == expected, adapter
 
 
@@ -88,7 +88,7 @@ def test_gate_files_score_every_version_and_a_tolerance_of_one_promotes_anything
     gate = write_jsonl(root / "gate.jsonl", [{"prompt": f"Question {9000 + i}: which number do you like?",
                                               "response": "4"} for i in range(6)])
     gate_config(root, holdout_fraction=0, files=["gate.jsonl"], tolerance=1.0)
-    out = run_train(root, constant_answer(root / "a.jsonl", 4), constant_answer(root / "b.jsonl", 7, first=1000))
+    out = run_cli(root, constant_answer(root / "a.jsonl", 4), constant_answer(root / "b.jsonl", 7, first=1000))
     assert out.returncode == 0, out.stderr
     state = json.loads((root / "data" / "state.json").read_text())
     assert state["current_adapter"] == "v0002" and state["rejected"] == []
@@ -99,7 +99,7 @@ def test_gate_files_score_every_version_and_a_tolerance_of_one_promotes_anything
 
 def test_gate_off_holds_nothing_out_and_promotes_every_version(root):
     gate_config(root, enabled=False)
-    out = run_train(root, constant_answer(root / "a.jsonl", 4), constant_answer(root / "b.jsonl", 7, first=1000))
+    out = run_cli(root, constant_answer(root / "a.jsonl", 4), constant_answer(root / "b.jsonl", 7, first=1000))
     assert out.returncode == 0, out.stderr
     state = json.loads((root / "data" / "state.json").read_text())
     assert state["current_adapter"] == "v0002" and state["files_trained"][0]["examples"] == 56
@@ -108,7 +108,7 @@ def test_gate_off_holds_nothing_out_and_promotes_every_version(root):
 
 def test_promotion_settings_are_validated_with_their_key_path(root):
     write_config(root, training={"promotion": {"tolerance": 2, "holdout_fraction": -1}})
-    out = run_train(root, constant_answer(root / "a.jsonl", 4))
+    out = run_cli(root, constant_answer(root / "a.jsonl", 4))
     assert out.returncode != 0 and not (root / "data" / "state.json").exists()
     assert "training.promotion.tolerance" in out.stderr and "training.promotion.holdout_fraction" in out.stderr
 

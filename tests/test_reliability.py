@@ -9,7 +9,7 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from tests.conftest import REPO, run_train, write_config, write_jsonl
+from tests.conftest import REPO, write_config, write_jsonl
 from tests.daemon_helpers import events, original
 from core.faults import FAULT_POINTS
 from core.synthetic import integer_sums
@@ -55,6 +55,7 @@ def drop_inputs(root, n=2, bad=True):
     return inputs, ({"bad.jsonl"} if bad else set())
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("point", [p for p in FAULT_POINTS if not p.startswith(("generator.", "queue.requeue"))])
 def test_a_kill_at_each_fault_point_loses_nothing_and_trains_nothing_twice(root, point):
     write_config(root, daemon={"settle_seconds": 0}, training={"save_steps": 1}, eval_steps=1000)
@@ -66,6 +67,7 @@ def test_a_kill_at_each_fault_point_loses_nothing_and_trains_nothing_twice(root,
     check_invariants(root, inputs, bad)
 
 
+@pytest.mark.integration
 def test_a_kill_while_putting_a_file_back_after_a_full_disk(root):
     write_config(root, daemon={"settle_seconds": 0, "retry_after_seconds": 0}, eval_steps=1000)
     inputs, bad = drop_inputs(root, n=1, bad=False)
@@ -75,6 +77,7 @@ def test_a_kill_while_putting_a_file_back_after_a_full_disk(root):
     check_invariants(root, inputs, bad)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("point", ["adapter.staged", "adapter.promoted", "checkpoint.staged", "queue.finish"])
 def test_a_full_disk_during_a_save_promotes_nothing_partial_and_keeps_the_file(root, point):
     write_config(root, daemon={"settle_seconds": 0, "retry_after_seconds": 0.5}, training={"save_steps": 1},
@@ -87,6 +90,7 @@ def test_a_full_disk_during_a_save_promotes_nothing_partial_and_keeps_the_file(r
     check_invariants(root, inputs, bad)
 
 
+@pytest.mark.integration
 def test_a_full_disk_while_writing_a_self_correction_file_loses_no_example(root):
     write_config(root, daemon={"settle_seconds": 0}, eval_steps=1, eval_max_tokens=2, num_eval_samples=2,
                  self_correction={"min_examples": 1, "generation_interval": 1, "auto_queue": False},
@@ -103,6 +107,7 @@ def test_a_full_disk_while_writing_a_self_correction_file_loses_no_example(root)
     assert buffer["pending"] is None
 
 
+@pytest.mark.integration
 def test_every_bad_input_is_reported_with_its_line_and_the_next_good_file_trains(root):
     expected = json.loads((BAD / "expected.json").read_text())
     write_config(root, daemon={"settle_seconds": 0})
@@ -131,6 +136,7 @@ def test_every_bad_input_is_reported_with_its_line_and_the_next_good_file_trains
     assert done == ["zz_good.jsonl"]
 
 
+@pytest.mark.integration
 def test_odd_names_are_confined_to_their_folders(root):
     write_config(root, daemon={"settle_seconds": 0})
     names = ["données ü 日本.jsonl", "a" * 240 + ".jsonl", "with\nnewline.jsonl", "..hidden.jsonl", "x..y.jsonl"]
@@ -146,6 +152,7 @@ def test_odd_names_are_confined_to_their_folders(root):
     assert any(original(n) == "with_newline.jsonl" for n in done)
 
 
+@pytest.mark.integration
 def test_retention_keeps_the_current_version(root):
     write_config(root, daemon={"settle_seconds": 0}, training={"keep_versions": 2})
     for i in range(4):
@@ -168,6 +175,7 @@ def test_no_unsafe_loading_in_our_code():
     assert defaults["model"]["trust_remote_code"] is False
 
 
+@pytest.mark.integration
 def test_a_full_disk_after_the_commit_keeps_the_committed_version_in_the_warm_model(tmp_path):
     """The commit stands even if the housekeeping after it fails: the next file trains on top of it,
     exactly as in a run without the failure (training here is deterministic)."""

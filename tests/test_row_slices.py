@@ -47,4 +47,5 @@ def test_a_mixed_batch_runs_its_long_rows_together_and_its_short_rows_without_th
     assert sliced_count == 1 and shapes == [(2, long), (2, short)], shapes
     assert abs(sliced_loss - whole_loss) < 1e-5 * abs(whole_loss)
     assert whole.keys() == sliced.keys()
-    assert all(torch.allclose(whole[n], sliced[n], rtol=1e-4, atol=1e-7) for n in whole)
+    # float sums in another order: within 1e-5 of each gradient's scale (AMX kernels differ by ~1e-6 of 0.3)
+    assert all(torch.allclose(whole[n], sliced[n], rtol=1e-4, atol=1e-5 * float(whole[n].abs().max())) for n in whole)

@@ -3,7 +3,9 @@ stop strings, and the stops for a finished final answer or a runaway enumeration
 import pytest
 import torch
 
-from inference.sampling import Request, SamplingEngine, enumerating, final_answer_end
+from inference.requests import Request
+from inference.sampling import SamplingEngine
+from inference.stopping import enumerating, final_answer_end
 
 CHAT = [[{"role": "user", "content": "What is 2 + 2?"}], [{"role": "user", "content": "Name a colour."}],
         [{"role": "user", "content": "Count to ten, please, slowly."}]]
@@ -212,7 +214,7 @@ def test_a_nucleus_wider_than_the_candidates_draws_from_the_whole_of_it():
 def test_the_decode_batch_is_sized_to_the_kv_cache_a_row_needs(engine):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from inference.sampling import ENGINE_MEMORY, MAX_ROWS, ROW_TOKENS, decode_rows
+    from inference.memory import ENGINE_MEMORY, MAX_ROWS, ROW_TOKENS, decode_rows
 
     assert decode_rows(engine.model, torch.bfloat16) == MAX_ROWS["cpu"], "a tiny cache per row: the CPU's limit"
     wide = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=32, num_hidden_layers=8,

@@ -1,15 +1,17 @@
-"""python -m selfcorrect, as a user runs it."""
+"""The self-correction tools by hand (`selfcorrect codes ...`, older form `python -m selfcorrect codes ...`), run
+in-process as the command line runs them; the older form's own process is tested once at the end."""
 import json
 import subprocess
 import sys
 
+import pytest
+
 from evaluation.error_codes import RULES
-from tests.conftest import REPO, write_config, write_jsonl
+from tests.conftest import REPO, run_in_process, write_config, write_jsonl
 
 
 def cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "selfcorrect", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return run_in_process(list(map(str, args)), cwd)
 
 
 def test_codes_prints_the_codes_and_the_decision_as_one_json_object():
@@ -103,3 +105,10 @@ def test_the_documented_error_code_table_is_the_one_rules_prints():
     readme = (REPO / "docs" / "matching.md").read_text(encoding="utf-8")
     rows = cli("rules").stdout.strip().splitlines()
     assert len(rows) == len(RULES) + 2 and all(row in readme for row in rows)
+
+
+@pytest.mark.integration
+def test_the_older_form_python_m_selfcorrect_still_runs_in_its_own_process():
+    out = subprocess.run([sys.executable, "-m", "selfcorrect", "rules"], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().splitlines() == cli("rules").stdout.strip().splitlines()

@@ -17,7 +17,7 @@ import pytest
 
 from core.faults import KILL_ENV
 from core.synthetic import integer_sums
-from tests.conftest import REPO, run_train, write_config, write_jsonl
+from tests.conftest import run_train, write_config, write_jsonl, run_cli
 from tests.serve_helpers import Server, chat
 
 GREEDY = {"temperature": 0, "max_tokens": 24}
@@ -30,7 +30,7 @@ def trained(tmp_path_factory):
     write_config(root, training={"learning_rate": 0.05, "batch_size": 4, "logging_steps": 1,
                                  "promotion": {"enabled": False}})
     for name, seed in (("a", 1), ("b", 2)):
-        done = run_train(root, write_jsonl(root / f"{name}.jsonl", integer_sums(16, seed=seed)))
+        done = run_cli(root, write_jsonl(root / f"{name}.jsonl", integer_sums(16, seed=seed)))
         assert done.returncode == 0, done.stderr
         shutil.copy(root / "data" / "state.json", root / f"state.after-{name}.json")
     return root
@@ -63,6 +63,7 @@ def commit(root, state_file):
     os.replace(tmp, root / "data" / "state.json")
 
 
+@pytest.mark.integration
 def test_the_api_answers_in_the_openai_shape_and_refuses_bad_requests_by_field(root, servers):
     server = servers(root)
     server.wait_ready()
@@ -116,6 +117,7 @@ def test_the_api_answers_in_the_openai_shape_and_refuses_bad_requests_by_field(r
     assert server.proc.poll() is None
 
 
+@pytest.mark.integration
 def test_a_model_that_cannot_load_gets_503_naming_why_and_the_server_stays_up(root, servers):
     write_config(root, model={"name_or_path": "./no-such-model"})
     server = servers(root)
@@ -129,6 +131,7 @@ def test_a_model_that_cannot_load_gets_503_naming_why_and_the_server_stays_up(ro
     assert server.get("/status.json")[1]["server"]["error"] == health[1]["error"]
 
 
+@pytest.mark.integration
 def test_a_promoted_version_answers_the_next_request_while_one_in_flight_finishes_on_its_own(trained, tmp_path,
                                                                                                servers):
     root = copy_root(trained, tmp_path)
@@ -160,6 +163,7 @@ def test_a_promoted_version_answers_the_next_request_while_one_in_flight_finishe
     assert "now serving v0002 as current (was v0001)" in server.output()
 
 
+@pytest.mark.integration
 def test_a_kill_mid_promotion_is_never_served_and_the_server_restarts_after_sigkill(trained, tmp_path, servers):
     root = copy_root(trained, tmp_path)
     server = servers(root)
@@ -180,6 +184,7 @@ def test_a_kill_mid_promotion_is_never_served_and_the_server_restarts_after_sigk
     assert again.post("/v1/chat/completions", chat("x", **GREEDY))[1]["model"] == "v0002"
 
 
+@pytest.mark.integration
 def test_with_an_api_key_every_request_must_carry_it_and_it_is_never_logged(root, servers):
     write_config(root, serve={"api_key_env": "SELFCORRECT_TEST_KEY"})
     secret = "sk-test-" + os.urandom(8).hex()
@@ -201,10 +206,12 @@ def test_with_an_api_key_every_request_must_carry_it_and_it_is_never_logged(root
     assert missing.returncode == 1 and "serve.api_key_env: the environment variable SELFCORRECT_TEST_KEY" in missing.stderr
 
 
+@pytest.mark.integration
 def test_the_openai_provider_gets_the_servers_answers_and_the_local_provider_batches(root, servers):
     from inference.loading import load_for_inference
     from inference.providers import LocalProvider, make_provider
-    from inference.sampling import Request, SamplingEngine
+    from inference.requests import Request
+    from inference.sampling import SamplingEngine
     from core.config import load_config
 
     server = servers(root)
@@ -257,6 +264,7 @@ def test_the_openai_provider_gets_the_servers_answers_and_the_local_provider_bat
         make_provider("nobody", config, root)
 
 
+@pytest.mark.integration
 def test_a_client_that_leaves_mid_stream_frees_its_slot(root, servers):
     server = servers(root)
     server.wait_ready()
@@ -278,6 +286,7 @@ def test_a_client_that_leaves_mid_stream_frees_its_slot(root, servers):
     assert status == 200
 
 
+@pytest.mark.integration
 def test_the_status_page_shows_the_adapter_and_the_queue_in_chromium(trained, tmp_path, servers):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -325,7 +334,7 @@ def test_each_promotion_is_loaded_into_vllm_under_its_own_name(root):
         write_config(root, serve={"notify_vllm_url": f"http://127.0.0.1:{vllm.server_port}",
                                   "vllm_lora_prefix": "mine"})
         for name, seed in (("a", 1), ("b", 2)):
-            assert run_train(root, write_jsonl(root / f"{name}.jsonl", integer_sums(8, seed=seed))).returncode == 0
+            assert run_cli(root, write_jsonl(root / f"{name}.jsonl", integer_sums(8, seed=seed))).returncode == 0
     finally:
         vllm.shutdown()
     adapters = (root / "data" / "adapters").resolve()

@@ -9,7 +9,7 @@ from core.encoding import IGNORE, encode
 from core.errors import DataError
 from selfcorrect.policy import STOP, Context, Policy, bucket, unit
 from selfcorrect.traces import TraceRecord, confidence, failure_mode, read_traces
-from tests.conftest import run_train, write_config, write_jsonl
+from tests.conftest import write_config, write_jsonl, run_cli
 from tests.scripted_model import ScriptedModel
 
 SEED_SUMMARY_KEYS = {"pipeline_stats", "policy_stats", "duration_seconds", "traces_per_second", "avg_turns_per_trace",
@@ -130,7 +130,7 @@ def products(path, n: int, start: int = 2):
 def test_traces_against_an_api_learn_which_prompt_fixes_the_answer_and_train_only_the_right_turn(root):
     with ScriptedStudent() as server:
         student_config(root, server, train=True)
-        out = run_train(root, "--traces", products(root / "gsm8k.jsonl", 80), "--dataset", "gsm8k",
+        out = run_cli(root, "--traces", products(root / "gsm8k.jsonl", 80), "--dataset", "gsm8k",
                         "--provider", "student", "--max-turns", "2")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -168,10 +168,10 @@ def test_traces_on_a_gsm8k_and_a_csv_file_write_valid_traces_and_the_policy_cont
                                              for k in range(4)])
     csv = root / "questions.csv"
     csv.write_text("id,question,reference_answer\nc1,Capital of France?,Paris\nc2,What is 3 + 3?,6\n")
-    out = run_train(root, "--traces", gsm, "--dataset", "gsm8k", "--max-turns", "2")
+    out = run_cli(root, "--traces", gsm, "--dataset", "gsm8k", "--max-turns", "2")
     assert out.returncode == 0, out.stderr
     policy = json.loads((root / "data" / "policy" / "rts.json").read_text())
-    out = run_train(root, "--traces", csv, "--dataset", "csv", "--limit", "2")
+    out = run_cli(root, "--traces", csv, "--dataset", "csv", "--limit", "2")
     assert out.returncode == 0, out.stderr
     [log] = (root / "logs").glob("traces_*.jsonl")
     traces = read_traces(log)  # validated against the schema on read
@@ -185,9 +185,9 @@ def test_traces_on_a_gsm8k_and_a_csv_file_write_valid_traces_and_the_policy_cont
     assert later["updates"] > policy["updates"] and later["decisions"] > policy["decisions"]
     assert len(list((root / "logs").glob("summary_*.json"))) >= 1
     # --status and --report show the policy
-    status = run_train(root, "--status")
+    status = run_cli(root, "--status")
     assert "reprompt policy" in status.stdout and json.loads(status.stdout.strip().splitlines()[-1])["reprompt_policy"]
-    assert run_train(root, "--report").returncode == 0
+    assert run_cli(root, "--report").returncode == 0
     page = (root / "logs" / "report.html").read_text()
     assert "Reprompt policy" in page and "numeric|" in page or "missing_content|" in page
 
@@ -196,10 +196,10 @@ def test_traces_refuses_a_bad_row_naming_it_and_skips_it_when_asked(root):
     write_config(root, traces={"max_new_tokens": 4})
     f = write_jsonl(root / "boolq.jsonl", [{"question": "is it", "passage": "It is.", "answer": True},
                                            {"question": "is it not", "passage": "p", "answer": "perhaps"}])
-    out = run_train(root, "--traces", f, "--dataset", "boolq")
+    out = run_cli(root, "--traces", f, "--dataset", "boolq")
     assert out.returncode == 1 and "row 2" in out.stderr + out.stdout and "--skip-bad" in out.stderr + out.stdout
     assert not list((root / "logs").glob("traces_*.jsonl"))
-    out = run_train(root, "--traces", f, "--dataset", "boolq", "--skip-bad", "--max-turns", "1")
+    out = run_cli(root, "--traces", f, "--dataset", "boolq", "--skip-bad", "--max-turns", "1")
     assert out.returncode == 0, out.stderr
     assert "skipped 1 bad rows" in out.stdout + out.stderr
     assert len(read_traces(next((root / "logs").glob("traces_*.jsonl")))) == 1
@@ -211,7 +211,7 @@ def test_the_live_monitor_traces_with_the_policy_when_max_turns_is_above_one(roo
                  traces={"train": True}, validation={"holdout_fraction": 0.2})
     data = write_jsonl(root / "train.jsonl", [{"question": f"What is {k}+1?", "answer": f"#### {k + 1}"}
                                               for k in range(30)])
-    out = run_train(root, data)
+    out = run_cli(root, data)
     assert out.returncode == 0, out.stderr
     [log] = (root / "logs").glob("traces_*.jsonl")
     traces = read_traces(log)
@@ -232,7 +232,7 @@ def test_a_provider_that_is_down_is_named_and_nothing_is_half_written(root):
         port = s.getsockname()[1]
     write_config(root, providers={"down": {"kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1",
                                            "model": "m", "max_retries": 0}})
-    out = run_train(root, "--traces", products(root / "g.jsonl", 3), "--dataset", "gsm8k", "--provider", "down")
+    out = run_cli(root, "--traces", products(root / "g.jsonl", 3), "--dataset", "gsm8k", "--provider", "down")
     assert out.returncode == 1
     assert "failed on every question" in out.stderr + out.stdout and "APIConnectionError" in out.stderr + out.stdout
     assert not list((root / "logs").glob("traces_*.jsonl")) and not list((root / "logs").glob("summary_*.json"))

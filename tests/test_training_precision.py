@@ -6,7 +6,8 @@ from transformers import TrainingArguments
 
 from core.data import Example
 from core.encoding import PaddingCollator, encode
-from inference.sampling import Request, SamplingEngine
+from inference.requests import Request
+from inference.sampling import SamplingEngine
 from tests.conftest import lora_model
 from training.trainer import SupervisedTrainer, half_precision_base
 

@@ -4,7 +4,7 @@ import json
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
-from tests.conftest import MODELS, run_train, write_config, write_jsonl
+from tests.conftest import MODELS, write_config, write_jsonl, run_cli
 from core.data import Example
 from core.encoding import PaddingCollator, encode
 from training.trainer import SupervisedTrainer
@@ -47,7 +47,7 @@ def test_a_file_of_corrections_trains_with_the_weight_on(root):
     write_config(root, experimental={"unlikelihood_weight": 2.0},
                  training={"learning_rate": 0.01, "micro_batch_tokens": 40})
     data = [record(a, a + 7, 2 * a + 17) for a in range(3, 19)]
-    out = run_train(root, write_jsonl(root / "corrections.jsonl", data))
+    out = run_cli(root, write_jsonl(root / "corrections.jsonl", data))
     assert out.returncode == 0, out.stderr[-2000:]
     events = [json.loads(l) for l in (root / "logs" / "events.jsonl").read_text().splitlines()]
     assert [e["steps"] for e in events if e["event"] == "done"] == [len(data) // 4]

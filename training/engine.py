@@ -22,14 +22,15 @@ from core.adapters import AdapterStore
 from core.config import Config
 from core.data import Example, read_examples
 from core.device import plan_device
-from core.encoding import Encoded, PaddingCollator, encode_file, wants_chat_template
+from core.encoding import Encoded, PaddingCollator, encode_file
 from core.events import EventLog
 from core.faults import fault_point
 from core.fsutil import remove_tree
-from core.models import (attach_adapter, copy_tokenizer_files, load_base_model, load_tokenizer, quiet_transformers,
-                         resolve_model_path)
+from core.models import attach_adapter, copy_tokenizer_files, quiet_transformers
 from core.qa import split_holdout
 from core.state import TrainingState
+from inference.loading import load_base
+from inference.sampling import SamplingEngine
 
 from .distributed import DistributedFault, World
 from .progress import ProgressCallback
@@ -125,12 +126,10 @@ class TrainingEngine:
         self.plan = plan_device(config.training.precision)
         events.emit("device", f"{self.plan.device} {self.plan.precision}: {self.plan.reason}",
                     device=self.plan.device, precision=self.plan.precision)
-        self.model_path = resolve_model_path(config, self.root)
-        self.tokenizer = load_tokenizer(self.model_path, config)
-        self.use_template = wants_chat_template(self.tokenizer, config.model.use_chat_template)
-        base = load_base_model(self.model_path, config, self.plan.device, self.plan.precision)
+        base = load_base(config, self.root, self.plan)
+        self.model_path, self.tokenizer, self.use_template = base.path, base.tokenizer, base.use_template
         current = self.store.path(self.state.current_adapter) if self.state.current_adapter else None
-        self.model = attach_adapter(base, config, current, model_path=self.model_path)
+        self.model = attach_adapter(base.model, config, current, model_path=self.model_path)
         self.model_loads = 1
         self.trainer_logs: dict = {}  # filled by callbacks, merged into the Trainer's next log
         self.gate = PromotionGate(self.root, files=[self.root / f for f in config.training.promotion.files],
@@ -142,6 +141,10 @@ class TrainingEngine:
                     model=self.model_path, adapter=self.state.current_adapter, global_step=self.state.global_step)
 
     # -- prepare ----------------------------------------------------------------------------
+
+    def sampler(self) -> SamplingEngine:
+        """A sampling engine over the warm model, with the adapter as trained so far: what answers between files."""
+        return SamplingEngine(self.model, self.tokenizer, use_template=self.use_template)
 
     def prepare(self, path: Path, *, name: str | None = None, generated: bool = False,
                 examples: list[Example] | None = None) -> Prepared:

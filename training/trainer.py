@@ -12,7 +12,7 @@ from transformers import Trainer
 from core.encoding import IGNORE
 from core.faults import fault_point
 from core.fsutil import durable_replace, fsync_tree, remove_tree
-from inference.sampling import params_as
+from inference.weights import params_as
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 

@@ -1,0 +1,195 @@
+"""The serving objects: chat and text completions answered from the model host, in full or streamed.
+
+An endpoint turns a request body into engine requests (checked against serve.* limits and the model's context),
+submits them to the host's batcher, and shapes the answer as the protocol's response models. Chat and text
+completions differ only in their prompts, their choices and their chunks.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+
+from fastapi.responses import StreamingResponse
+
+from core.config import ServeSection
+from inference.requests import Request, Result
+
+from .host import ModelHost
+from .protocol import (APIError, AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion, ChatDelta,
+                       ChatRequest, CompletionChoice, CompletionChunk, CompletionRequest, Sampling, TextChunkChoice,
+                       TextCompletion, Usage, response_id)
+
+FINISH = {"length": "length"}  # every other way to end (a stop token or string) is OpenAI's "stop"
+
+
+def finish_reason(reason: str) -> str:
+    return FINISH.get(reason, "stop")
+
+
+class Endpoint:
+    """What chat and text completions share: engine requests, the batcher, usage, the token texts, streaming."""
+
+    id_prefix = ""
+    chunk_object = ""
+
+    def __init__(self, host: ModelHost, limits: ServeSection):
+        self.host, self.limits = host, limits
+
+    def engine_requests(self, body: Sampling, prompts: list[dict]) -> list[Request]:
+        """Each prompt (messages or raw text) as an engine request, checked against the limits and the context."""
+        limits, host = self.limits, self.host
+        if body.n > limits.max_n:
+            raise APIError(400, f"n: at most {limits.max_n} completions per request (serve.max_n)", "n")
+        if body.max_tokens is not None and body.max_tokens > limits.max_tokens:
+            raise APIError(400, f"max_tokens: at most {limits.max_tokens} (serve.max_tokens; got {body.max_tokens})",
+                           "max_tokens")
+        seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
+        out = []
+        for prompt in prompts:
+            r = Request(**prompt, max_new_tokens=body.max_tokens or limits.max_tokens, temperature=body.temperature,
+                        top_p=body.top_p, top_k=body.top_k, n=body.n, seed=seed, stop=tuple(body.stop or ()),
+                        logprobs=body.wants_logprobs, cut_runaways=False)
+            used = host.counter.prompt_tokens(r)
+            if used >= host.context:
+                field = "messages" if r.messages is not None else "prompt"
+                raise APIError(413, f"{field}: the prompt takes {used} tokens; the model's context is {host.context}; "
+                                    f"shorten it", field, "context_length_exceeded")
+            room = host.context - used
+            if body.max_tokens is not None and body.max_tokens > room:
+                raise APIError(400, f"max_tokens: the prompt takes {used} of the {host.context} tokens of context; "
+                                    f"at most {room} are left (got {body.max_tokens})", "max_tokens")
+            r.max_new_tokens = min(r.max_new_tokens, room)
+            out.append(r)
+        return out
+
+    async def answer(self, version: str, requests: list[Request]) -> list[Result]:
+        return await asyncio.wrap_future(self.host.batcher.submit(version, requests))
+
+    @staticmethod
+    def usage(results: list[Result]) -> Usage:
+        prompt = sum(r.prompt_tokens for r in results)
+        completion = sum(r.completion_tokens for r in results)
+        return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+    def token_texts(self, tokens: list[int]) -> list[str]:
+        tokenizer = self.host.counter.tokenizer
+        special = set(tokenizer.all_special_ids)
+        return [tokenizer.decode([t]) for t in tokens if t not in special]
+
+    def chunk(self, index: int, text: str | None, finish: str | None = None, *, first: bool = False):
+        """One choice of a streamed chunk (`first`: the chunk that opens a chat choice, before any text)."""
+        raise NotImplementedError
+
+    def streamed(self, version: str, requests: list[Request], body: Sampling) -> StreamingResponse:
+        """Server-sent events: a chunk per new piece of text of each choice, then each choice's finish reason,
+        then `[DONE]`. A client that goes away cancels its rows at the next token, freeing their slots."""
+        ident, created = response_id(self.id_prefix), int(time.time())
+
+        def event(choices: list, usage: Usage | None = None) -> str:
+            chunk = CompletionChunk(id=ident, object=self.chunk_object, created=created, model=version,
+                                    choices=choices, usage=usage)
+            return f"data: {chunk.model_dump_json()}\n\n"
+
+        return StreamingResponse(self._events(version, requests, body, event), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    async def _events(self, version: str, requests: list[Request], body: Sampling, event):
+        loop, n = asyncio.get_running_loop(), body.n
+        arrived: asyncio.Queue = asyncio.Queue()
+        cancel = threading.Event()
+        for k, r in enumerate(requests):
+            r.cancel = cancel
+            r.on_token = (lambda k: lambda s, t: loop.call_soon_threadsafe(arrived.put_nowait, (k * n + s, t)))(k)
+        future = asyncio.wrap_future(self.host.batcher.submit(version, requests))
+        # the tokens' callbacks were queued on this loop before the result: None comes after the last token
+        future.add_done_callback(lambda _: arrived.put_nowait(None))
+        sent = dict.fromkeys(range(len(requests) * n), "")
+        tokens: dict[int, list[int]] = {c: [] for c in sent}
+        try:
+            for c in self._openings(sent):
+                yield event([c])
+            while (item := await arrived.get()) is not None:
+                c, t = item
+                tokens[c].append(t)
+                request = requests[c // n]
+                text = self.host.counter.text(request, tokens[c])
+                hold = max((len(s) for s in request.stop), default=1) - 1  # a stop string may be starting
+                text = text[:len(text) - hold].rstrip("\ufffd")  # and a character may be half decoded
+                if len(text) > len(sent[c]) and text.startswith(sent[c]):
+                    yield event([self.chunk(c, text[len(sent[c]):])])
+                    sent[c] = text
+            try:
+                results = future.result()
+            except Exception as e:
+                yield f"data: {json.dumps(APIError(500, f'generation failed: {type(e).__name__}: {e}').body())}\n\n"
+                return
+            for k, result in enumerate(results):
+                for s, comp in enumerate(result.completions):
+                    c = k * n + s
+                    rest = comp.text[len(sent[c]):] if comp.text.startswith(sent[c]) else ""
+                    yield event([self.chunk(c, rest or None, finish_reason(comp.finish_reason))])
+            if body.stream_options and body.stream_options.include_usage:
+                yield event([], self.usage(results))
+            yield "data: [DONE]\n\n"
+        finally:
+            cancel.set()  # the client is gone, or all is sent: either way the rows may end
+
+    def _openings(self, choices) -> list:
+        return []
+
+
+class ServingChat(Endpoint):
+    id_prefix, chunk_object = "chatcmpl", "chat.completion.chunk"
+
+    def requests(self, body: ChatRequest) -> list[Request]:
+        return self.engine_requests(body, [{"messages": [m.plain() for m in body.messages]}])
+
+    async def full(self, version: str, requests: list[Request], body: ChatRequest) -> ChatCompletion:
+        results = await self.answer(version, requests)
+        choices = [ChatChoice(index=k, message=AssistantMessage(content=c.text),
+                              finish_reason=finish_reason(c.finish_reason), logprobs=self.logprobs(c))
+                   for k, c in enumerate(results[0].completions)]
+        return ChatCompletion(model=version, choices=choices, usage=self.usage(results))
+
+    def logprobs(self, c) -> dict | None:
+        if c.logprobs is None:
+            return None
+        return {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []}
+                            for t, lp in zip(self.token_texts(c.tokens), c.logprobs)]}
+
+    def chunk(self, index: int, text: str | None, finish: str | None = None, *, first: bool = False):
+        delta = ChatDelta(role="assistant", content="") if first else ChatDelta(content=text)
+        return ChatChunkChoice(index=index, delta=delta, finish_reason=finish)
+
+    def _openings(self, choices) -> list:
+        return [self.chunk(c, None, first=True) for c in choices]
+
+
+class ServingCompletion(Endpoint):
+    id_prefix, chunk_object = "cmpl", "text_completion"
+
+    def requests(self, body: CompletionRequest) -> list[Request]:
+        return self.engine_requests(body, [{"prompt": p} for p in body.prompts])
+
+    async def full(self, version: str, requests: list[Request], body: CompletionRequest) -> TextCompletion:
+        results = await self.answer(version, requests)
+        choices = [CompletionChoice(index=k * body.n + j, text=c.text, finish_reason=finish_reason(c.finish_reason),
+                                    logprobs=self.logprobs(c))
+                   for k, r in enumerate(results) for j, c in enumerate(r.completions)]
+        return TextCompletion(model=version, choices=choices, usage=self.usage(results))
+
+    def logprobs(self, c) -> dict | None:
+        if c.logprobs is None:
+            return None
+        texts, offsets, at = self.token_texts(c.tokens), [], 0
+        for t in texts:
+            offsets.append(at)
+            at += len(t)
+        return {"tokens": texts, "token_logprobs": c.logprobs[:len(texts)], "top_logprobs": None,
+                "text_offset": offsets}
+
+    def chunk(self, index: int, text: str | None, finish: str | None = None, *, first: bool = False):
+        return TextChunkChoice(index=index, text=text or "", finish_reason=finish)
