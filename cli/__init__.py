@@ -4,6 +4,7 @@
     selfcorrect daemon [--once]        watch inbox/ and queue/ and train (--once: what is queued) cli/daemon.py
     selfcorrect status                 where the daemon stands (safe while it runs)              cli/status.py
     selfcorrect report                 logs/report.png and logs/report.html                      cli/report.py
+    selfcorrect rollback VERSION       move the training head back (the next file trains from it) cli/rollback.py
     selfcorrect eval FILE|TASK         answer a QA file or a task and report accuracy            cli/eval.py
     selfcorrect harness run|grid|summarize   the evaluation harness (baseline or ACE)            cli/harness.py
     selfcorrect practice FILE...       verified self-training                                    cli/practice.py

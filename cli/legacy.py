@@ -11,6 +11,7 @@ MODES = {
     "--report": (["report"], 0), "--serve": (["serve"], 0), "--eval": (["eval"], 1),
     "--summarize": (["harness", "summarize"], 1), "--grid": (["harness", "grid"], 1),
     "--practice": (["practice"], "+"), "--analyze": (["analyze"], 1), "--traces": (["traces"], 1),
+    "--rollback": (["rollback"], 1),
 }
 
 

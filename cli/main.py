@@ -13,10 +13,10 @@ from importlib.metadata import PackageNotFoundError, version
 from core.config import load_config, locate, names_hub_model
 from core.errors import ProjectError
 
-from . import analyze, daemon, eval, harness, practice, report, serve, status, tools, traces, train
+from . import analyze, daemon, eval, harness, practice, report, rollback, serve, status, tools, traces, train
 from .context import Context, announce, event_log, join_world, scoped_environment
 
-COMMANDS = (train, daemon, status, report, eval, harness, practice, analyze, traces, serve, tools)
+COMMANDS = (train, daemon, status, report, rollback, eval, harness, practice, analyze, traces, serve, tools)
 PROG = "selfcorrect"
 
 

@@ -63,9 +63,11 @@ class LoraSection(Section):
 
 
 class PromotionSection(Section):
-    """The gate between a trained adapter version and `current`: never ship a worse adapter."""
+    """The gate between a trained adapter version and `current`, what is served: a version is refused only when
+    the evidence says it is worse. What is learned never depends on it (on_reject)."""
 
-    enabled: bool = Field(True, description="Score each new version on the gate set before making it current.")
+    enabled: bool = Field(True, description="Score each new version against the current one on the gate set before "
+                                            "serving it.")
     holdout_fraction: float = Field(
         0.05, ge=0, lt=1, description="Share of each incoming file kept out of training and self-correction for the gate.")
     max_items_per_file: int = Field(32, gt=0, description="Most gate items taken from one file.")
@@ -73,6 +75,15 @@ class PromotionSection(Section):
     tolerance: float = Field(
         0.05, ge=0, le=1, description="Accuracy a new version may lose (overall, and on earlier files' items) and "
                                       "still be promoted.")
+    confidence: float = Field(
+        0.95, gt=0, lt=1, description="Refuse a version only when it is worse at this one-sided confidence: an exact "
+                                      "binomial test on the gate items it and the current version answer differently.")
+    on_reject: Literal["continue", "rollback"] = Field(
+        "continue", description="After a refused version: continue (the next file trains on from it, so every file "
+                                "is learned; only serving waits) or rollback (the next file trains from the current "
+                                "version; what the refused file taught is dropped).")
+    alarm_after: int = Field(3, gt=0, description="Refusals in a row after which the log, status and page raise an "
+                                                  "alarm with the evidence (and how to roll the training head back).")
 
 
 class TrainingSection(Section):

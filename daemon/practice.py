@@ -48,7 +48,7 @@ class PracticeFiles:
             if not out.exists():
                 problems = read_problems(path, max_line_bytes=config.training.max_line_bytes)
                 self.status.write(state="practicing", file=label, round=round_no, rounds=settings.rounds,
-                                  done=0, problems=len(problems), adapter=self.engine.state.current_adapter)
+                                  done=0, problems=len(problems), adapter=self.engine.state.head)
                 try:
                     sampled = practice_round(self.engine, problems, work, round_no, label=label, settings=settings,
                                              events=self.events, cancel=cancel)

@@ -80,7 +80,10 @@ def collect(root: Path) -> dict:
         "reprompt_policy": _policy(root),
         "ace_playbook": _playbook(root),
         "promotion": {"last": _json(root / "data" / "gate" / "last_verdict.json") or None,
-                      "not_promoted": state.rejected},
+                      "not_promoted": state.rejected, "head": state.head, "refused_in_a_row": state.refused_in_a_row,
+                      # the engine's alarm stands while its head is still refused in a row
+                      "alarm": (_json(root / "data" / "gate" / "alarm.json").get("message")
+                                if state.refused_in_a_row else None)},
     }
 
 
@@ -110,8 +113,10 @@ def show(root: Path, console: Console | None = None) -> dict:
         table.add_row("practice round", f"{r['file']} #{r['round']} with {r['adapter']}: pass@1 {r['pass_at_1']:.0%}, "
                       f"pass@{r['k']} {r['pass_at_k']:.0%} of {r['problems']}; {r['kept']} kept, {r['golden']} golden, "
                       f"{r['unsolved']} unsolved")
-    table.add_row("adapter", f"{s['adapter'] or 'none yet'} (global step {s['global_step']}, "
-                  f"{s['files_trained']} files trained)")
+    head = s["promotion"]["head"]
+    table.add_row("adapter", f"{s['adapter'] or 'none yet'} served"
+                  + (f", training goes on from {head or 'a fresh adapter'} (the head)" if head != s["adapter"] else "")
+                  + f" (global step {s['global_step']}, {s['files_trained']} files trained)")
     ev = s["last_evaluation"]
     table.add_row("last evaluation", f"accuracy {ev['accuracy']:.0%} at step {ev['step']}" if ev else "none yet")
     sc = s["self_correction"]
@@ -133,6 +138,8 @@ def show(root: Path, console: Console | None = None) -> dict:
                       f"({g['file']}): {g['reason']}")
     if gate["not_promoted"]:
         table.add_row("kept, not promoted", ", ".join(gate["not_promoted"]))
+    if gate["alarm"]:
+        table.add_row("ALARM", gate["alarm"])
     console.print(table)
     print(json.dumps(s, default=str))
     return s

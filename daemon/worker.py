@@ -228,7 +228,7 @@ class Daemon:
             self.events.emit("analysis", "no gate items to analyse: failure analysis in the daemon reads the promotion "
                              "gate's set (training.promotion.enabled, holdout_fraction)")
             return
-        adapter = self.engine.state.current_adapter or "base"
+        adapter = self.engine.state.head or "base"  # the warm model: the training head
         sampler = self.engine.sampler()
         make_judge = None if settings.judge == "fast" else lambda: make_provider("judge", self.config, self.root,
                                                                                  engine=sampler)

@@ -15,11 +15,12 @@ from core.state import TrainingState
 
 
 def resolve_adapter(root: Path, which: str) -> str | None:
-    """'base' -> None; 'current' -> the current version (None before any training); 'v0003' -> itself."""
+    """'base' -> None; 'current' -> the current (served) version (None before any training); 'head' -> the
+    version training goes on from; 'v0003' -> itself."""
     if which == "base":
         return None
     state = TrainingState.load(Path(root) / "data" / "state.json")
-    version = state.current_adapter if which == "current" else which
+    version = {"current": state.current_adapter, "head": state.head}.get(which, which)
     if version is not None and not AdapterStore(Path(root) / "data" / "adapters").path(version).is_dir():
         raise ModelError(f"--adapter {which}: no adapter version {version} under {root}/data/adapters")
     return version

@@ -192,7 +192,7 @@ def practice_round(engine: TrainingEngine, problems: list[Problem], work: Path, 
                    cancel: threading.Event | None = None) -> tuple[Path, RoundStats] | None:
     """One round, as every mode runs it: sample from the engine's current adapter, verify, write the round's
     training file and figures; the summary goes to the log and to data/practice/rounds.json. None if cancelled."""
-    adapter = engine.state.current_adapter or "base"
+    adapter = engine.state.head or "base"  # the warm model samples: the training head
     ran = Practice(engine.sampler(), settings, events, adapter=adapter).run(problems, work, round_no, cancel=cancel)
     if ran is None:
         return None

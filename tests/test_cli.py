@@ -32,6 +32,7 @@ OLD_FORMS = {  # the older form -> the command it runs
         ["harness", "run", "tatqa_tiny", "--mode", "ace", "--epochs", "2", "--results", "r.csv"],
     ("--summarize", "results/", "--out", "s.csv"): ["harness", "summarize", "results/", "--out", "s.csv"],
     ("--grid", "grid.json", "--dry-run"): ["harness", "grid", "grid.json", "--dry-run"],
+    ("--rollback", "v0003"): ["rollback", "v0003"],
 }
 
 
@@ -54,7 +55,7 @@ def test_every_old_form_in_the_readme_is_one_the_shim_knows():
 def test_every_command_has_its_own_help_with_a_usage_line_and_an_example(tmp_path):
     commands = sorted(build_parser().get_default("command_names"))
     assert {"train", "daemon", "status", "report", "eval", "harness", "practice", "analyze", "traces", "serve",
-            "codes", "build", "initial-answers", "demo", "rules"} <= set(commands)
+            "codes", "build", "initial-answers", "demo", "rules", "rollback"} <= set(commands)
     for words in [[c] for c in commands if c != "harness"] + [["harness", m] for m in ("run", "grid", "summarize")]:
         out = run_in_process([*words, "--help"], tmp_path)
         assert out.returncode == 0 and out.stdout.startswith(f"usage: selfcorrect {' '.join(words)}"), words

@@ -1,10 +1,10 @@
 """One warm model that trains file after file, and commits each result as an adapter version.
 
-Lifecycle of a file: prepare (read + encode, or DataError) -> train (resuming a
-mid-file checkpoint if one exists) -> judge (the promotion gate) -> commit (stage the
-adapter, rename it into place, then write state.json, the commit point). A file is
-trained at most once: its sha256 is recorded in the same atomic write that makes its
-adapter current, or, when the gate rejects it, keeps it as a version that is not current.
+Lifecycle of a file: prepare (read + encode, or DataError) -> train (from the training head,
+resuming a mid-file checkpoint if one exists) -> judge (the promotion gate: is it served?) ->
+commit (stage the adapter, rename it into place, then write state.json, the commit point). A
+file is trained at most once: its sha256 is recorded in the same atomic write that makes its
+adapter the head, and current when the gate promotes it.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from core.device import plan_device
 from core.encoding import Encoded, PaddingCollator, encode_file
 from core.events import EventLog
 from core.faults import fault_point
-from core.fsutil import remove_tree
+from core.fsutil import atomic_write_json, remove_tree
 from core.models import attach_adapter, copy_tokenizer_files, quiet_transformers
 from core.qa import split_holdout
 from core.state import TrainingState
@@ -128,17 +128,20 @@ class TrainingEngine:
                     device=self.plan.device, precision=self.plan.precision)
         base = load_base(config, self.root, self.plan)
         self.model_path, self.tokenizer, self.use_template = base.path, base.tokenizer, base.use_template
-        current = self.store.path(self.state.current_adapter) if self.state.current_adapter else None
-        self.model = attach_adapter(base.model, config, current, model_path=self.model_path)
+        head = self.store.path(self.state.head) if self.state.head else None
+        self.model = attach_adapter(base.model, config, head, model_path=self.model_path)
         self.model_loads = 1
         self.trainer_logs: dict = {}  # filled by callbacks, merged into the Trainer's next log
         self.gate = PromotionGate(self.root, files=[self.root / f for f in config.training.promotion.files],
                                   tokenizer=self.tokenizer, use_template=self.use_template,
                                   events=events) if self.world.main else None
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        events.emit("model", f"loaded {self.model_path} with adapter {self.state.current_adapter or '(new)'}; "
-                    f"{trainable:,} trainable parameters; global step {self.state.global_step}",
-                    model=self.model_path, adapter=self.state.current_adapter, global_step=self.state.global_step)
+        events.emit("model", f"loaded {self.model_path} with adapter {self.state.head or '(new)'}"
+                    + (f" (the training head; {self.state.current_adapter or 'the base model'} is served)"
+                       if self.state.head != self.state.current_adapter else "")
+                    + f"; {trainable:,} trainable parameters; global step {self.state.global_step}",
+                    model=self.model_path, adapter=self.state.head, current=self.state.current_adapter,
+                    global_step=self.state.global_step)
 
     # -- prepare ----------------------------------------------------------------------------
 
@@ -224,9 +227,9 @@ class TrainingEngine:
 
         If a callback stops training early, a checkpoint is saved and the file is
         reported "interrupted"; nothing is committed, and the in-memory adapter is
-        put back to the current version. If the promotion gate rejects the new
-        version, it is committed as kept-not-current and the warm model goes back
-        to the current version too.
+        put back to the head. If the promotion gate refuses the new version, it is
+        committed as kept-not-current; with on_reject "continue" it is the new head
+        all the same, with "rollback" the warm model goes back to the current version.
         """
         started = time.perf_counter()
         self.gate.hold_out(prepared)
@@ -247,12 +250,15 @@ class TrainingEngine:
             version = self.store.next_version()
             verdict = self._judge(prepared, version, snapshot) if self.gate.active(self.config) else None
             seconds = time.perf_counter() - started
-            self._commit(prepared, version, steps=steps, seconds=seconds, final_loss=final_loss, verdict=verdict)
-            if verdict and not verdict.promoted:
-                self._restore_adapter(snapshot)  # training goes on from the last good version
+            rollback = bool(verdict and not verdict.promoted
+                            and self.config.training.promotion.on_reject == "rollback")
+            self._commit(prepared, version, steps=steps, seconds=seconds, final_loss=final_loss, verdict=verdict,
+                         rollback=rollback)
+            if rollback:
+                self._load_version(self.state.current_adapter)  # the next file trains from the served version
         except BaseException:
             # Nothing was committed (a crash in training, a full disk): the warm model goes back to the
-            # current version, and the file will be trained again from there.
+            # head, and the file will be trained again from there.
             self._restore_adapter(snapshot)
             raise
         remove_tree(self.checkpoints_dir / prepared.sha256[:16])
@@ -283,7 +289,7 @@ class TrainingEngine:
         if x.preference_weight and add_reference_logps(self.model, prepared.encoded, self.tokenizer.pad_token_id,
                                                         precision=self.plan.precision):
             self.events.emit("reference", f"{prepared.name}: reference log-probabilities of the preference pairs "
-                             f"from adapter {self.state.current_adapter or '(new)'}", file=prepared.name)
+                             f"from adapter {self.state.head or '(new)'}", file=prepared.name)
         trainer = SupervisedTrainer(
             model=self.model,
             args=self._arguments(ckpt_dir),
@@ -329,19 +335,40 @@ class TrainingEngine:
 
     # -- judge ----------------------------------------------------------------------------------
 
+    def _load_version(self, version: str | None) -> None:
+        """A committed version's adapter weights into the warm model (None: a fresh adapter, the base model's
+        answers: every LoRA B matrix zero)."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        if version is None:
+            with torch.no_grad():
+                for name, p in self.model.named_parameters():
+                    if p.requires_grad and "lora_B" in name:
+                        p.zero_()
+            return
+        set_peft_model_state_dict(self.model, load_file(self.store.path(version) / "adapter_model.safetensors"))
+
     def _judge(self, prepared: Prepared, version: str, snapshot: dict) -> Verdict:
-        """The promotion gate on the freshly trained weights; the current ones are swapped in to score them."""
-        def score_current(items):
-            candidate = self._adapter_snapshot()
-            self._restore_adapter(snapshot)
+        """The promotion gate: the freshly trained weights against the current version's, each swapped into the
+        warm model in turn (`snapshot`: the head's, trained from), then the trained weights back."""
+        trained = self._adapter_snapshot()
+
+        def score(which: str | None, items) -> dict[str, bool]:
+            if which == version:
+                self._restore_adapter(trained)
+            elif which == self.state.head:
+                self._restore_adapter(snapshot)
+            else:
+                self._load_version(which)
             try:
                 return self.gate.score(self.model, items, self.config)
             finally:
-                self._restore_adapter(candidate)
+                self._restore_adapter(trained)
 
         started = time.perf_counter()
-        verdict = self.gate.judge(self.model, config=self.config, file=prepared.name, candidate=version,
-                                  current=self.state.current_adapter, score_current=score_current)
+        verdict = self.gate.judge(config=self.config, file=prepared.name, candidate=version,
+                                  current=self.state.current_adapter, score=score)
         seconds = time.perf_counter() - started
         self.events.emit("promotion", f"{version} {'promoted' if verdict.promoted else 'NOT promoted'}: "
                          f"{verdict.reason} ({seconds:.1f}s)", file=prepared.name, seconds=round(seconds, 2),
@@ -351,7 +378,8 @@ class TrainingEngine:
     # -- commit -------------------------------------------------------------------------------
 
     def _commit(self, prepared: Prepared, version: str, *, steps: int, seconds: float, final_loss,
-                verdict: Verdict | None) -> None:
+                verdict: Verdict | None, rollback: bool = False) -> None:
+        """`rollback`: a refused version that the next file does not train from (on_reject "rollback")."""
         promoted = verdict is None or verdict.promoted
         # Tokens as well as examples: records differ in length (a correction's prompt carries the answer and
         # its codes), so equal steps are not equal compute. `tokens` is what went through the model (a
@@ -370,20 +398,22 @@ class TrainingEngine:
         finally:
             remove_tree(staging)  # gone after the rename; after a failure, nothing partial stays
 
-        # The commit point: one atomic write makes the file trained and the version current (or kept,
-        # not current, when the gate rejected it).
+        # The commit point: one atomic write makes the file trained, the version the training head (unless it
+        # is rolled back) and current (or kept, not current, when the gate refused it).
         committed = TrainingState(global_step=self.state.global_step + steps,
                                   current_adapter=version if promoted else self.state.current_adapter,
                                   versions=[*self.state.versions, version],
                                   files_trained=[*self.state.files_trained, record],
-                                  rejected=self.state.rejected + ([] if promoted else [version]))
+                                  rejected=self.state.rejected + ([] if promoted else [version]),
+                                  head=self.state.current_adapter if rollback else version,
+                                  refused_in_a_row=0 if promoted else self.state.refused_in_a_row + 1)
         try:
             fault_point("adapter.promoted")
             committed.save(self.state_path)
         except BaseException:
             remove_tree(self.store.path(version))  # never current, never named by a commit
             raise
-        parent, self.state = self.state.current_adapter, committed
+        parent, self.state = self.state.head, committed
 
         # Committed: what follows is housekeeping, and a failure in it must not undo the commit
         # (the `current` link is repaired and old versions pruned again at the next start or save).
@@ -392,7 +422,7 @@ class TrainingEngine:
             if promoted:
                 self.store.point_current(version)
             pruned = self.store.prune(self.state.versions, self.config.training.keep_versions,
-                                      {version, self.state.current_adapter})
+                                      {version, self.state.current_adapter, self.state.head} - {None})
             if pruned:
                 self.state.versions = [v for v in self.state.versions if v not in pruned]
                 self.state.rejected = [v for v in self.state.rejected if v not in pruned]
@@ -405,15 +435,38 @@ class TrainingEngine:
                              f"{parent or 'none'})", version=version, global_step=self.state.global_step,
                              pid=os.getpid())
         else:
+            served = self.state.current_adapter or "the base model"
             self.events.emit("adapter", f"kept adapter {version} but did not promote it ({verdict.reason}); "
-                             f"{parent or 'the base model'} stays current and training goes on from it",
-                             version=version, global_step=self.state.global_step, promoted=False, pid=os.getpid())
+                             f"{served} stays current and training goes on from "
+                             + ("it (training.promotion.on_reject rollback)" if rollback else f"{version}, the head"),
+                             version=version, global_step=self.state.global_step, promoted=False,
+                             head=self.state.head, pid=os.getpid())
+            self._alarm(verdict)
+
+    def _alarm(self, verdict: Verdict) -> None:
+        """After `alarm_after` refusals in a row: the head has drifted from what is served; say so with the
+        evidence, and how to move the head back."""
+        refused, limit = self.state.refused_in_a_row, self.config.training.promotion.alarm_after
+        if refused < limit:
+            return
+        served = self.state.current_adapter or "base"
+        message = (f"the training head {self.state.head} was refused {refused} times in a row (the latest: "
+                   f"{verdict.reason}); {served} is still served. If the recent files hurt, move the head back: "
+                   f"selfcorrect rollback {served} (or python train.py --rollback {served})")
+        try:  # for --status and the page; the event below is the record
+            atomic_write_json(self.gate.items.dir / "alarm.json", {"message": message, "refused_in_a_row": refused,
+                                                                  "head": self.state.head, "current": served})
+        except OSError as e:
+            self.events.emit("error", f"could not write the alarm for --status: {e}")
+        self.events.emit("alarm", message, refused_in_a_row=refused, head=self.state.head,
+                         current=self.state.current_adapter,
+                         **{k: v for k, v in verdict.summary().items() if k not in ("reason", "current")})
 
     def _write_version(self, staging: Path, record: dict, *, final_loss) -> None:
         """The adapter, its tokenizer, lineage and resolved config, into a staging folder."""
         self.model.save_pretrained(staging, safe_serialization=True)
         copy_tokenizer_files(self.model_path, staging)
-        meta = {"version": record["adapter"], "parent": self.state.current_adapter,
+        meta = {"version": record["adapter"], "parent": self.state.head,
                 "global_step": self.state.global_step + record["steps"], "base_model": self.model_path,
                 "file": record, "final_loss": final_loss, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
