@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
+import time
 from pathlib import Path
 
 from .fsutil import durable_replace, fsync_dir, fsync_tree, remove_tree
@@ -52,11 +54,20 @@ class AdapterStore:
         os.replace(tmp, link)
         fsync_dir(self.folder)
 
-    def recover(self, committed: list[str], current: str | None) -> list[str]:
-        """Remove staging leftovers and versions no state commit names; return what was removed."""
-        removed = []
+    def recover(self, committed: list[str], current: str | None, *, state_lost: bool = False) -> list[str]:
+        """Remove staging leftovers and versions no state commit names; return what was removed. When the state
+        was lost (`state_lost`: its file missing or unreadable), versions it does not name are the user's trained
+        work, not a save cut short: they are moved aside into `.lost/`, never deleted."""
+        removed, aside = [], None
         for p in self.folder.iterdir():
-            if p.name.startswith((".staging-", ".current-")) or (VERSION.match(p.name) and p.name not in committed):
+            uncommitted = VERSION.match(p.name) and p.name not in committed
+            if uncommitted and state_lost:
+                if aside is None:  # one new folder per recovery: an earlier one may hold the same names
+                    (self.folder / ".lost").mkdir(exist_ok=True)
+                    aside = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=self.folder / ".lost"))
+                durable_replace(p, aside / p.name)
+                removed.append(f"{p.name} (moved to {aside / p.name})")
+            elif p.name.startswith((".staging-", ".current-")) or uncommitted:
                 remove_tree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
                 removed.append(p.name)
         if current:

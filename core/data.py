@@ -146,6 +146,8 @@ def parse_line(raw: bytes, max_line_bytes: int, parse=parse_record):
         raise _LineError(f"invalid JSON at column {e.colno}: {e.msg}") from None
     except RecursionError:
         raise _LineError("JSON is nested too deeply") from None
+    except ValueError as e:  # an integer of over sys.get_int_max_str_digits() digits: Python refuses to convert it
+        raise _LineError(f"a number in this line cannot be read ({str(e).split(';')[0]})") from None
     return parse(obj)
 
 

@@ -8,12 +8,22 @@ what it is doing without knowing who shows it.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
 from rich.markup import escape
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\udc80-\udcff]")  # tabs stay; bytes that were not UTF-8 are surrogates
+
+
+def one_line(text: str) -> str:
+    """An event's message as one writable line: control characters (a file name's newline) and bytes that are
+    not UTF-8 (a file name's) shown escaped, `\\n`, `\\xff`, so the log keeps one line per event."""
+    return CONTROL.sub(lambda m: f"\\x{ord(m[0]) & 0xFF:02x}" if m[0] >= "\udc80" else repr(m[0])[1:-1], text)
 
 
 def duration(seconds: float | None) -> str:
@@ -46,6 +56,7 @@ class EventLog:
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def emit(self, kind: str, message: str, **fields) -> None:
+        message = one_line(message)
         now = time.time()
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         record = {"time": round(now, 3), "event": kind, "message": message, **fields}
@@ -53,7 +64,7 @@ class EventLog:
             with open(self.daily_path(now), "a", encoding="utf-8") as f:
                 f.write(f"{stamp} {kind:<12} {message}\n")
             with open(self.dir / "events.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record, default=str) + "\n")
+                f.write(json.dumps(record, default=lambda v: one_line(str(v))) + "\n")
         self.console.print(f"[dim]{stamp}[/dim] {escape(self.prefix)}[bold]{kind}[/bold] {escape(message)}",
                            markup=True, soft_wrap=True)
         for listener in self.listeners:

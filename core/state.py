@@ -12,7 +12,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import ProjectError
-from .fsutil import atomic_write_json
+from .fsutil import atomic_write_json, atomic_write_text
+
+
+def previous(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".prev")
 
 
 @dataclass
@@ -27,18 +31,46 @@ class TrainingState:
     refused_in_a_row: int = 0  # versions refused since the last promotion or rollback
 
     @classmethod
-    def load(cls, path: Path) -> "TrainingState":
-        if not Path(path).exists():
-            return cls()
+    def read(cls, path: Path) -> "TrainingState":
+        """The state in one file, or ValueError/TypeError/OSError saying why it cannot be read."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            data.setdefault("head", data.get("current_adapter"))  # written before the head existed
+        return cls(**data)
+
+    @classmethod
+    def recover(cls, path: Path) -> tuple["TrainingState", str | None]:
+        """(the state, None), or when state.json is missing or unreadable, (its previous commit, kept beside it
+        as state.json.prev, or a fresh state where there is none, and what happened, for the log)."""
+        path, prev = Path(path), previous(path)
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            if isinstance(data, dict):
-                data.setdefault("head", data.get("current_adapter"))  # written before the head existed
-            return cls(**data)
-        except (ValueError, TypeError) as e:
-            raise ProjectError(f"{path}: unreadable training state ({e}); restore it from a backup or remove it") from None
+            return cls.read(path), None
+        except FileNotFoundError:
+            why = "is missing"
+        except (ValueError, TypeError, OSError) as e:
+            why = f"cannot be read ({e})"
+        if not prev.exists():
+            return cls(), None if why == "is missing" else f"{path} {why} and no previous commit is kept beside it"
+        try:
+            return cls.read(prev), f"{path} {why}: training goes on from its previous commit, {prev.name}"
+        except (ValueError, TypeError, OSError) as e:
+            raise ProjectError(f"{path} {why}, and its previous commit {prev.name} cannot be read either ({e}): restore "
+                               f"{path.name} from a backup. Keep data/adapters: each version there is a trained "
+                               "adapter, and a state written afresh would not name it") from None
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainingState":
+        """For readers (status, the server, --eval): the state as the next start of the daemon will see it."""
+        return cls.recover(path)[0]
 
     def save(self, path: Path) -> None:
+        """The commit point. The commit before it is kept beside it (state.json.prev) for recovery."""
+        path = Path(path)
+        try:
+            type(self).read(path)  # only a readable commit is kept: never a damaged one over a good one
+            atomic_write_text(previous(path), path.read_text(encoding="utf-8"))
+        except (ValueError, TypeError, OSError):
+            pass
         atomic_write_json(path, asdict(self))
 
     def trained(self, sha256: str) -> dict | None:

@@ -49,8 +49,10 @@ class Job:
 
 
 def safe_name(name: str) -> str:
-    """A file name confined to one folder: no separators, no control characters, bounded length."""
-    cleaned = "".join("_" if (c in "/\\" or ord(c) < 32 or c == "\x7f") else c for c in name).strip(" .") or "unnamed"
+    """A file name confined to one folder: no separators, no control characters, no bytes that are not UTF-8 (the
+    surrogates os.listdir gives them), bounded length."""
+    cleaned = "".join("_" if (c in "/\\" or ord(c) < 32 or c == "\x7f" or "\udc80" <= c <= "\udcff") else c
+                      for c in name).strip(" .") or "unnamed"
     raw = cleaned.encode("utf-8")
     if len(raw) > MAX_NAME_BYTES:
         stem, dot, ext = cleaned.rpartition(".")

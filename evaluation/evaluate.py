@@ -92,12 +92,17 @@ def evaluate(model, tokenizer, items: list[QAItem], *, use_template: bool, max_n
                                max_new_tokens=max_new_tokens, batch_size=batch_size, stop_at_final_answer=numeric)
     results, reasons = [], []
     for item, answer in zip(items, answers):
-        match = match_answer(item.golden, answer, question=item.question)
-        codes = error_codes(item.question, item.golden, answer, tokenizer=count_tokens, matched=match.matched,
-                            first_wrong_value=first_wrong_value)
-        results.append(EvalResult(item.question, item.golden, answer, match.matched, codes,
-                                  {"id": item.id, "file": item.file}, match.kind))
-        reasons.append(match.reason)
+        try:
+            match = match_answer(item.golden, answer, question=item.question)
+            codes = error_codes(item.question, item.golden, answer, tokenizer=count_tokens, matched=match.matched,
+                                first_wrong_value=first_wrong_value)
+            matched, kind, reason = match.matched, match.kind, match.reason
+        except (RecursionError, ValueError, MemoryError) as e:  # one golden answer must not fail a whole gate
+            matched, kind, codes = False, "unscorable", []
+            reason = f"could not be scored, counted wrong ({type(e).__name__}: {str(e)[:100]})"
+        results.append(EvalResult(item.question, item.golden, answer, matched, codes,
+                                  {"id": item.id, "file": item.file}, kind))
+        reasons.append(reason)
     evaluation = Evaluation(results, reasons)
     if not second_attempt:
         return evaluation
@@ -114,6 +119,9 @@ def evaluate(model, tokenizer, items: list[QAItem], *, use_template: bool, max_n
                              max_new_tokens=max_new_tokens, batch_size=batch_size,
                              stop_at_final_answer=[numeric[k] for k, _ in asks])
     for (k, _), answer in zip(asks, again):
-        ok = match_answer(items[k].golden, answer, question=items[k].question).matched
+        try:
+            ok = match_answer(items[k].golden, answer, question=items[k].question).matched
+        except (RecursionError, ValueError, MemoryError):  # unscorable, as on the first attempt
+            ok = False
         (evaluation.second if k in wrong else evaluation.right_probe)[k] = (answer, ok)
     return evaluation

@@ -28,7 +28,8 @@ import string
 import threading
 from dataclasses import dataclass
 
-from .text import FINAL_MARKERS, LIST_LINE, content_words, final_answer, normalize, numbers, similarity, to_number, words
+from .text import (LIST_LINE, content_words, final_answer, normalize, numbers, similarity, stated_answer, to_number,
+                   words)
 
 KINDS = ("code", "json", "list", "math", "yes_no", "choice", "span", "prose")
 SPAN_MAX_WORDS = 5
@@ -91,7 +92,7 @@ def _json_value(text: str):
         body = fenced.group(1).strip()
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, a number too long to convert, or nested too deeply
         return None
 
 
@@ -135,14 +136,14 @@ def list_items(text: str) -> tuple[list[str], bool]:
 
 def _predicted_final(predicted: str) -> str:
     """The prediction's stated final answer; unmarked, its last line."""
-    if any(p.search(predicted) for p in FINAL_MARKERS):
+    if stated_answer(predicted) is not None:
         return final_answer(predicted)
     lines = [line for line in predicted.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else ""
 
 
 def _predicted_final_number(predicted: str) -> float | None:
-    if any(p.search(predicted) for p in FINAL_MARKERS):
+    if stated_answer(predicted) is not None:
         value = to_number(final_answer(predicted))
         if value is not None:
             return value
@@ -174,7 +175,7 @@ def _math_equivalent(expected: str, predicted: str) -> bool:
 def _chosen_letter(predicted: str) -> str | None:
     """The option letter a prediction chose: its stated answer `(B)`, `B)`, `B.` or `B`, else 'option B' or
     'answer is B' in its text. A bare capital followed by a word ("I would...") is not a choice."""
-    stated = final_answer(predicted) if any(p.search(predicted) for p in FINAL_MARKERS) else predicted.strip()
+    stated = final_answer(predicted) if stated_answer(predicted) is not None else predicted.strip()
     m = re.match(r"\(([A-J])\)|([A-J])(?:[.):]|$)", stated)
     if m:
         return m.group(1) or m.group(2)
@@ -200,7 +201,7 @@ def _match_math(expected: str, predicted: str) -> tuple[bool, str]:
 
 def _match_yes_no(expected: str, predicted: str) -> tuple[bool, str]:
     want = YES_NO[normalize(final_answer(expected))]
-    stated = final_answer(predicted) if any(p.search(predicted) for p in FINAL_MARKERS) else predicted
+    stated = final_answer(predicted) if stated_answer(predicted) is not None else predicted
     first = next(iter(words(stated)), "")
     got = YES_NO.get(first) or YES_NO.get(normalize(stated))
     return got == want, f"said {got or 'neither yes nor no'}, expected {want}"

@@ -40,3 +40,26 @@ def test_math_verify_works_outside_the_main_thread():
     t.start()
     t.join()
     assert out["m"].matched
+
+
+ADVERSARIAL = """
+import json
+from evaluation.matching import match_answer
+goldens = ["[" * 200000, "The answer is" + " " * 5000 + "42\\nok", "#### " + " " * 200000 + "7 x",
+           "The answer is" + "\\t " * 20000 + "."]
+print(json.dumps([match_answer(g, "42").matched for g in goldens]))
+"""
+
+
+def test_a_golden_answer_built_to_hang_or_overflow_the_matcher_is_judged_and_never_stops_it():
+    """Deep nesting overflowed the JSON reader; a run of spaces made the final-answer expression backtrack for
+    hours. Run in a child with a generous limit, so a regression fails instead of hanging the suite."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = subprocess.run([sys.executable, "-c", ADVERSARIAL], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout) == [False, False, False, False]

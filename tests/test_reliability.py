@@ -9,7 +9,7 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from tests.conftest import REPO, write_config, write_jsonl
+from tests.conftest import REPO, run_cli, write_config, write_jsonl
 from tests.daemon_helpers import events, original
 from core.faults import FAULT_POINTS
 from core.synthetic import integer_sums
@@ -150,6 +150,53 @@ def test_odd_names_are_confined_to_their_folders(root):
     assert all("/" not in n and "\n" not in n and len(n.encode()) <= 255 for n in done)
     assert any(original(n) == "données ü 日本.jsonl" for n in done)
     assert any(original(n) == "with_newline.jsonl" for n in done)
+
+
+def test_a_name_that_is_not_utf8_or_holds_a_newline_trains_and_every_log_line_stays_one_event(root):
+    write_config(root, daemon={"settle_seconds": 0})
+    (root / "inbox").mkdir()
+    with open(os.path.join(os.fsencode(root / "inbox"), b"bad\xff.jsonl"), "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in integer_sums(4, seed=1)))
+    write_jsonl(root / "inbox" / "new\nline.jsonl", integer_sums(4, seed=2))
+    write_jsonl(root / "inbox" / "zz_good.jsonl", integer_sums(4, seed=3))
+    out = run_cli(root, "--once")
+    assert out.returncode == 0, out.stderr
+    assert sorted(original(n) for n in entries(root / "queue" / "done")) == \
+        ["bad_.jsonl", "new_line.jsonl", "zz_good.jsonl"]
+    for log in (root / "logs").glob("daemon_*.log"):
+        lines = log.read_text(encoding="utf-8").splitlines()
+        assert all(line[:2] == "20" or line.startswith((" ", "\t", "-", "=", "|", "+", "│", "╭", "╰", "🔍", "✅", "❌"))
+                   for line in lines if line.strip()), [l for l in lines if l[:2] != "20"][:3]
+    assert all(json.loads(line) for line in (root / "logs" / "events.jsonl").read_text().splitlines())
+
+
+def test_a_damaged_or_removed_state_recovers_its_previous_commit_and_deletes_no_adapter(root):
+    write_config(root, daemon={"settle_seconds": 0})
+    data, queued = root / "data", root / "queue" / "normal"
+    for i in range(2):
+        write_jsonl(queued / f"f{i}.jsonl", integer_sums(4, seed=70 + i))
+    assert run_cli(root, "--once").returncode == 0
+    (data / "state.json").write_text('{"global_step": 3, "current_adap')  # a damaged commit
+    status = run_cli(root, "--status")
+    assert json.loads(status.stdout.splitlines()[-1])["adapter"] == "v0001"  # its previous commit
+    write_jsonl(queued / "f2.jsonl", integer_sums(4, seed=72))
+    out = run_cli(root, "--once")
+    assert out.returncode == 0 and "cannot be read" in out.stderr and "previous commit" in out.stderr
+    state = json.loads((data / "state.json").read_text())
+    assert state["versions"] == ["v0001", "v0002"] and state["current_adapter"] == "v0002"
+    [aside] = (data / "adapters" / ".lost").glob("*/v0002")  # the lost commit's version, moved aside, whole
+    assert (aside / "adapter_model.safetensors").exists() and "moved aside, not deleted" in out.stderr
+
+    (data / "state.json").unlink()  # removed by hand, and its previous commit too
+    (data / "state.json.prev").unlink()
+    assert run_cli(root, "--once").returncode == 0
+    kept = sorted(p.name for p in (data / "adapters" / ".lost").glob("*/v*"))
+    assert kept == ["v0001", "v0002", "v0002"], kept  # every trained version is still on disk
+
+    (data / "state.json").write_text("garbage")
+    (data / "state.json.prev").write_text("garbage")
+    out = run_cli(root, "--status")
+    assert out.returncode == 1 and "Keep data/adapters" in out.stderr and "remove it" not in out.stderr
 
 
 @pytest.mark.integration

@@ -117,11 +117,18 @@ class TrainingEngine:
         self.data_dir = self.root / "data"
         self.state_path = self.data_dir / "state.json"
         self.checkpoints_dir = self.data_dir / "checkpoints"
-        self.state = TrainingState.load(self.state_path) if self.world.main else TrainingState()
+        self.state, lost = TrainingState.recover(self.state_path) if self.world.main else (TrainingState(), None)
+        if lost:
+            events.emit("recovered", lost)
         self.store = AdapterStore(self.data_dir / "adapters")
-        removed = self.store.recover(self.state.versions, self.state.current_adapter) if self.world.main else []
+        # a state that was lost (missing with versions on disk, or unreadable) names none of the trained work
+        state_lost = bool(lost) or (not self.state_path.exists() and bool(self.store.versions()))
+        removed = (self.store.recover(self.state.versions, self.state.current_adapter, state_lost=state_lost)
+                   if self.world.main else [])
         if removed:
-            events.emit("recovered", f"removed incomplete or uncommitted adapter folders: {', '.join(removed)}")
+            events.emit("recovered", ("the training state was lost: adapter versions it does not name were moved "
+                                      "aside, not deleted: " if state_lost else
+                                      "removed incomplete or uncommitted adapter folders: ") + ", ".join(removed))
 
         self.plan = plan_device(config.training.precision)
         events.emit("device", f"{self.plan.device} {self.plan.precision}: {self.plan.reason}",
@@ -394,6 +401,10 @@ class TrainingEngine:
             self.events.phase("saving", f"{prepared.name}: saving adapter {version}", file=prepared.name)
             self._write_version(staging, record, final_loss=final_loss)
             fault_point("adapter.staged")
+            if not self.state_path.exists():
+                # a new root's state is written before its first version is renamed into place: a missing state
+                # then always means a lost one, and a version on disk that no state names, a save cut short
+                self.state.save(self.state_path)
             self.store.promote(staging, version)
         finally:
             remove_tree(staging)  # gone after the rename; after a failure, nothing partial stays

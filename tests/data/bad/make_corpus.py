@@ -23,6 +23,9 @@ CASES = {
     "latin1_file.jsonl": ('{"prompt": "Ça va?", "response": "Très bien."}\n'.encode("latin-1"), 1, "UTF-8"),
     "truncated_last_line.jsonl": ((GOOD * 3 + '{"prompt": "What is 2 + 2?", "resp').encode(), 4, "truncated"),
     "nan.jsonl": (b'{"prompt": "a", "response": "b", "score": NaN}\n', 1, "NaN"),
+    # Python refuses to convert integers of over 4300 digits (a ValueError, not a JSON error)
+    "huge_integer.jsonl": (GOOD.encode() + b'{"prompt": "a", "response": "b", "n": ' + b"9" * 5000 + b'}\n', 2,
+                           "digits"),
     "infinity.jsonl": (b'{"prompt": "a", "response": "b", "score": -Infinity}\n', 1, "Infinity"),
     "duplicate_keys.jsonl": (b'{"prompt": "a", "response": "b", "response": "c"}\n', 1, "twice"),
     "array_line.jsonl": (b'["prompt", "response"]\n', 1, "expected a JSON object, got list"),
