@@ -367,6 +367,12 @@ class ServeSection(Section):
     max_tokens: int = Field(1024, gt=0, description="Most new tokens per completion (also the default).")
     max_n: int = Field(8, gt=0, description="Most completions one request may ask for (n).")
     max_batch: int = Field(16, gt=0, description="Completions decoded together.")
+    max_waiting: int = Field(256, gt=0, description="Most completions waiting for a slot; past it a request is "
+                                                    "answered 429 with Retry-After, and nothing accepted is dropped.")
+    max_body_bytes: int = Field(4 * 2**20, gt=0, description="Largest request body, checked before it is read (413).")
+    allowed_hosts: list[str] = Field(
+        ["localhost", "127.0.0.1", "::1"], description="Host headers answered while no API key is set (a web page "
+        "cannot then reach a loopback server through DNS rebinding); add the names clients use, or set a key.")
     notify_vllm_url: str | None = Field(
         None, description="A vLLM server (http://host:port) told of each promoted adapter through "
                           "/v1/load_lora_adapter; it needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True.")
@@ -375,7 +381,7 @@ class ServeSection(Section):
 
 
 class ProviderSection(Section):
-    """A model the seed systems call (judge, generator, reflector): the local one, or an OpenAI-compatible API."""
+    """A model that judges, or answers and reflects for ACE: the local one, or an OpenAI-compatible API."""
 
     kind: Literal["local", "openai"] = Field(..., description="local: this root's model; openai: an HTTP API.")
     adapter: str = Field("current", description="local: current, base, or a version such as v0003.")

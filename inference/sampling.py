@@ -382,7 +382,7 @@ class SamplingEngine:
             for k, (key, r) in enumerate(pairs):
                 owner = _Open(r, int(batch["attention_mask"][k].sum()), [], r.n)
                 owner.rows = [_Row(r, key, None if r.temperature <= 0 else
-                                   torch.Generator().manual_seed(r.seed * 100_003 + s), s, owner=owner)
+                                   torch.Generator().manual_seed((r.seed * 100_003 + s) % 2**64), s, owner=owner)
                               for s in range(r.n)]
                 rows += owner.rows
             repeat = torch.repeat_interleave(torch.arange(len(pairs)), torch.tensor([r.n for _, r in pairs]))

@@ -17,7 +17,7 @@ the host are built once at start-up and kept in `app.state`; request and respons
 from __future__ import annotations
 
 import asyncio
-import hmac
+import ipaddress
 import os
 import socket
 import threading
@@ -39,20 +39,13 @@ from monitor.report import curve, read_events
 from .host import ModelHost, UnknownModel
 from .protocol import (APIError, ChatCompletion, ChatRequest, CompletionRequest, Health, ModelList, TextCompletion,
                        validation_message)
+from .guard import Guard
 from .serving import ServingChat, ServingCompletion
 
 router = APIRouter()
 
 
-# -- what every route checks ---------------------------------------------------------------------------------
-
-def authorize(request: HTTPRequest) -> None:
-    state = request.app.state
-    if state.api_key and not hmac.compare_digest(request.headers.get("authorization", "").encode(),
-                                                 f"Bearer {state.api_key}".encode()):
-        raise APIError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>' "
-                            f"with the key in ${state.config.serve.api_key_env}", code="invalid_api_key")
-
+# -- what the API routes check (the Host, the key, the body size and the backlog are checked before: guard.py) --
 
 def loaded_version(request: HTTPRequest, name: str) -> str:
     """The adapter version a request's `model` names, once the model is loaded (503 before, 404 for no such)."""
@@ -82,12 +75,10 @@ async def health(request: HTTPRequest):
 
 @router.get("/v1/models", response_model=ModelList)
 async def models(request: HTTPRequest):
-    authorize(request)
     return ModelList(data=request.app.state.host.models())
 
 
 async def answer(serving: ServingChat | ServingCompletion, body, request: HTTPRequest):
-    authorize(request)
     version = loaded_version(request, body.model)
     requests = serving.requests(body)
     if body.stream:
@@ -114,7 +105,6 @@ async def status_page(request: HTTPRequest):
 
 @router.get("/status.json")
 async def status(request: HTTPRequest):
-    authorize(request)
     state = request.app.state
     host: ModelHost = state.host
     data = await asyncio.to_thread(collect, state.root)
@@ -129,7 +119,6 @@ async def status(request: HTTPRequest):
 
 @router.get("/curve.json")
 async def curve_data(request: HTTPRequest):
-    authorize(request)
     root = request.app.state.root
     return await asyncio.to_thread(lambda: curve(read_events(root)))
 
@@ -151,7 +140,8 @@ async def http_error(_, e: HTTPException):
 
 async def internal_error(request: HTTPRequest, e: Exception):  # logged with its cause; the server keeps serving
     request.app.state.host.events.emit("error", f"serve: {type(e).__name__}: {e}")
-    return JSONResponse(APIError(500, f"internal error: {type(e).__name__}: {e}").body(), status_code=500)
+    return JSONResponse(APIError(500, f"internal error ({type(e).__name__}); the server's log has the details"
+                                 ).body(), status_code=500)
 
 
 def create_app(host: ModelHost, *, root: Path, config: Config, api_key: str | None) -> FastAPI:
@@ -165,6 +155,8 @@ def create_app(host: ModelHost, *, root: Path, config: Config, api_key: str | No
                           (Exception, internal_error)):
         app.add_exception_handler(kind, handler)
     app.include_router(router)
+    app.add_middleware(Guard, settings=config.serve, api_key=api_key,
+                       waiting=lambda: host.batcher.waiting if host.batcher else 0)
     return app
 
 
@@ -194,6 +186,9 @@ def serve(config: Config, root: Path, events: EventLog, *, host: str | None = No
     app = create_app(model_host, root=root, config=config, api_key=api_key)
     threading.Thread(target=model_host.load, name="serve-load", daemon=True).start()
     shown = f"[{host}]" if family == socket.AF_INET6 else host
+    if not api_key and not ipaddress.ip_address(socket.getaddrinfo(host, None)[0][4][0]).is_loopback:
+        events.emit("warning", f"serve: listening on {shown}, beyond this machine, with no API key: anyone who can "
+                    "reach it can use the model and read the status; set serve.api_key_env")
     events.emit("serve", f"listening on http://{shown}:{port} (OpenAI API at /v1, status page at /)"
                 + ("; API key required" if api_key else ""), host=host, port=port)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))

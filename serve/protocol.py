@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 class APIError(Exception):
     """An error answered in the OpenAI shape: {"error": {"message", "type", "param", "code"}}."""
 
-    TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-             413: "invalid_request_error", 503: "service_unavailable"}
+    TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+             404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable"}
 
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -57,9 +57,9 @@ class Sampling(BaseModel):
     max_tokens: int | None = Field(None, gt=0)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)  # vLLM's extension; 0 or absent: off
-    n: int = Field(1, gt=0)
-    seed: int | None = None
+    top_k: int = Field(0, ge=0, le=1_000_000)  # vLLM's extension; 0 or absent: off
+    n: int = Field(1, gt=0, le=1024)  # serve.max_n bounds it further
+    seed: int | None = Field(None, ge=-2**63, lt=2**63)  # a 64-bit integer, as vLLM and OpenAI take it
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None

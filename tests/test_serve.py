@@ -63,6 +63,64 @@ def commit(root, state_file):
     os.replace(tmp, root / "data" / "state.json")
 
 
+def raw_post(server, path: str, body, headers: dict) -> tuple[int, dict, dict]:
+    """A POST as a hostile client sends it: any Host, any Content-Length, a body of chunks (an iterable)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300)
+    chunked = not isinstance(body, bytes)
+    conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **headers},
+                 encode_chunked=chunked)
+    r = conn.getresponse()
+    out = (r.status, json.loads(r.read() or b"null"), {k.lower(): v for k, v in r.getheaders()})
+    conn.close()
+    return out
+
+
+@pytest.mark.integration
+def test_hostile_clients_meet_limits_before_the_body_is_read_and_one_bad_seed_fails_nothing_else(root, servers):
+    import concurrent.futures
+
+    write_config(root, serve={"max_body_bytes": 4000, "max_waiting": 2, "max_batch": 2, "max_tokens": 48})
+    server = servers(root)
+    server.wait_ready()
+    ok = json.dumps(chat("What is 2+3?", max_tokens=2)).encode()
+    status, r, _ = raw_post(server, "/v1/chat/completions", ok, {"Host": "attacker.example:80"})
+    assert status == 403 and r["error"]["code"] == "host_not_allowed" and "serve.allowed_hosts" in r["error"]["message"]
+    status, r, _ = raw_post(server, "/v1/chat/completions", b"x" * 5000, {})
+    assert status == 413 and "serve.max_body_bytes" in r["error"]["message"]
+    chunks = (b'{"messages": [{"role": "user", "content": "' + b"a" * 1000 for _ in range(5))
+    status, r, _ = raw_post(server, "/v1/chat/completions", chunks, {})  # no Content-Length: counted as it comes
+    assert status == 413
+    status, r = server.post("/v1/chat/completions", chat("Hi", seed=2**70))
+    assert status == 400 and r["error"]["param"] == "seed"
+    # a seed at the edge of the range, sampled beside a plain request in the same decode run
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        edge = pool.submit(server.post, "/v1/chat/completions", chat("Hi", seed=2**63 - 1, temperature=1.0,
+                                                                          max_tokens=4))
+        plain = pool.submit(server.post, "/v1/chat/completions", chat("Hello", max_tokens=4))
+        assert edge.result()[0] == 200 and plain.result()[0] == 200
+    # a burst past serve.max_waiting: 429 with Retry-After for the excess, every accepted request answered
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        burst = list(pool.map(lambda k: raw_post(server, "/v1/completions", json.dumps(
+            {"prompt": f"Count {k}:", "max_tokens": 48, "temperature": 0}).encode(), {}), range(8)))
+    codes = sorted(b[0] for b in burst)
+    assert set(codes) == {200, 429} and all(b[2].get("retry-after") == "1" for b in burst if b[0] == 429), codes
+    assert all(len(b[1]["choices"]) == 1 for b in burst if b[0] == 200)
+
+
+@pytest.mark.integration
+def test_with_a_key_it_is_checked_before_the_body_is_read(root, servers):
+    write_config(root, serve={"api_key_env": "SELFCORRECT_TEST_KEY", "max_body_bytes": 4000})
+    server = servers(root, env={"SELFCORRECT_TEST_KEY": "sesame"})
+    server.wait_ready()
+    status, r, _ = raw_post(server, "/v1/chat/completions", b"x" * 5000, {"Host": "any.example"})
+    assert status == 401  # not 413: nothing of the body is read for a request without the key
+    status, r, _ = raw_post(server, "/v1/chat/completions", json.dumps(chat("Hi", max_tokens=2)).encode(),
+                            {"Host": "any.example", "Authorization": "Bearer sesame"})
+    assert status == 200  # with a key, any Host
+
+
 @pytest.mark.integration
 def test_the_api_answers_in_the_openai_shape_and_refuses_bad_requests_by_field(root, servers):
     server = servers(root)
@@ -270,7 +328,7 @@ def test_a_client_that_leaves_mid_stream_frees_its_slot(root, servers):
     server.wait_ready()
     body = json.dumps(chat("Tell me a long story.", temperature=0, max_tokens=1000, stream=True)).encode()
     with socket.create_connection(("127.0.0.1", server.port)) as s:
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         received = b""
         while received.count(b"data: ") < 4:
