@@ -146,7 +146,7 @@ def harmful_trials(args, work: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    p.add_argument("--arms", nargs="*", choices=ARMS, default=list(ARMS), help="none: the harmful trials alone")
     p.add_argument("--per-file", type=int, default=137, help="examples per dropped file (the gate holds out 5 %%)")
     p.add_argument("--test", type=int, default=100, help="held-out items per family")
     p.add_argument("--harmful-trials", type=int, default=10)
@@ -158,7 +158,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     result = {"processor": processor(), "model": args.model, "seeds": args.seeds, "per_file": args.per_file,
-              "test_items_per_family": args.test, "arms": run_arms(args, work)}
+              "test_items_per_family": args.test, "arms": run_arms(args, work) if args.arms else {}}
     if args.harmful_trials:
         result["harmful"] = harmful_trials(args, work)
     result["seconds"] = round(time.time() - started)
