@@ -63,7 +63,11 @@ class Intake:
         stamped in the order they were written, the best evidence of arrival there is."""
         q = self.queue
         found = [(q.inbox / n, "normal") for n in os.listdir(q.inbox) if q.inbox / n != q.practice_inbox]
-        found += [(q.practice_inbox / n, PRACTICE) for n in os.listdir(q.practice_inbox)]
+        if q.practice_inbox.is_symlink():  # refused like any link, and never followed: what it points to is not ours
+            found.append((q.practice_inbox, "normal"))
+        else:
+            q.practice_inbox.mkdir(exist_ok=True)  # again, after a link in its place was refused
+            found += [(q.practice_inbox / n, PRACTICE) for n in os.listdir(q.practice_inbox)]
         for priority in PRIORITIES:
             folder = self.queue.folder(priority)
             found += [(folder / n, priority) for n in os.listdir(folder) if not STAMPED.match(n)]

@@ -137,11 +137,25 @@ class Queue:
         return out
 
     def practice_files(self) -> list[Path]:
-        """Practice files in work, in arrival order."""
-        return [self.practice_dir / n for n in sorted(os.listdir(self.practice_dir)) if STAMPED.match(n)]
+        """Practice files in work, in arrival order (an entry that is no regular file goes to failed/)."""
+        out = []
+        for path in (self.practice_dir / n for n in sorted(os.listdir(self.practice_dir)) if STAMPED.match(n)):
+            reason = refusal(path)
+            if reason:
+                self.fail(path, {"file": STAMPED.sub("", path.name), "reason": reason, "problems": []})
+            else:
+                out.append(path)
+        return out
 
     def claim(self, up_to: str = PRIORITIES[-1]) -> Job | None:
         for priority, path in self.pending(up_to):
+            try:
+                reason = refusal(path)  # a name that looks queued is still checked: a FIFO would block the read
+            except FileNotFoundError:
+                continue
+            if reason:
+                self.fail(path, {"file": STAMPED.sub("", path.name), "reason": reason, "problems": []})
+                continue
             target = self.processing / f"{priority}~{path.name}"
             fault_point("queue.claim")
             try:

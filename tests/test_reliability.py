@@ -9,7 +9,7 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from tests.conftest import REPO, run_cli, write_config, write_jsonl
+from tests.conftest import REPO, run_cli, run_train, write_config, write_jsonl
 from tests.daemon_helpers import events, original
 from core.faults import FAULT_POINTS
 from core.synthetic import integer_sums
@@ -197,6 +197,32 @@ def test_a_damaged_or_removed_state_recovers_its_previous_commit_and_deletes_no_
     (data / "state.json.prev").write_text("garbage")
     out = run_cli(root, "--status")
     assert out.returncode == 1 and "Keep data/adapters" in out.stderr and "remove it" not in out.stderr
+
+
+@pytest.mark.integration
+def test_links_fifos_and_folders_are_refused_wherever_they_stand_and_nothing_outside_is_touched(root, tmp_path):
+    """A symlinked inbox/practice was followed (the folder it pointed to emptied into the queue); names that look
+    queued skipped the checks (a FIFO blocked the daemon, a folder was retried at the head of its queue)."""
+    write_config(root, daemon={"settle_seconds": 0})
+    outside = tmp_path / "elsewhere"
+    write_jsonl(outside / "keep.jsonl", [{"question": "1 + 1?", "answer": "2"}])
+    (root / "inbox").mkdir()
+    (root / "inbox" / "practice").symlink_to(outside, target_is_directory=True)
+    normal = root / "queue" / "normal"
+    normal.mkdir(parents=True)
+    os.mkfifo(normal / "20260101T000000.000000000--pipe.jsonl")
+    (normal / "20260101T000000.000000001--folder.jsonl").mkdir()
+    write_jsonl(root / "inbox" / "zz_good.jsonl", integer_sums(4, seed=9))
+    out = run_train(root, "--once", timeout=240)
+    assert out.returncode == 0, out.stderr
+    assert sorted(os.listdir(outside)) == ["keep.jsonl"]  # never followed
+    failed = root / "queue" / "failed"
+    reasons = {original(n)[: -len(".error.json")]: json.loads((failed / n).read_text())["reason"]
+               for n in os.listdir(failed) if n.endswith(".error.json")}
+    assert "symbolic links" in reasons["practice"] and "FIFO" in reasons["pipe.jsonl"]
+    assert "folders" in reasons["folder.jsonl"]
+    assert [original(n) for n in entries(root / "queue" / "done")] == ["zz_good.jsonl"]
+    assert (root / "inbox" / "practice").is_dir() and not (root / "inbox" / "practice").is_symlink()
 
 
 @pytest.mark.integration
