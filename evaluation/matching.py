@@ -250,6 +250,10 @@ def _match_code(expected: str, predicted: str) -> tuple[bool, str]:
 def _match_prose(expected: str, predicted: str, question: str) -> tuple[bool, str]:
     if len(LIST_LINE.findall(predicted)) >= 2:
         return False, "a list where prose was expected"
+    facts = set(numbers(expected))
+    extra = set(numbers(predicted)) - facts - set(numbers(question)) if facts else set()
+    if extra:  # numbers in prose are its facts: every expected one and more is not the expected answer
+        return False, f"the prediction states {len(extra)} number(s) the expected answer does not ({min(extra):g})"
     if normalize(expected) in normalize(predicted):
         return True, "expected answer found in prediction"
     lost = set(numbers(expected)) - set(numbers(predicted))

@@ -63,3 +63,19 @@ def test_a_golden_answer_built_to_hang_or_overflow_the_matcher_is_judged_and_nev
     out = subprocess.run([sys.executable, "-c", ADVERSARIAL], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout) == [False, False, False, False]
+
+
+def test_a_prose_answer_with_every_expected_number_and_more_is_wrong_and_coded():
+    from evaluation.error_codes import error_codes
+
+    golden = "The train leaves at 9 and arrives 3 hours later."
+    padded = "The train leaves at 9 and arrives 3 hours later, or maybe 5 hours later."
+    question = "When does the train leave, and how long is the ride?"
+    m = match_answer(golden, padded, question=question)
+    assert not m.matched and m.kind == "prose" and "1 number(s)" in m.reason
+    assert "NUMERIC_ERROR_EXTRA_1_VALUES" in error_codes(question, golden, padded, matched=m.matched)
+    assert match_answer(golden, "As scheduled, the train leaves at 9 and arrives 3 hours later.", question=question).matched
+    # a number the question gives is no extra fact; a golden answer without numbers judges none
+    assert match_answer(golden, "Asked at 7, the answer: the train leaves at 9 and arrives 3 hours later.",
+                        question="At 7, when does the train leave?").matched
+    assert match_answer("Water boils when it is heated enough.", "Water boils when it is heated enough, at 100.").matched
