@@ -78,6 +78,7 @@ def collect(root: Path) -> dict:
         "last_evaluation": _json(root / "data" / "last_evaluation.json") or None,
         "self_correction": _json(root / "data" / "self_correction" / "buffer.json").get("stats"),
         "reprompt_policy": _policy(root),
+        "vllm": _json(root / "data" / "vllm.json") or None,  # what the promotion hook left loaded in vLLM
         "ace_playbook": _playbook(root),
         "promotion": {"last": _json(root / "data" / "gate" / "last_verdict.json") or None,
                       "not_promoted": state.rejected, "head": state.head, "refused_in_a_row": state.refused_in_a_row,
@@ -140,6 +141,8 @@ def show(root: Path, console: Console | None = None) -> dict:
         table.add_row("kept, not promoted", ", ".join(gate["not_promoted"]))
     if gate["alarm"]:
         table.add_row("ALARM", gate["alarm"])
+    if s["vllm"]:
+        table.add_row("vLLM holds", f"{', '.join(s['vllm']['loaded']) or 'nothing of ours'} ({s['vllm']['url']})")
     console.print(table)
     print(json.dumps(s, default=str))
     return s

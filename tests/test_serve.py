@@ -371,6 +371,35 @@ def test_the_status_page_shows_the_adapter_and_the_queue_in_chromium(trained, tm
     assert shot.stat().st_size > 10_000
 
 
+def test_vllm_keeps_only_the_newest_versions_loaded_and_status_says_what_it_holds(root):
+    calls = []
+
+    class FakeVLLM(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            calls.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))["lora_name"]))
+            gone = self.path.endswith("unload_lora_adapter") and calls[-1][1] == "mine-v0002"
+            self.send_response(404 if gone else 200)  # v0002 was unloaded by hand: done already
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    vllm = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeVLLM)
+    threading.Thread(target=vllm.serve_forever, daemon=True).start()
+    try:
+        write_config(root, serve={"notify_vllm_url": f"http://127.0.0.1:{vllm.server_port}/v1",
+                                  "vllm_lora_prefix": "mine"}, training={"keep_versions": 1})
+        for name, seed in (("a", 1), ("b", 2), ("c", 3)):
+            assert run_cli(root, write_jsonl(root / f"{name}.jsonl", integer_sums(8, seed=seed))).returncode == 0
+    finally:
+        vllm.shutdown()
+    assert calls == [("/v1/load_lora_adapter", "mine-v0001"), ("/v1/load_lora_adapter", "mine-v0002"),
+                     ("/v1/unload_lora_adapter", "mine-v0001"), ("/v1/load_lora_adapter", "mine-v0003"),
+                     ("/v1/unload_lora_adapter", "mine-v0002")]
+    status = json.loads(run_cli(root, "--status").stdout.splitlines()[-1])
+    assert status["vllm"]["loaded"] == ["mine-v0003"]
+
+
 def test_each_promotion_is_loaded_into_vllm_under_its_own_name(root):
     calls = []
 
