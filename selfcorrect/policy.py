@@ -24,6 +24,7 @@ seeded by (traces.seed, decisions so far): the same state gives the same choice.
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,10 @@ class Policy:
             self.arms = {str(k): {str(a): {f: float(v[f]) for f in ("alpha", "beta", "n", "reward_sum")}
                                   for a, v in arms.items()} for k, arms in state["arms"].items()}
             self.decisions, self.updates = int(state["decisions"]), int(state["updates"])
+            for k, arms in self.arms.items():  # a NaN or a zero would make the Beta draws loop for ever
+                for a, v in arms.items():
+                    if not all(math.isfinite(x) for x in v.values()) or min(v["alpha"], v["beta"]) <= 0:
+                        raise ValueError(f"arm {k!r} {a!r}: alpha and beta must be finite and above 0, got {v}")
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             from core.errors import ProjectError
 

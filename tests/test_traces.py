@@ -236,3 +236,17 @@ def test_a_provider_that_is_down_is_named_and_nothing_is_half_written(root):
     assert out.returncode == 1
     assert "failed on every question" in out.stderr + out.stdout and "APIConnectionError" in out.stderr + out.stdout
     assert not list((root / "logs").glob("traces_*.jsonl")) and not list((root / "logs").glob("summary_*.json"))
+
+
+def test_a_policy_state_with_a_nan_is_refused_naming_the_arm_instead_of_sampling_for_ever(tmp_path):
+    import json
+
+    from core.errors import ProjectError
+    from selfcorrect.policy import Policy
+
+    path = tmp_path / "rts.json"
+    path.write_text(json.dumps({"version": 1, "algorithm": "thompson", "decisions": 3, "updates": 3,
+                                "arms": {"wrong|low|none|0": {"p_error_codes": {"alpha": float("nan"), "beta": 1.0,
+                                                                                "n": 1.0, "reward_sum": 0.5}}}}))
+    with pytest.raises(ProjectError, match="p_error_codes.*finite"):
+        Policy(path, algorithm="thompson", actions=["p_error_codes"])
