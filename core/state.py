@@ -33,7 +33,11 @@ class TrainingState:
     @classmethod
     def read(cls, path: Path) -> "TrainingState":
         """The state in one file, or ValueError/TypeError/OSError saying why it cannot be read."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls.parse(Path(path).read_text(encoding="utf-8"))
+
+    @classmethod
+    def parse(cls, text: str) -> "TrainingState":
+        data = json.loads(text)
         if isinstance(data, dict):
             data.setdefault("head", data.get("current_adapter"))  # written before the head existed
         return cls(**data)
@@ -67,8 +71,9 @@ class TrainingState:
         """The commit point. The commit before it is kept beside it (state.json.prev) for recovery."""
         path = Path(path)
         try:
-            type(self).read(path)  # only a readable commit is kept: never a damaged one over a good one
-            atomic_write_text(previous(path), path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            type(self).parse(text)  # only a readable commit is kept: never a damaged one over a good one
+            atomic_write_text(previous(path), text)
         except (ValueError, TypeError, OSError):
             pass
         atomic_write_json(path, asdict(self))

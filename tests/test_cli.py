@@ -1,5 +1,6 @@
 """The command line: every older `python train.py` form the README shows becomes the command that does the same,
 every command has its own help with a usage line and an example, and the installed command runs."""
+import os
 import re
 import shutil
 import subprocess
@@ -75,7 +76,7 @@ def test_a_command_leaves_the_environment_as_it_found_it(root, monkeypatch):
     monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
     assert run_cli(root, "--eval", write_jsonl(root / "qa.jsonl", integer_sums(2, seed=0)), "--max-new-tokens",
                    "2").returncode == 0
-    assert "HF_HUB_OFFLINE" not in __import__("os").environ and "TOKENIZERS_PARALLELISM" not in __import__("os").environ
+    assert "HF_HUB_OFFLINE" not in os.environ and "TOKENIZERS_PARALLELISM" not in os.environ
 
 
 @pytest.mark.integration
