@@ -51,6 +51,8 @@ class AdapterStore:
         tmp = self.folder / f".current-{os.getpid()}"
         tmp.unlink(missing_ok=True)
         os.symlink(version, tmp)
+        if link.is_dir() and not link.is_symlink():  # a root copied with its links followed (`cp -r`): the
+            remove_tree(link)                         # folder is a copy of a version, which state.json names
         os.replace(tmp, link)
         fsync_dir(self.folder)
 

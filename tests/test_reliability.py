@@ -226,6 +226,24 @@ def test_links_fifos_and_folders_are_refused_wherever_they_stand_and_nothing_out
 
 
 @pytest.mark.integration
+def test_a_root_copied_with_its_links_followed_starts_and_trains(root, tmp_path):
+    """`cp -r` (or shutil.copytree) of a root turns the `current` link into a folder: the daemon stopped at start
+    with IsADirectoryError. The folder is a copy of the version state.json names, so the link replaces it."""
+    write_config(root, daemon={"settle_seconds": 0})
+    write_jsonl(root / "queue" / "normal" / "f0.jsonl", integer_sums(4, seed=80))
+    assert run_cli(root, "--once").returncode == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)  # follows symlinks, as `cp -r` does
+    assert (copy / "data" / "adapters" / "current").is_dir()
+    write_jsonl(copy / "queue" / "normal" / "f1.jsonl", integer_sums(4, seed=81))
+    out = run_cli(copy, "--once")
+    assert out.returncode == 0, out.stderr
+    state = json.loads((copy / "data" / "state.json").read_text())
+    assert state["versions"] == ["v0001", "v0002"]
+    assert os.readlink(copy / "data" / "adapters" / "current") == state["current_adapter"]
+
+
+@pytest.mark.integration
 def test_retention_keeps_the_current_version(root):
     write_config(root, daemon={"settle_seconds": 0}, training={"keep_versions": 2})
     for i in range(4):
