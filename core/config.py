@@ -367,6 +367,9 @@ class ServeSection(Section):
     max_tokens: int = Field(1024, gt=0, description="Most new tokens per completion (also the default).")
     max_n: int = Field(8, gt=0, description="Most completions one request may ask for (n).")
     max_batch: int = Field(16, gt=0, description="Completions decoded together.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="The weights' precision while serving: auto is bf16 where the hardware computes it "
+        "natively, else as loaded; float32 gives the log-probs of an fp32 forward (as `lm_eval --model hf`).")
     max_waiting: int = Field(256, gt=0, description="Most completions waiting for a slot; past it a request is "
                                                     "answered 429 with Retry-After, and nothing accepted is dropped.")
     max_body_bytes: int = Field(4 * 2**20, gt=0, description="Largest request body, checked before it is read (413).")

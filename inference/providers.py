@@ -76,6 +76,11 @@ class OpenAIProvider:
     async def close(self) -> None:
         await self.client.close()
 
+    @staticmethod
+    def text(request: Request, text: str) -> str:
+        """An API's text as the local engine gives it: stripped unless the request says not to."""
+        return text.strip() if request.strip else text
+
     async def _one(self, request: Request) -> Result:
         common = dict(model=self.model, max_tokens=request.max_new_tokens, temperature=request.temperature,
                       top_p=request.top_p, n=request.n, seed=request.seed)
@@ -86,7 +91,7 @@ class OpenAIProvider:
                 if request.logprobs:
                     common["logprobs"] = True
                 response = await self.client.chat.completions.create(messages=request.messages, **common)
-                completions = [Completion(c.message.content or "", [], c.finish_reason or "stop",
+                completions = [Completion(self.text(request, c.message.content or ""), [], c.finish_reason or "stop",
                                           [t.logprob for t in c.logprobs.content]
                                           if request.logprobs and c.logprobs and c.logprobs.content else None)
                                for c in response.choices]
@@ -94,7 +99,7 @@ class OpenAIProvider:
                 if request.logprobs:
                     common["logprobs"] = 0
                 response = await self.client.completions.create(prompt=request.prompt, **common)
-                completions = [Completion(c.text, [], c.finish_reason or "stop",
+                completions = [Completion(self.text(request, c.text), [], c.finish_reason or "stop",
                                           list(c.logprobs.token_logprobs) if request.logprobs and c.logprobs else None)
                                for c in response.choices]
         self.answered_by.append(response.model)

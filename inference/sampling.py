@@ -60,6 +60,7 @@ class _Row:
     sample: int = 0  # which of the request's n completions
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
     finish_reason: str = ""
     watch: bool = False  # a final-answer marker was seen: check the text at every step
     owner: "_Open | None" = None  # the admitted request this row answers
@@ -139,6 +140,7 @@ class _Batch:
     positions: torch.Tensor  # [rows, 1]
     logits: torch.Tensor
     recent: torch.Tensor  # [rows, <= LOOP_WINDOW]
+    prompt_logits: torch.Tensor | None = None  # every prompt position's logits, when the prefill was asked for them
 
     def select(self, keep: torch.Tensor) -> None:
         """Keep these rows, and drop the leading columns that are padding in every row left (their keys and
@@ -189,23 +191,40 @@ def _left_fill(recent: torch.Tensor, width: int) -> torch.Tensor:
     return torch.cat([fill.to(recent.dtype), recent], dim=1)
 
 
+def token_logprobs(logits: torch.Tensor, chosen: torch.Tensor, top: int
+                   ) -> tuple[list[float], list[list[tuple[int, float]]] | None]:
+    """Each position's chosen token's log-prob under `logits` [positions, vocab] (before any temperature), and,
+    for `top` > 0, the `top` most likely tokens with theirs: one rule for prompt and completion tokens, so a
+    greedy token's log-prob equals the best alternative's exactly."""
+    logp = logits.float().log_softmax(-1)
+    picked = logp.gather(1, chosen[:, None])[:, 0].tolist()
+    if not top:
+        return picked, None
+    best = logp.topk(min(top, logp.shape[-1]), dim=-1)
+    return picked, [list(zip(i, v)) for i, v in zip(best.indices.tolist(), best.values.tolist())]
+
+
 @torch.no_grad()
-def prefill(model, input_ids, attention_mask, rows: list[_Row], repeat: torch.Tensor | None = None) -> _Batch:
+def prefill(model, input_ids, attention_mask, rows: list[_Row], repeat: torch.Tensor | None = None, *,
+            all_logits: bool = False) -> _Batch:
     """Left-padded prompts through the model once; `repeat[i]` is the prompt of row i (a prompt's K samples
-    share its prefill: its cache rows are repeated). Default: one row per prompt."""
+    share its prefill: its cache rows are repeated). Default: one row per prompt. `all_logits`: keep every
+    prompt position's logits too (for the prompt's log-probs), from the same forward."""
     cache = DynamicCache()
     positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
     # the last position as an index tensor, not logits_to_keep=1: that slice is a strided view, and torch's matmul
     # projects a strided [rows, 1, hidden] by copying the output embedding once per row (1.8 GB for 32 rows of the
     # default model, two thirds of the prefill's time); indexing gives a contiguous [rows, 1, hidden]
     last = torch.tensor([input_ids.shape[1] - 1], device=input_ids.device)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                   past_key_values=cache, use_cache=True, logits_to_keep=last).logits[:, -1]
+    every = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                  past_key_values=cache, use_cache=True, logits_to_keep=0 if all_logits else last).logits
+    logits = every[:, -1]
     if repeat is not None:
         repeat = repeat.to(input_ids.device)
         cache.batch_select_indices(repeat)
         logits, attention_mask, positions = logits[repeat], attention_mask[repeat], positions[repeat]
-    return _Batch(rows, cache, attention_mask, positions[:, -1:], logits, input_ids.new_zeros((len(rows), 0)))
+    return _Batch(rows, cache, attention_mask, positions[:, -1:], logits, input_ids.new_zeros((len(rows), 0)),
+                  every if all_logits else None)
 
 
 @torch.no_grad()
@@ -230,8 +249,10 @@ def decode(model, tokenizer, admit: Callable[[int], _Batch | None], *, stops: li
             stop = torch.tensor(stops, device=batch.logits.device, dtype=torch.long)
         rows = batch.rows
         token = _choose(batch.logits, rows)
-        chosen_logp = (batch.logits.float().log_softmax(-1).gather(1, token[:, None])[:, 0].tolist()
-                       if any(r.request.logprobs for r in rows) else None)
+        chosen_logp, top = None, None
+        if any(r.request.logprobs for r in rows):
+            chosen_logp, top = token_logprobs(batch.logits, token, max(r.request.top_logprobs for r in rows
+                                                                         if r.request.logprobs))
         batch.recent = torch.cat([batch.recent, token[:, None]], dim=1)[:, -LOOP_WINDOW:]
         hit_stop, looped = torch.isin(token, stop).tolist(), loop_stop(batch.recent, None).tolist()
         going = []
@@ -239,6 +260,8 @@ def decode(model, tokenizer, admit: Callable[[int], _Batch | None], *, stops: li
             row.tokens.append(t)
             if chosen_logp is not None and row.request.logprobs:
                 row.logprobs.append(chosen_logp[k])
+                if row.request.top_logprobs:
+                    row.top_logprobs.append(top[k][:row.request.top_logprobs])
             row.finish_reason = ("stop" if hit_stop[k] else "loop" if looped[k] and row.request.cut_runaways
                                  else _finished(tokenizer, row))
             if row.request.on_token is not None:
@@ -302,6 +325,9 @@ class _Open:
     prompt_tokens: int
     rows: list[_Row]
     left: int
+    prompt_ids: list[int] | None = None  # with prompt_logprobs: the prompt, each token's log-prob, alternatives
+    prompt_logprobs: list[float | None] | None = None
+    prompt_top_logprobs: list | None = None
 
 
 class SamplingEngine:
@@ -378,16 +404,31 @@ class SamplingEngine:
             for _, r in pairs:
                 check_request(r)
             batch = self._encode_prompts([r for _, r in pairs])
-            rows = []
+            rows, owners = [], []
             for k, (key, r) in enumerate(pairs):
                 owner = _Open(r, int(batch["attention_mask"][k].sum()), [], r.n)
                 owner.rows = [_Row(r, key, None if r.temperature <= 0 else
                                    torch.Generator().manual_seed((r.seed * 100_003 + s) % 2**64), s, owner=owner)
                               for s in range(r.n)]
                 rows += owner.rows
+                owners.append(owner)
             repeat = torch.repeat_interleave(torch.arange(len(pairs)), torch.tensor([r.n for _, r in pairs]))
-            joined = prefill(model, batch["input_ids"].to(device), batch["attention_mask"].to(device), rows, repeat)
+            scoring = any(r.prompt_logprobs is not None for _, r in pairs)
+            joined = prefill(model, batch["input_ids"].to(device), batch["attention_mask"].to(device), rows, repeat,
+                             all_logits=scoring)
             joinable[0] = _joinable(joined.cache)
+            if scoring:
+                self._score_prompts(owners, batch, joined.prompt_logits)
+                joined.prompt_logits = None
+            going = [k for k, row in enumerate(joined.rows) if row.request.max_new_tokens > 0]
+            if len(going) < len(joined.rows):  # scored only: answered by the prefill, no decoding
+                for row in joined.rows:
+                    if row.request.max_new_tokens == 0:
+                        row.finish_reason = "length"
+                        finished(row)
+                if not going:
+                    return admit(running)
+                joined.select(torch.tensor(going, device=device))
             return joined
 
         def finished(row: _Row) -> None:
@@ -406,32 +447,62 @@ class SamplingEngine:
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
 
+    @staticmethod
+    def _score_prompts(owners: list[_Open], batch: dict, logits: torch.Tensor) -> None:
+        """Each prompt token's log-prob given the tokens before it (the first has none), from the prefill's logits
+        of the whole left-padded batch: one forward for every prompt admitted together."""
+        for k, owner in enumerate(owners):
+            top = owner.request.prompt_logprobs
+            if top is None:
+                continue
+            start = int((batch["attention_mask"][k] == 0).sum())  # the left padding
+            ids = batch["input_ids"][k, start:]
+            picked, alternatives = token_logprobs(logits[k, start:-1], ids[1:].to(logits.device), top)
+            owner.prompt_ids = ids.tolist()
+            owner.prompt_logprobs = [None, *picked]
+            owner.prompt_top_logprobs = [None, *alternatives] if alternatives is not None else None
+
     def _result(self, o: _Open) -> Result:
-        result = Result(o.prompt_tokens)
+        result = Result(o.prompt_tokens, prompt_ids=o.prompt_ids, prompt_logprobs=o.prompt_logprobs,
+                        prompt_top_logprobs=o.prompt_top_logprobs)
         for row in o.rows:
-            result.completions.append(Completion(self.text(row.request, row.tokens, row.finish_reason), row.tokens,
-                                                 row.finish_reason, row.logprobs if row.request.logprobs else None))
+            wanted = row.request.logprobs
+            result.completions.append(Completion(
+                self.text(row.request, row.tokens, row.finish_reason), row.tokens, row.finish_reason,
+                row.logprobs if wanted else None, row.top_logprobs if wanted and row.request.top_logprobs else None))
             result.completion_tokens += len(row.tokens)
         return result
 
     def text(self, request: Request, tokens: list[int], finish_reason: str = "") -> str:
-        """A completion's text: its tokens decoded, cut before a stop string and after a final answer, stripped.
+        """A completion's text: its tokens decoded, cut before a stop string and after a final answer, stripped
+        (unless the request says not to).
         Mid-way (finish_reason ""), the text so far."""
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
         for s in request.stop:
             text = text.split(s, 1)[0]
         if finish_reason == "final_answer":
             text = text[:final_answer_end(text)]
-        return text.strip()
+        return text.strip() if request.strip else text
+
+    def prompt_ids(self, request: Request) -> list[int]:
+        """The request's prompt as token ids: as given, or encoded, with the tokenizer's special tokens unless a
+        chat template has put them in."""
+        if request.prompt_ids is not None:
+            return list(request.prompt_ids)
+        return self.tokenizer(self.render(request), add_special_tokens=not (
+            self.use_template and request.messages is not None))["input_ids"]
 
     def _encode_prompts(self, chunk: list[Request]) -> dict:
-        """Left-padded token ids of the requests' prompts; special tokens added unless a chat template does."""
-        return self.tokenizer([self.render(r) for r in chunk], return_tensors="pt", padding=True,
-                              add_special_tokens=not (self.use_template and all(r.messages is not None for r in chunk)))
+        """Left-padded token ids of the requests' prompts, with their attention mask."""
+        ids = [self.prompt_ids(r) for r in chunk]
+        width = max(map(len, ids))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        return {"input_ids": torch.tensor([[pad] * (width - len(i)) + i for i in ids], dtype=torch.long),
+                "attention_mask": torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids], dtype=torch.long)}
 
     def prompt_tokens(self, request: Request) -> int:
         """How many tokens the request's prompt takes (to check it against the context before queueing it)."""
-        return int(self._encode_prompts([request])["attention_mask"].sum())
+        return len(self.prompt_ids(request))
 
 
 def generate_answers(model, tokenizer, conversations: list[list[dict]], *, use_template: bool,

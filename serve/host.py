@@ -19,6 +19,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import torch
+
 from core.adapters import AdapterStore
 from core.config import Config
 from core.events import EventLog
@@ -44,6 +46,7 @@ class ModelHost:
         self.counter: SamplingEngine | None = None  # prompt lengths, on the event loop's thread (own tokenizer)
         self.batcher: Batcher | None = None
         self.context = 0  # the model's context length, in tokens
+        self.vocab = 0  # token ids a prompt may hold: 0 to vocab - 1
         self.loaded: list[str] = []  # adapter versions held by the model
         self.answered: Counter = Counter()  # requests answered per version
         self.finished: Counter = Counter()  # completions by how they ended (a client that left: "cancelled")
@@ -58,7 +61,9 @@ class ModelHost:
             base = load_base(config, self.root)
             self.model_path, model, tokenizer, use_template, plan = (base.path, base.model, base.tokenizer,
                                                                      base.use_template, base.plan)
-            dtype = decode_dtype(model)
+            dtype = decode_dtype(model) if config.serve.dtype == "auto" else getattr(torch, config.serve.dtype)
+            if dtype == next(model.parameters()).dtype:
+                dtype = None
             for p in model.parameters():  # buffers (rotary frequencies) keep their precision
                 if dtype is not None:
                     p.data = p.data.to(dtype)
@@ -67,9 +72,10 @@ class ModelHost:
                                          max_batch=config.serve.max_batch, dtype=None)
             self.counter = SamplingEngine(model, copy.deepcopy(tokenizer), use_template=use_template, dtype=None)
             self.context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+            self.vocab = model.get_input_embeddings().num_embeddings
             self.batcher = Batcher(self._answer, max_batch=config.serve.max_batch, name="serve-batcher")
             self.events.emit("serve", f"model {config.model.name_or_path} loaded on {plan.device} "
-                             f"({'bf16' if dtype is not None else str(next(model.parameters()).dtype)[6:]} weights); "
+                             f"({str(next(model.parameters()).dtype).removeprefix('torch.')} weights); "
                              f"current adapter {self.current()}", device=plan.device)
             self.ready.set()
         except Exception as e:  # the server stays up and says why

@@ -10,7 +10,10 @@ import time
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
+                      model_validator)
+
+MAX_LOGPROBS = 20  # alternatives per token, as vLLM's default --max-logprobs
 
 
 class APIError(Exception):
@@ -87,6 +90,16 @@ class Sampling(BaseModel):
     def wants_logprobs(self) -> bool:
         return False
 
+    @property
+    def top_logprobs_count(self) -> int:
+        """Alternatives asked for each new token (with wants_logprobs)."""
+        return 0
+
+    @property
+    def prompt_logprobs(self) -> int | None:
+        """Alternatives asked for each prompt token (None: the prompt is not scored)."""
+        return None
+
     @model_validator(mode="after")
     def _unsupported(self):
         for name in ("presence_penalty", "frequency_penalty"):
@@ -101,12 +114,16 @@ class ChatRequest(Sampling):
     messages: list[Message] = Field(..., min_length=1)
     max_completion_tokens: int | None = Field(None, gt=0)  # the newer name of max_tokens
     logprobs: bool = False
-    top_logprobs: int | None = Field(None, ge=0, le=0)  # only the chosen token's log-prob is given
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)  # with logprobs: the N most likely tokens
     tools: list | None = None
 
     @property
     def wants_logprobs(self) -> bool:
         return self.logprobs
+
+    @property
+    def top_logprobs_count(self) -> int:
+        return self.top_logprobs or 0
 
     @model_validator(mode="after")
     def _chat(self):
@@ -118,27 +135,61 @@ class ChatRequest(Sampling):
         return self
 
 
+PROMPT_FORMS = "a string, a list of strings, a list of token ids, or a list of lists of token ids"
+
+
 class CompletionRequest(Sampling):
-    prompt: str | list[str]
-    logprobs: int | None = Field(None, ge=0, le=0)  # 0: the chosen tokens' log-probs (no alternatives)
-    echo: bool = False
+    """The legacy completions API as OpenAI and vLLM define it; `echo` with `max_tokens: 0` scores a prompt
+    (lm-eval's log-likelihood requests)."""
+
+    prompt: str | list[str] | list[int] | list[list[int]]
+    max_tokens: int | None = Field(None, ge=0)  # 0, with echo: score the prompt, generate nothing
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)  # N: each token's log-prob and the N most likely
+    echo: bool = False  # the prompt comes back in front of the completion (with its log-probs, the first null)
     suffix: str | None = None
+
+    @field_validator("prompt", mode="wrap")
+    @classmethod
+    def _prompt(cls, value, handler):
+        try:
+            prompt = handler(value)
+        except ValidationError:
+            raise ValueError(f"prompt: must be {PROMPT_FORMS}") from None
+        if isinstance(prompt, list) and (not prompt or any(isinstance(p, list) and not p for p in prompt)):
+            raise ValueError("prompt: must not be empty (nor any prompt in it)")
+        return prompt
 
     @property
     def wants_logprobs(self) -> bool:
         return self.logprobs is not None
 
+    @property
+    def top_logprobs_count(self) -> int:
+        return self.logprobs or 0
+
+    @property
+    def prompt_logprobs(self) -> int | None:
+        return (self.logprobs or 0) if self.echo and (self.logprobs is not None or self.max_tokens == 0) else None
+
     @model_validator(mode="after")
     def _completion(self):
-        if self.echo or self.suffix:
-            raise ValueError("echo and suffix: not supported by this server")
-        if isinstance(self.prompt, list) and not self.prompt:
-            raise ValueError("prompt: must not be empty")
+        if self.suffix:
+            raise ValueError("suffix: not supported by this server")
+        if self.max_tokens == 0 and not self.echo:
+            raise ValueError("max_tokens: 0 scores the prompt and needs echo: true (or ask for at least 1 token)")
+        if self.echo and self.stream:
+            raise ValueError("echo: not supported with stream; ask without stream")
         return self
 
     @property
-    def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else self.prompt
+    def prompts(self) -> list[dict]:
+        """Each prompt as the engine takes it: {"prompt": text} or {"prompt_ids": token ids}."""
+        p = self.prompt
+        if isinstance(p, str):
+            return [{"prompt": p}]
+        if all(isinstance(x, int) for x in p):
+            return [{"prompt_ids": p}]
+        return [{"prompt": x} if isinstance(x, str) else {"prompt_ids": x} for x in p]
 
 
 # -- responses ----------------------------------------------------------------------------------------------

@@ -48,11 +48,16 @@ class Endpoint:
                            "max_tokens")
         seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
         out = []
-        for prompt in prompts:
-            r = Request(**prompt, max_new_tokens=body.max_tokens or limits.max_tokens, temperature=body.temperature,
-                        top_p=body.top_p, top_k=body.top_k, n=body.n, seed=seed, stop=tuple(body.stop or ()),
-                        logprobs=body.wants_logprobs, cut_runaways=False)
+        for k, prompt in enumerate(prompts):
+            self.check_token_ids(prompt.get("prompt_ids"), k if len(prompts) > 1 else None)
+            r = Request(**prompt, max_new_tokens=limits.max_tokens if body.max_tokens is None else body.max_tokens,
+                        temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, n=body.n, seed=seed,
+                        stop=tuple(body.stop or ()), logprobs=body.wants_logprobs,
+                        top_logprobs=body.top_logprobs_count, prompt_logprobs=body.prompt_logprobs, cut_runaways=False,
+                        strip=False)
             used = host.counter.prompt_tokens(r)
+            if not used:
+                raise APIError(400, "prompt: it encodes to no tokens; give some text", "prompt")
             if used >= host.context:
                 field = "messages" if r.messages is not None else "prompt"
                 raise APIError(413, f"{field}: the prompt takes {used} tokens; the model's context is {host.context}; "
@@ -65,6 +70,15 @@ class Endpoint:
             out.append(r)
         return out
 
+    def check_token_ids(self, ids: list[int] | None, which: int | None) -> None:
+        """A prompt of token ids holds only ids of the model's vocabulary (400 naming the first that is not)."""
+        vocab = self.host.vocab
+        for j, t in enumerate(ids or ()):
+            if not 0 <= t < vocab:
+                at = f"prompt[{which}][{j}]" if which is not None else f"prompt[{j}]"
+                raise APIError(400, f"{at}: token id {t} is not in the model's vocabulary (0 to {vocab - 1})",
+                               "prompt", "invalid_token_id")
+
     async def answer(self, version: str, requests: list[Request]) -> list[Result]:
         return await asyncio.wrap_future(self.host.batcher.submit(version, requests))
 
@@ -74,10 +88,19 @@ class Endpoint:
         completion = sum(r.completion_tokens for r in results)
         return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
-    def token_texts(self, tokens: list[int]) -> list[str]:
-        tokenizer = self.host.counter.tokenizer
-        special = set(tokenizer.all_special_ids)
-        return [tokenizer.decode([t]) for t in tokens if t not in special]
+    def token_text(self, token: int) -> str:
+        return self.host.counter.tokenizer.decode([token])
+
+    def scored_tokens(self, c) -> list[tuple[str, float, dict[str, float]]]:
+        """A completion's tokens as (text, log-prob, the most likely alternatives with the token itself, as
+        vLLM gives them), leaving out special tokens (the end of turn), which are not part of the text."""
+        special = set(self.host.counter.tokenizer.all_special_ids)
+        tops = c.top_logprobs or [[] for _ in c.tokens]
+        return [(self.token_text(t), lp, self.alternatives(top, t, lp))
+                for t, lp, top in zip(c.tokens, c.logprobs, tops) if t not in special]
+
+    def alternatives(self, top: list[tuple[int, float]], token: int, logprob: float) -> dict[str, float]:
+        return {self.token_text(t): lp for t, lp in [*top, (token, logprob)]}
 
     def chunk(self, index: int, text: str | None, finish: str | None = None, *, first: bool = False):
         """One choice of a streamed chunk (`first`: the chunk that opens a chat choice, before any text)."""
@@ -157,8 +180,11 @@ class ServingChat(Endpoint):
     def logprobs(self, c) -> dict | None:
         if c.logprobs is None:
             return None
-        return {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []}
-                            for t, lp in zip(self.token_texts(c.tokens), c.logprobs)]}
+        n = len(c.top_logprobs[0]) if c.top_logprobs else 0
+        return {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode()),
+                             "top_logprobs": [{"token": a, "logprob": alp, "bytes": list(a.encode())}
+                                              for a, alp in list(top.items())[:n]]}
+                            for t, lp, top in self.scored_tokens(c)]}
 
     def chunk(self, index: int, text: str | None, finish: str | None = None, *, first: bool = False):
         delta = ChatDelta(role="assistant", content="") if first else ChatDelta(content=text)
@@ -172,24 +198,37 @@ class ServingCompletion(Endpoint):
     id_prefix, chunk_object = "cmpl", "text_completion"
 
     def requests(self, body: CompletionRequest) -> list[Request]:
-        return self.engine_requests(body, [{"prompt": p} for p in body.prompts])
+        return self.engine_requests(body, body.prompts)
 
     async def full(self, version: str, requests: list[Request], body: CompletionRequest) -> TextCompletion:
         results = await self.answer(version, requests)
-        choices = [CompletionChoice(index=k * body.n + j, text=c.text, finish_reason=finish_reason(c.finish_reason),
-                                    logprobs=self.logprobs(c))
+        choices = [CompletionChoice(index=k * body.n + j, text=self.echoed(body, requests[k]) + c.text,
+                                    finish_reason=finish_reason(c.finish_reason), logprobs=self.logprobs(body, r, c))
                    for k, r in enumerate(results) for j, c in enumerate(r.completions)]
         return TextCompletion(model=version, choices=choices, usage=self.usage(results))
 
-    def logprobs(self, c) -> dict | None:
+    def echoed(self, body: CompletionRequest, request: Request) -> str:
+        if not body.echo:
+            return ""
+        return request.prompt if request.prompt is not None else self.host.counter.tokenizer.decode(request.prompt_ids)
+
+    def logprobs(self, body: CompletionRequest, result: Result, c) -> dict | None:
+        """OpenAI's legacy shape: the tokens' texts, log-probs, alternatives and offsets; with echo, the prompt's
+        tokens first (every one, special or not, so a client can cut at its own token count), the first null."""
         if c.logprobs is None:
             return None
-        texts, offsets, at = self.token_texts(c.tokens), [], 0
-        for t in texts:
+        scored = []
+        if body.echo and result.prompt_ids is not None:
+            tops = result.prompt_top_logprobs or [None] + [[] for _ in result.prompt_ids[1:]]
+            scored = [(self.token_text(t), lp, None if lp is None else self.alternatives(top, t, lp))
+                      for t, lp, top in zip(result.prompt_ids, result.prompt_logprobs, tops)]
+        scored += self.scored_tokens(c)
+        offsets, at = [], 0
+        for text, _, _ in scored:
             offsets.append(at)
-            at += len(t)
-        return {"tokens": texts, "token_logprobs": c.logprobs[:len(texts)], "top_logprobs": None,
-                "text_offset": offsets}
+            at += len(text)
+        return {"tokens": [t for t, _, _ in scored], "token_logprobs": [lp for _, lp, _ in scored],
+                "top_logprobs": [top for _, _, top in scored], "text_offset": offsets}
 
     def chunk(self, index: int, text: str | None, finish: str | None = None, *, first: bool = False):
         return TextChunkChoice(index=index, text=text or "", finish_reason=finish)

@@ -103,6 +103,37 @@ def test_log_probs_are_the_models_for_each_chosen_token(engine):
     assert len(c.logprobs) == len(c.tokens) and torch.allclose(torch.tensor(c.logprobs), expected, atol=1e-4)
 
 
+def test_a_prompt_is_scored_by_its_prefill_as_a_teacher_forced_forward_scores_it(engine):
+    """prompt_logprobs: each prompt token's log-prob given those before it, from the prefill of the whole batch
+    (prompts of different lengths, left-padded together); max_new_tokens 0 decodes nothing."""
+    tok = engine.tokenizer
+    ids = [tok("The cat sat on the mat because")["input_ids"], tok("Two plus two")["input_ids"]]
+    forwards = []
+    hook = engine.model.register_forward_pre_hook(lambda m, a, kw: forwards.append(kw["input_ids"].shape),
+                                                  with_kwargs=True)
+    try:
+        scored = engine.generate([Request(prompt_ids=i, max_new_tokens=0, prompt_logprobs=3) for i in ids])
+    finally:
+        hook.remove()
+    assert forwards == [(2, max(map(len, ids)))], "one batched forward, no decoding step"
+    for prompt, result in zip(ids, scored):
+        with torch.no_grad():
+            logp = engine.model(torch.tensor([prompt])).logits[0, :-1].float().log_softmax(-1)
+        expected = logp.gather(1, torch.tensor(prompt[1:])[:, None])[:, 0]
+        assert result.prompt_ids == prompt and result.prompt_logprobs[0] is None
+        assert torch.allclose(torch.tensor(result.prompt_logprobs[1:]), expected, atol=1e-4)
+        best = result.prompt_top_logprobs[1]
+        assert len(best) == 3 and best[0][0] == int(logp[0].argmax()) and best[0][1] >= best[1][1] >= best[2][1]
+        assert result.completions[0].tokens == [] and result.completions[0].finish_reason == "length"
+
+
+def test_top_logprobs_of_a_greedy_token_hold_it_with_the_same_log_prob(engine):
+    c = engine.generate([Request(prompt="Once upon a time", max_new_tokens=5, logprobs=True, top_logprobs=2,
+                                 cut_runaways=False)])[0].completions[0]
+    assert len(c.top_logprobs) == len(c.tokens) == 5
+    assert all(top[0] == (t, lp) for t, lp, top in zip(c.tokens, c.logprobs, c.top_logprobs))
+
+
 def test_a_stop_string_ends_the_completion_before_it(engine):
     asked = dict(messages=CHAT[2], max_new_tokens=24, temperature=1.0, seed=11)
     free = engine.generate([Request(**asked)])[0].completions[0]
@@ -114,11 +145,13 @@ def test_a_stop_string_ends_the_completion_before_it(engine):
 
 def test_bad_requests_are_refused_with_the_field_before_any_work():
     idle = SamplingEngine(None, None, use_template=False, dtype=None)  # no model: a refusal must come first
-    with pytest.raises(ValueError, match="n and max_new_tokens"):
+    with pytest.raises(ValueError, match="n must be at least 1"):
         idle.generate([Request(prompt="x", n=0)])
+    with pytest.raises(ValueError, match="ask for prompt_logprobs"):
+        idle.generate([Request(prompt="x", max_new_tokens=0)])
     with pytest.raises(ValueError, match="stop"):
         idle.generate([Request(prompt="x", stop=("",))])
-    with pytest.raises(ValueError, match="messages or a prompt"):
+    with pytest.raises(ValueError, match="messages, a prompt or prompt token ids"):
         idle.generate([Request()])
 
 

@@ -176,6 +176,70 @@ def test_the_api_answers_in_the_openai_shape_and_refuses_bad_requests_by_field(r
 
 
 @pytest.mark.integration
+def test_completions_score_prompts_as_a_teacher_forced_forward_of_the_same_adapter(trained, tmp_path, servers):
+    """lm-eval's log-likelihood request: token ids, echo, max_tokens 0 or 1, logprobs N; the echoed prompt's
+    log-probs are those of a teacher-forced fp32 forward of the served version."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.conftest import MODELS
+
+    root = copy_root(trained, tmp_path)
+    write_config(root, serve={"dtype": "float32"})
+    server = servers(root)
+    server.wait_ready()
+    tokenizer = AutoTokenizer.from_pretrained(MODELS / "tiny-random")
+    prompts = [tokenizer("The answer to 2 + 3 is 5")["input_ids"], tokenizer("Once upon a time")["input_ids"]]
+    status, r = server.post("/v1/completions", {"prompt": prompts, "echo": True, "max_tokens": 0, "logprobs": 2,
+                                                "temperature": 0})
+    assert status == 200, r
+    model = AutoModelForCausalLM.from_pretrained(MODELS / "tiny-random", dtype=torch.float32)
+    model = PeftModel.from_pretrained(model, root / "data" / "adapters" / "v0002").eval()
+    for ids, choice in zip(prompts, r["choices"]):
+        with torch.no_grad():
+            logp = model(torch.tensor([ids])).logits[0, :-1].float().log_softmax(-1)
+        expected = logp.gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+        got = choice["logprobs"]
+        assert got["token_logprobs"][0] is None and got["top_logprobs"][0] is None
+        assert len(got["tokens"]) == len(ids) and choice["text"] == tokenizer.decode(ids)
+        assert torch.allclose(torch.tensor(got["token_logprobs"][1:]), expected, atol=1e-4)
+        for k, top in enumerate(got["top_logprobs"][1:]):  # the 2 most likely, and the prompt's own token
+            assert 2 <= len(top) <= 3 and max(top.values()) == pytest.approx(float(logp[k].max()), abs=1e-4)
+    assert r["usage"]["completion_tokens"] == 0 and r["usage"]["prompt_tokens"] == sum(map(len, prompts))
+
+    # lm-eval's own form: max_tokens 1 and logprobs 1; the prompt's log-probs come first, then the new token's
+    status, one = server.post("/v1/completions", {"prompt": prompts[0], "echo": True, "max_tokens": 1,
+                                                  "logprobs": 1, "temperature": 0})
+    lp = one["choices"][0]["logprobs"]
+    assert status == 200 and lp["token_logprobs"][:len(prompts[0])] == pytest.approx(
+        r["choices"][0]["logprobs"]["token_logprobs"], abs=1e-5)
+    assert len(lp["token_logprobs"]) <= len(prompts[0]) + 1
+    assert one["choices"][0]["text"].startswith(tokenizer.decode(prompts[0]))
+
+    # a string prompt is echoed as given; without echo, logprobs N gives N alternatives of each new token
+    status, text = server.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 4, "logprobs": 3,
+                                                   "temperature": 0})
+    tops = text["choices"][0]["logprobs"]["top_logprobs"]
+    assert status == 200 and all(3 <= len(t) <= 4 for t in tops)
+    assert all(t[tok] == max(t.values()) for t, tok in zip(tops, text["choices"][0]["logprobs"]["tokens"]))
+
+    vocab = model.get_input_embeddings().num_embeddings
+    for body, param, words in [
+        ({"prompt": [[1, 2], [3, vocab]], "echo": True, "max_tokens": 0}, "prompt", f"prompt[1][1]: token id {vocab}"),
+        ({"prompt": [5, -1], "max_tokens": 2}, "prompt", "prompt[1]: token id -1"),
+        ({"prompt": [1, "a"]}, "prompt", "list of lists of token ids"),
+        ({"prompt": [[]]}, "prompt", "must not be empty"),
+        ({"prompt": "x", "max_tokens": 0}, "max_tokens", "needs echo"),
+        ({"prompt": "x", "logprobs": 21}, "logprobs", "20"),
+        ({"prompt": "x", "echo": True, "stream": True}, "echo", "stream"),
+    ]:
+        status, err = server.post("/v1/completions", body)
+        assert status == 400 and err["error"]["param"] == param and words in err["error"]["message"], (body, err)
+    assert server.post("/v1/completions", {"prompt": "still there?", "max_tokens": 2})[0] == 200
+
+
+@pytest.mark.integration
 def test_a_model_that_cannot_load_gets_503_naming_why_and_the_server_stays_up(root, servers):
     write_config(root, model={"name_or_path": "./no-such-model"})
     server = servers(root)
@@ -291,7 +355,9 @@ def test_the_openai_provider_gets_the_servers_answers_and_the_local_provider_bat
     assert remote.answered_by == ["base"] * 4
     direct = [server.post("/v1/chat/completions", chat(f"What is {k} + {k}?", temperature=0, max_tokens=12))[1]
               for k in range(3)]
-    assert [a.completions[0].text for a in answers[:3]] == [d["choices"][0]["message"]["content"] for d in direct]
+    # the server gives text as generated; a provider strips it, as the local engine does for our own questions
+    assert [a.completions[0].text for a in answers[:3]] == [d["choices"][0]["message"]["content"].strip()
+                                                            for d in direct]
     assert [a.completion_tokens for a in answers[:3]] == [d["usage"]["completion_tokens"] for d in direct]
     assert len(answers[3].completions[0].logprobs) == answers[3].completion_tokens
 
