@@ -367,6 +367,12 @@ class ServeSection(Section):
     max_tokens: int = Field(1024, gt=0, description="Most new tokens per completion (also the default).")
     max_n: int = Field(8, gt=0, description="Most completions one request may ask for (n).")
     max_batch: int = Field(16, gt=0, description="Completions decoded together.")
+    record: bool = Field(True, description="Keep each exchange served (served/exchanges/), so feedback can name it "
+                                           "by id; off: nothing is kept, and feedback must carry the exchange.")
+    record_max_bytes: int = Field(64 * 2**20, gt=0, description="Size at which a record file is closed and a new "
+                                                                "one begun.")
+    keep_days: float = Field(30.0, gt=0, description="Record files older than this are deleted (feedback already "
+                                                     "taken by the daemon is kept with its exchange).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="The weights' precision while serving: auto is bf16 where the hardware computes it "
         "natively, else as loaded; float32 gives the log-probs of an fp32 forward (as `lm_eval --model hf`).")
@@ -381,6 +387,21 @@ class ServeSection(Section):
                           "/v1/load_lora_adapter; it needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True.")
     vllm_lora_prefix: str = Field(
         "selfcorrect", description="Each version is loaded into vLLM as <prefix>-<version>, e.g. selfcorrect-v0007.")
+
+
+class FeedbackSection(Section):
+    """Learning from use: verdicts and corrections of served answers become training (docs/feedback.md)."""
+
+    enabled: bool = Field(True, description="Turn feedback (POST /v1/feedback, inbox/feedback/) into training files.")
+    max_chars: int = Field(20_000, gt=0, description="Longest correction or note accepted, in characters.")
+    min_examples: int = Field(1, gt=0, description="Records that make a feedback training file at once.")
+    max_wait_seconds: float = Field(
+        0.0, ge=0, description="Longest a record waits for more before a smaller file is written anyway.")
+    queue: Literal["high", "normal", "low"] = Field(
+        "high", description="Queue of the feedback training files (high: a correction lands before other files).")
+    correction_repeats: int = Field(
+        3, ge=1, le=100, description="Times a correction's records are repeated in its training file: a few "
+                                     "records are otherwise a few optimizer steps (bench/feedback.py measures it).")
 
 
 class ProviderSection(Section):
@@ -422,6 +443,7 @@ class Config(Section):
                                           "(tatqa_tiny, medqa_tiny, iot_tiny, word_problems, comparisons).")
     ace: AceSection = Field(default_factory=AceSection, description="ACE: the playbook of lessons.")
     serve: ServeSection = Field(default_factory=ServeSection, description="The OpenAI-compatible server.")
+    feedback: FeedbackSection = Field(default_factory=FeedbackSection, description="Learning from use.")
     providers: dict[str, ProviderSection] = Field(
         default_factory=dict, description="Named models for the seed systems, e.g. {\"judge\": {\"kind\": "
                                           "\"openai\", ...}}.")

@@ -19,6 +19,7 @@ FAULT_POINTS = (
     "adapter.staged", "adapter.promoted",  # inside an adapter save: before and after the rename, before state.json
     "adapter.committed",  # state.json written: adapter saved, file not yet moved to done
     "generator.after_pending", "generator.before_metadata", "generator.before_queue",  # a self-correction file
+    "feedback.after_taken", "feedback.after_pending",  # verdicts taken (state saved); a feedback file recorded
 )
 _failed: set[str] = set()
 

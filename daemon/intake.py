@@ -62,7 +62,8 @@ class Intake:
         """Unadmitted entries, oldest first: files found in one scan (say, at start-up) are
         stamped in the order they were written, the best evidence of arrival there is."""
         q = self.queue
-        found = [(q.inbox / n, "normal") for n in os.listdir(q.inbox) if q.inbox / n != q.practice_inbox]
+        found = [(q.inbox / n, "normal") for n in os.listdir(q.inbox)
+                 if q.inbox / n not in (q.practice_inbox, q.feedback_inbox)]  # each its own intake
         if q.practice_inbox.is_symlink():  # refused like any link, and never followed: what it points to is not ours
             found.append((q.practice_inbox, "normal"))
         else:

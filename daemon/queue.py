@@ -90,9 +90,10 @@ class Queue:
         self.failed_dir = self.base / "failed"
         self.practice_inbox = self.inbox / PRACTICE
         self.practice_dir = self.base / PRACTICE
+        self.feedback_inbox = self.inbox / "feedback"  # verdicts on served answers (daemon/feedback.py)
         self._last_stamp = 0
         for d in (self.inbox, *(self.base / p for p in PRIORITIES), self.processing, self.done_dir, self.failed_dir,
-                  self.practice_inbox, self.practice_dir):
+                  self.practice_inbox, self.practice_dir, self.feedback_inbox):
             d.mkdir(parents=True, exist_ok=True)
 
     def folder(self, priority: str) -> Path:

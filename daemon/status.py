@@ -11,6 +11,7 @@ from rich.table import Table
 
 from core.errors import ProjectError
 from core.events import duration
+from core.feedback import FEEDBACK_STATE, served_stats
 from core.state import TrainingState
 from evaluation.ace import Playbook
 from selfcorrect.policy import policy_stats
@@ -62,7 +63,8 @@ def collect(root: Path) -> dict:
     depth = {p: _count(q / p) for p in PRIORITIES}
     depth.update(processing=_count(q / "processing"), done=_count(q / "done"), failed=_count(q / "failed"),
                  # the practice folder counts by its files
-                 inbox=_count(root / "inbox") - (root / "inbox" / PRACTICE).is_dir() + _count(root / "inbox" / PRACTICE),
+                 inbox=(_count(root / "inbox") - (root / "inbox" / PRACTICE).is_dir() + _count(root / "inbox" / PRACTICE)
+                        - (root / "inbox" / "feedback").is_dir() + _count(root / "inbox" / "feedback")),
                  practice=_count(q / PRACTICE))
     working = status if pid and status.get("state") in ("training", "practicing") else None
     return {
@@ -79,6 +81,7 @@ def collect(root: Path) -> dict:
         "self_correction": _json(root / "data" / "self_correction" / "buffer.json").get("stats"),
         "reprompt_policy": _policy(root),
         "vllm": _json(root / "data" / "vllm.json") or None,  # what the promotion hook left loaded in vLLM
+        "feedback": _feedback(root),
         "ace_playbook": _playbook(root),
         "promotion": {"last": _json(root / "data" / "gate" / "last_verdict.json") or None,
                       "not_promoted": state.rejected, "head": state.head, "refused_in_a_row": state.refused_in_a_row,
@@ -86,6 +89,13 @@ def collect(root: Path) -> dict:
                       "alarm": (_json(root / "data" / "gate" / "alarm.json").get("message")
                                 if state.refused_in_a_row else None)},
     }
+
+
+def _feedback(root: Path) -> dict:
+    """What use has sent back: the server's record and verdicts, and what the daemon made of them."""
+    state = _json(root / FEEDBACK_STATE)
+    return {"served": served_stats(root), "taken": state.get("stats"), "records_waiting": len(state.get("records", [])),
+            "waiting_for_correction": state.get("waiting", [])[-10:]}
 
 
 def show(root: Path, console: Console | None = None) -> dict:
@@ -141,6 +151,15 @@ def show(root: Path, console: Console | None = None) -> dict:
         table.add_row("kept, not promoted", ", ".join(gate["not_promoted"]))
     if gate["alarm"]:
         table.add_row("ALARM", gate["alarm"])
+    fb = s["feedback"]
+    served, taken = fb["served"], fb["taken"]
+    if served["exchanges"] or served["feedback"] or taken:
+        table.add_row("use", f"{served['exchanges']} exchanges kept ({served['exchanges_bytes'] / 2**20:.1f} MiB), "
+                      f"{served['feedback']} verdicts" + (
+                          f"; taken {taken['verdicts']}: {taken['corrections']} corrections, {taken['good']} good, "
+                          f"{taken['bad']} bad; {taken['files']} training files" if taken else "")
+                      + (f"; {len(fb['waiting_for_correction'])} 'bad' answers wait for a correction"
+                         if fb["waiting_for_correction"] else ""))
     if s["vllm"]:
         table.add_row("vLLM holds", f"{', '.join(s['vllm']['loaded']) or 'nothing of ours'} ({s['vllm']['url']})")
     console.print(table)

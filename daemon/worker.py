@@ -33,6 +33,7 @@ from .intake import Intake
 from .job import train_file
 from .live_config import LiveConfig
 from .lock import RootLock
+from .feedback import ORIGIN as FEEDBACK, FeedbackLoop
 from .practice import PracticeFiles
 from .queue import PRIORITIES, STAMPED, Job, Queue
 from .shutdown import Shutdown, StopOnShutdown
@@ -110,7 +111,7 @@ class Daemon:
         for job in self.queue.recover():
             self.events.emit("recovered", f"{job.original_name}: back to the head of queue/{job.priority}/",
                              file=job.name)
-        self.watcher = Watcher([self.queue.inbox, self.queue.practice_inbox, *(self.queue.folder(p) for p in PRIORITIES),
+        self.watcher = Watcher([self.queue.inbox, self.queue.practice_inbox, self.queue.feedback_inbox, *(self.queue.folder(p) for p in PRIORITIES),
                                 self.live.path.parent])
         self.watcher.start()
         self.intake = Intake(self.queue, self.events, config=self.config, watcher=self.watcher)
@@ -119,6 +120,8 @@ class Daemon:
                                         refresh=self.live.latest)
         self.engine, self.monitor = self.workbench.engine, self.workbench.monitor
         self.practice = PracticeFiles(self.queue, self.engine, self.events, self.status)
+        self.feedback = FeedbackLoop(self.root, queue=self.queue, outbox=self.queue.outbox(FEEDBACK),
+                                     gate=self.engine.gate.items, pool=self.monitor.pool, events=self.events)
         self.status.write(state="idle", adapter=self.engine.state.current_adapter)
         self.events.emit("daemon", f"watching {self.queue.inbox} and {self.queue.base}/{{high,normal,low}} "
                          f"(pid {os.getpid()})", pid=os.getpid())
@@ -166,6 +169,7 @@ class Daemon:
         self.intake.scan(now)
         if now < self.retry_at:
             return False
+        self._feedback()
         job = self.queue.claim(up_to=self.config.practice.queue)
         if job is None and self._practice():
             return True
@@ -181,6 +185,15 @@ class Daemon:
         self.live.poll()
         self.engine.config = self.intake.config = self.config
         self.monitor.apply(self.config)
+
+    def _feedback(self) -> None:
+        """Verdicts on served answers into a training file (daemon/feedback.py); a full disk pauses the loop."""
+        try:
+            self.feedback.step(self.config)
+        except OSError as e:
+            self.retry_at = time.time() + self.config.daemon.scan_interval_seconds
+            self.events.emit("error", f"feedback: {e}; retrying in {self.config.daemon.scan_interval_seconds:.0f}s "
+                             "(nothing taken is lost: it is in data/feedback/state.json)")
 
     def _practice(self) -> bool:
         """The next step of the first practice file that can take one (see daemon/practice.py); True if one did."""

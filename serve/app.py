@@ -4,6 +4,7 @@
     GET  /v1/models              current, base and each committed adapter version
     POST /v1/chat/completions    chat; stream: true for server-sent events
     POST /v1/completions         raw prompts
+    POST /v1/feedback            a verdict (good / bad, a correction) on a served answer: it becomes training
     GET  /                       the status page (it reads /status.json and /curve.json)
 
 The server runs beside the daemon on the same root, as its own process: it never takes the
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import os
 import socket
 import threading
@@ -33,6 +35,7 @@ from starlette.exceptions import HTTPException
 from core.config import Config
 from core.errors import ConfigError
 from core.events import EventLog
+from core.feedback import parse as parse_feedback
 from daemon.status import collect
 from monitor.report import curve, read_events
 
@@ -40,7 +43,8 @@ from .host import ModelHost, UnknownModel
 from .protocol import (APIError, ChatCompletion, ChatRequest, CompletionRequest, Health, ModelList, TextCompletion,
                        validation_message)
 from .guard import Guard
-from .serving import ServingChat, ServingCompletion
+from .record import Recorder
+from .serving import ServingChat, ServingCompletion, ServingFeedback
 
 router = APIRouter()
 
@@ -96,6 +100,20 @@ async def completions(body: CompletionRequest, request: HTTPRequest):
     return await answer(request.app.state.completion, body, request)
 
 
+@router.post("/v1/feedback")
+async def feedback(request: HTTPRequest):
+    try:
+        body = json.loads(await request.body())
+    except ValueError as e:
+        raise APIError(400, f"the body is not valid JSON: {e}") from None
+    try:
+        verdict = parse_feedback(body, request.app.state.config.feedback.max_chars)
+    except ValueError as e:
+        head = str(e).split(":", 1)[0]
+        raise APIError(400, str(e), head if " " not in head else None) from None
+    return await request.app.state.feedback.accept(verdict)
+
+
 # -- the status page -----------------------------------------------------------------------------------------
 
 @router.get("/", response_class=HTMLResponse)
@@ -126,7 +144,7 @@ async def curve_data(request: HTTPRequest):
 # -- errors, in the OpenAI shape -----------------------------------------------------------------------------
 
 async def api_error(_, e: APIError):
-    return JSONResponse(e.body(), status_code=e.status)
+    return JSONResponse(e.body(), status_code=e.status, headers={"Retry-After": "1"} if e.status == 429 else None)
 
 
 async def invalid_body(_, e: RequestValidationError):
@@ -148,8 +166,10 @@ def create_app(host: ModelHost, *, root: Path, config: Config, api_key: str | No
     """The app with its serving objects, built once: the routes find them in `app.state`."""
     app = FastAPI(title="selfcorrect-daemon", docs_url=None, redoc_url=None)
     app.state.host, app.state.root, app.state.config, app.state.api_key = host, root, config, api_key
-    app.state.chat = ServingChat(host, config.serve)
-    app.state.completion = ServingCompletion(host, config.serve)
+    app.state.recorder = recorder = Recorder(root, config.serve)
+    app.state.chat = ServingChat(host, config.serve, recorder)
+    app.state.completion = ServingCompletion(host, config.serve, recorder)
+    app.state.feedback = ServingFeedback(recorder, config)
     app.state.page = resources.files("serve").joinpath("status.html").read_text(encoding="utf-8")
     for kind, handler in ((APIError, api_error), (RequestValidationError, invalid_body), (HTTPException, http_error),
                           (Exception, internal_error)):

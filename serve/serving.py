@@ -14,10 +14,12 @@ import time
 
 from fastapi.responses import StreamingResponse
 
-from core.config import ServeSection
+from core.config import Config, ServeSection
+from core.feedback import Feedback
 from inference.requests import Request, Result
 
 from .host import ModelHost
+from .record import Recorder
 from .protocol import (APIError, AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion, ChatDelta,
                        ChatRequest, CompletionChoice, CompletionChunk, CompletionRequest, Sampling, TextChunkChoice,
                        TextCompletion, Usage, response_id)
@@ -35,8 +37,22 @@ class Endpoint:
     id_prefix = ""
     chunk_object = ""
 
-    def __init__(self, host: ModelHost, limits: ServeSection):
-        self.host, self.limits = host, limits
+    def __init__(self, host: ModelHost, limits: ServeSection, recorder: Recorder):
+        self.host, self.limits, self.recorder = host, limits, recorder
+
+    async def keep(self, ident: str, version: str, body: Sampling, requests: list[Request],
+                   results: list[Result]) -> None:
+        """The exchange into the server's record (serve.record), fsynced before the client has the answer."""
+        if not self.recorder.recording:
+            return
+        record = {"id": ident, "model": version, **self.asked(body, requests), "n": body.n,
+                  "answers": [c.text for r in results for c in r.completions],
+                  "sampling": body.model_dump(include={"temperature", "top_p", "top_k", "max_tokens", "seed", "stop"}),
+                  "usage": self.usage(results).model_dump()}
+        await asyncio.to_thread(self.recorder.exchange, record)
+
+    def asked(self, body: Sampling, requests: list[Request]) -> dict:
+        raise NotImplementedError
 
     def engine_requests(self, body: Sampling, prompts: list[dict]) -> list[Request]:
         """Each prompt (messages or raw text) as an engine request, checked against the limits and the context."""
@@ -156,6 +172,7 @@ class Endpoint:
                     yield event([self.chunk(c, rest or None, finish_reason(comp.finish_reason))])
             if body.stream_options and body.stream_options.include_usage:
                 yield event([], self.usage(results))
+            await self.keep(ident, version, body, requests, results)
             yield "data: [DONE]\n\n"
         finally:
             cancel.set()  # the client is gone, or all is sent: either way the rows may end
@@ -175,7 +192,12 @@ class ServingChat(Endpoint):
         choices = [ChatChoice(index=k, message=AssistantMessage(content=c.text),
                               finish_reason=finish_reason(c.finish_reason), logprobs=self.logprobs(c))
                    for k, c in enumerate(results[0].completions)]
-        return ChatCompletion(model=version, choices=choices, usage=self.usage(results))
+        answer = ChatCompletion(model=version, choices=choices, usage=self.usage(results))
+        await self.keep(answer.id, version, body, requests, results)
+        return answer
+
+    def asked(self, body: ChatRequest, requests: list[Request]) -> dict:
+        return {"messages": [m.plain() for m in body.messages]}
 
     def logprobs(self, c) -> dict | None:
         if c.logprobs is None:
@@ -205,7 +227,13 @@ class ServingCompletion(Endpoint):
         choices = [CompletionChoice(index=k * body.n + j, text=self.echoed(body, requests[k]) + c.text,
                                     finish_reason=finish_reason(c.finish_reason), logprobs=self.logprobs(body, r, c))
                    for k, r in enumerate(results) for j, c in enumerate(r.completions)]
-        return TextCompletion(model=version, choices=choices, usage=self.usage(results))
+        answer = TextCompletion(model=version, choices=choices, usage=self.usage(results))
+        await self.keep(answer.id, version, body, requests, results)
+        return answer
+
+    def asked(self, body: CompletionRequest, requests: list[Request]) -> dict:
+        return {"prompts": [r.prompt if r.prompt is not None else self.host.counter.tokenizer.decode(r.prompt_ids)
+                            for r in requests]}
 
     def echoed(self, body: CompletionRequest, request: Request) -> str:
         if not body.echo:
@@ -232,3 +260,52 @@ class ServingCompletion(Endpoint):
 
     def chunk(self, index: int, text: str | None, finish: str | None = None, *, first: bool = False):
         return TextChunkChoice(index=index, text=text or "", finish_reason=finish)
+
+
+class ServingFeedback:
+    """POST /v1/feedback: a verdict on an exchange (named by its response id, or given whole) into the server's
+    feedback log, fsynced before the answer; the daemon takes it from there (daemon/feedback.py)."""
+
+    def __init__(self, recorder: Recorder, config: Config):
+        self.recorder, self.config = recorder, config
+        self.writing = 0  # verdicts being written now: past serve.max_waiting a burst gets 429
+
+    async def accept(self, feedback: Feedback) -> dict:
+        if self.writing >= self.config.serve.max_waiting:
+            raise APIError(429, f"{self.writing} verdicts are being written already (serve.max_waiting); retry in a "
+                                "second", code="rate_limit_exceeded")
+        exchange = await self.exchange(feedback)
+        line = {"feedback_id": response_id("fb"), "time": round(time.time(), 3), "rating": feedback.rating,
+                "correction": feedback.correction, "note": feedback.note, "exchange": exchange}
+        self.writing += 1
+        try:
+            await asyncio.to_thread(self.recorder.feedback.append, line)
+        finally:
+            self.writing -= 1
+        then = ("trained at the daemon's next feedback file, and asked again by the promotion gate"
+                if feedback.correction else "kept as an example of a right answer" if feedback.rating == "good"
+                else "waiting for a correction (send one with the same id)")
+        return {"object": "feedback", **line, "recorded": True, "then": then}
+
+    async def exchange(self, feedback: Feedback) -> dict:
+        """The exchange the verdict is on: {"id", "model", "messages" or "prompt", "answer"}."""
+        if feedback.id is None:
+            asked = ({"messages": [t.model_dump() for t in feedback.messages]} if feedback.messages is not None
+                     else {"prompt": feedback.prompt})
+            return {"id": None, "model": feedback.model, **asked, "answer": feedback.answer}
+        if not self.recorder.recording:
+            raise APIError(404, f"id: {feedback.id!r} cannot be looked up: serve.record is off, so this server keeps "
+                                "no exchange; send the exchange itself (messages or prompt, and answer)", "id",
+                           "exchange_not_found")
+        record = await asyncio.to_thread(self.recorder.find, feedback.id)
+        if record is None:
+            raise APIError(404, f"id: no served exchange {feedback.id!r} (unknown, or deleted after "
+                                f"serve.keep_days); send the exchange itself (messages or prompt, and answer)",
+                           "id", "exchange_not_found")
+        answers = record["answers"]
+        if feedback.choice >= len(answers):
+            raise APIError(400, f"choice: {feedback.id} has {len(answers)} choice(s), 0 to {len(answers) - 1}",
+                           "choice")
+        asked = ({"messages": record["messages"]} if "messages" in record
+                 else {"prompt": record["prompts"][feedback.choice // record.get("n", 1)]})
+        return {"id": feedback.id, "model": record["model"], **asked, "answer": answers[feedback.choice]}

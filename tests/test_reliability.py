@@ -36,7 +36,7 @@ def check_invariants(root, inputs: dict[str, str], bad: set[str]):
     assert sorted(original(n) for n in entries(root / "queue" / "failed")) == sorted(bad)
     for folder in ("inbox", "inbox/practice", "queue/high", "queue/normal", "queue/low", "queue/processing",
                    "queue/practice"):
-        assert not [n for n in os.listdir(root / folder) if n != "practice"], f"{folder} should be empty"
+        assert not [n for n in os.listdir(root / folder) if n not in ("practice", "feedback")], f"{folder} should be empty"
     adapters = root / "data" / "adapters"
     assert not [n for n in os.listdir(adapters) if n.startswith(".")], "no staging leftovers"
     assert os.readlink(adapters / "current") == state["current_adapter"]
@@ -56,7 +56,8 @@ def drop_inputs(root, n=2, bad=True):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("point", [p for p in FAULT_POINTS if not p.startswith(("generator.", "queue.requeue"))])
+@pytest.mark.parametrize("point", [p for p in FAULT_POINTS
+                                   if not p.startswith(("generator.", "queue.requeue", "feedback."))])
 def test_a_kill_at_each_fault_point_loses_nothing_and_trains_nothing_twice(root, point):
     write_config(root, daemon={"settle_seconds": 0}, training={"save_steps": 1}, eval_steps=1000)
     inputs, bad = drop_inputs(root)
