@@ -131,7 +131,8 @@ async def status(request: HTTPRequest):
                       "current": host.current() if host.ready.is_set() else None, "loaded": list(host.loaded),
                       "answered": dict(host.answered), "finished": dict(host.finished),
                       "waiting": batcher.waiting if batcher else 0, "busy": bool(batcher and batcher.busy),
-                      "uptime_s": round(time.time() - host.started, 1)}
+                      "uptime_s": round(time.time() - host.started, 1),
+                      "recent": await asyncio.to_thread(state.recorder.recent, 10)}
     return data
 
 

@@ -92,6 +92,25 @@ class Recorder:
                             return record
         return None
 
+    def recent(self, n: int) -> list[dict]:
+        """The newest n exchanges, newest first, as the status page shows them (question and answer cut short)."""
+        out: list[dict] = []
+        for path in reversed(self.exchanges.files()):
+            with open(path, "rb") as f:
+                f.seek(max(0, path.stat().st_size - (1 << 20)))
+                lines = f.read().split(b"\n")[1 if f.tell() > (1 << 20) else 0:]
+            for raw in reversed([line for line in lines if line]):
+                try:
+                    x = json.loads(raw)
+                except ValueError:
+                    continue  # the first line of a tail read mid-way, or one a kill cut short
+                asked = x["messages"][-1]["content"] if "messages" in x else x["prompts"][0]
+                out.append({"id": x["id"], "time": x["time"], "model": x["model"], "question": asked[:300],
+                            "answer": x["answers"][0][:600]})
+                if len(out) == n:
+                    return out
+        return out
+
     def prune(self, now: float | None = None) -> list[str]:
         """Delete exchange files older than serve.keep_days, and feedback files as old that the daemon has read
         to the end; never the file being written."""

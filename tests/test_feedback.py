@@ -181,3 +181,26 @@ def test_a_server_killed_while_appending_leaves_no_half_line_read_and_record_off
     assert {p: p.stat().st_mtime_ns for p in (root / "served").rglob("*") if p.is_file()} == before  # not ours
     cursor = json.loads((root / "data" / "feedback" / "state.json").read_text())["cursor"]
     assert cursor[log.name] == log.stat().st_size - len('{"feedback_id": "fb-half", "rating": "go')
+
+
+def test_the_status_page_takes_a_correction_for_a_served_answer_in_chromium(root, served, tmp_path):
+    from tests.browser import Browser
+
+    status, answer = served.post("/v1/chat/completions", chat("What is 17 + 25?", **GREEDY))
+    browser = Browser(served.url + "/", tmp_path / "profile")
+    try:
+        card = f'document.querySelector(\'.exchange[data-id="{answer["id"]}"]\')'
+        browser.wait_for(f"{card} !== null")
+        assert browser.evaluate(f"{card}.querySelector('.q').textContent") == "What is 17 + 25?"
+        browser.evaluate(f"{card}.querySelector('button[data-correct]').click()")  # an empty box is not sent
+        assert browser.wait_for(f"{card}.querySelector('.said').textContent") == "write the right answer first"
+        browser.evaluate(f"{card}.querySelector('textarea').value = '17 + 25 = 42.'")
+        browser.evaluate(f"{card}.querySelector('button[data-correct]').click()")
+        said = browser.wait_for(f"{card}.querySelector('.said').textContent.startsWith('recorded') && "
+                                f"{card}.querySelector('.said').textContent")
+        assert "promotion gate" in said
+    finally:
+        browser.close()
+    [line] = [json.loads(line) for p in (root / "served" / "feedback").glob("*.jsonl")
+              for line in p.read_text().splitlines()]
+    assert line["exchange"]["id"] == answer["id"] and line["correction"] == "17 + 25 = 42." and line["rating"] == "bad"
