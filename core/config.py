@@ -226,6 +226,9 @@ class PracticeSection(Section):
                             "of this priority or above waits.")
     code_wall_seconds: float = Field(10.0, gt=0, description="Wall-clock limit of one code test run.")
     code_memory_mb: int = Field(1024, gt=64, description="Address-space limit of one code test run.")
+    allow_unsandboxed_code: bool = Field(
+        False, description="Run code problems' tests where no operating-system sandbox (bubblewrap) works, with only "
+                           "rlimits and an audit hook between the code and your machine. Off: such files are refused.")
     prompt_math: str = Field(
         "You are a helpful AI math assistant. You excel at solving math problems by breaking them down into clear, "
         "logical steps.\n\nProblem:\n{problem}\n\nSolve this problem step by step, showing your reasoning clearly, "

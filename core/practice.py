@@ -10,6 +10,8 @@ every problem listed by line number.
 """
 from __future__ import annotations
 
+import ast
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,15 +42,29 @@ class Problem:
 
 
 def _tests(value) -> list:
+    """Stdin/stdout pairs, or assert statements: the only code a practice file may bring (it is pasted after the
+    solution and run in the sandbox, so anything else would be its author's program)."""
     if not isinstance(value, list) or not value:
         raise _LineError('"tests" must be a non-empty list')
     if all(isinstance(t, str) and t.strip() for t in value):
+        for k, t in enumerate(value):
+            if not _is_assert(t):
+                raise _LineError(f"tests[{k}] must be one assert statement (e.g. \"assert f(2) == 4\"), not "
+                                 f"{t.strip()[:60]!r}")
         return value
     for k, t in enumerate(value):
         if not (isinstance(t, dict) and isinstance(t.get("input"), str) and isinstance(t.get("output"), str)):
             raise _LineError(f'tests[{k}] must be {{"input": str, "output": str}}, or every test an assert '
                              "statement (a string)")
     return value
+
+
+def _is_assert(test: str) -> bool:
+    try:
+        tree = ast.parse(test)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return len(tree.body) == 1 and isinstance(tree.body[0], ast.Assert)
 
 
 def parse_problem(obj) -> Problem:
@@ -61,6 +77,8 @@ def parse_problem(obj) -> Problem:
     if ("answer" in obj) == ("tests" in obj):
         raise _LineError('give exactly one way to verify: "answer" (math / QA) or "tests" (code)')
     optional = {k: _text_field(obj, k) if k in obj else None for k in ("id", "category", "solution", "entry_point")}
+    if optional["entry_point"] is not None and not optional["entry_point"].isidentifier():
+        raise _LineError(f'"entry_point" must be a function name (an identifier), not {optional["entry_point"][:60]!r}')
     return Problem(0, optional["id"] or "", prompt,
                    answer=_text_field(obj, "answer") if "answer" in obj else None,
                    tests=_tests(obj["tests"]) if "tests" in obj else None,

@@ -56,7 +56,8 @@ class RoundStats:
 class Practice:
     def __init__(self, sampler: SamplingEngine, settings: PracticeSection, events: EventLog, *, adapter: str):
         self.sampler, self.settings, self.events, self.adapter = sampler, settings, events, adapter
-        self.limits = Limits(wall_seconds=settings.code_wall_seconds, memory_mb=settings.code_memory_mb)
+        self.limits = Limits(wall_seconds=settings.code_wall_seconds, memory_mb=settings.code_memory_mb,
+                             allow_unsandboxed=settings.allow_unsandboxed_code)
 
     def messages(self, p: Problem) -> list[dict]:
         template = self.settings.prompt_code if p.kind == "code" else self.settings.prompt_math

@@ -47,3 +47,20 @@ def test_a_bad_line_refuses_the_whole_file_naming_each_line(tmp_path):
     path = write(tmp_path, [{"question": "a", "answer": "1"}, {"id": "line-1", "question": "b", "answer": "2"}])
     with pytest.raises(DataError, match="line 2: id 'line-1' also on line 1"):
         read_problems(path)
+
+
+def test_tests_that_are_not_asserts_and_an_entry_point_that_is_not_a_name_refuse_the_file(tmp_path):
+    """A practice file's tests are pasted after the solution and run: anything but an assert (or a stdin/stdout
+    pair) would be its author's own program."""
+    path = write(tmp_path, [
+        {"prompt": "f", "tests": ["assert f(1) == 1"], "entry_point": "f"},
+        {"prompt": "f", "tests": ["assert f(1) == 1", "import os; os.system('rm -rf ~')"]},
+        {"prompt": "f", "tests": ["assert f(1) == 1\nopen('/etc/passwd').read()"]},
+        {"prompt": "f", "tests": ["assert f(1) == 1"], "entry_point": "f) or __import__('os').system('x'"},
+    ])
+    with pytest.raises(DataError) as e:
+        read_problems(path)
+    reasons = dict(e.value.problems)
+    assert sorted(reasons) == [2, 3, 4]
+    assert "tests[1] must be one assert statement" in reasons[2] and "tests[0]" in reasons[3]
+    assert '"entry_point" must be a function name' in reasons[4]
