@@ -1,6 +1,6 @@
 """Does the promotion gate cost what users drop? The served model after six files, gate rules against plain training.
 
-    python bench/continual.py [--seeds 0 1 2] [--per-file 137] [--test 100] [--harmful-trials 10] [--model NAME]
+    python bench/continual.py [--seeds 0 1 2] [--per-file 64] [--test 50] [--harmful-trials 10] [--model NAME]
 
 Three task families of the project's own generators (multi-term sums, two-step word problems, comparisons), two
 files each, dropped into a daemon (`train.py --once`, the defaults otherwise) in the order sums, word problems,
@@ -15,9 +15,13 @@ comparisons, sums, ... Arms, each in its own root, same seed and files:
 Held-out accuracy of the served model (`--adapter current`) per family, paired against `plain` on the same items
 (per item and seed), mean with a 95 % interval. Target: every arm within 2 points of `plain` on every family.
 
-Harmful files: each trial drops two good files, then a third whose answers are shuffled between its items (the
-same questions, the wrong answers), into a fresh root with the default rule; the harmful version must not be
-served (target: 9 of 10 trials), and the log says why. One JSON line at the end; the processor is named in it.
+Harmful files: each trial copies a `continue` root that has learned the six files (the seeds in turn) and drops
+a seventh: new sums whose answers are shuffled between its items (the questions of a family it knows, the wrong
+answers), so the gate's set holds items it can break; the harmful version must not be served (target: 9 of 10
+trials), and the gate's verdict says why. One JSON line at the end; the processor is named in it.
+
+The sizes default to what fits about half an hour on a 2-core CPU per seed-arm set (files of 64 examples, 50
+test items per family); the figures and the command that made them are in docs/experiments/continual.md.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import json
 import math
 import platform
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -96,17 +101,25 @@ def interval(diffs: list[int]) -> dict:
             "high": round(100 * (mean + 1.96 * se), 1)}
 
 
-def run_arms(args, work: Path) -> dict:
+def run_arm(args, work: Path, arm: str, seed: int) -> Path:
+    """The six files dropped into a fresh root with the arm's promotion settings and trained by the daemon."""
+    root = work / f"seed{seed}" / arm
+    config(root, ARMS[arm], args, seed)
+    drop(root, files(seed, args.per_file), "file")
+    train_py(root, "--once")
+    return root
+
+
+def run_arms(args, work: Path, trained: dict[int, Path]) -> dict:
     right: dict[str, dict[str, list[bool]]] = {arm: {f: [] for f in FAMILIES} for arm in args.arms}
     refused: dict[str, int] = dict.fromkeys(args.arms, 0)
     for seed in args.seeds:
         test = tests(work, args.test, seed)
         for arm in args.arms:
-            root = work / f"seed{seed}" / arm
-            config(root, ARMS[arm], args, seed)
-            drop(root, files(seed, args.per_file), "file")
             started = time.time()
-            train_py(root, "--once")
+            root = run_arm(args, work, arm, seed)
+            if arm == "continue":
+                trained[seed] = root
             state = json.loads((root / "data" / "state.json").read_text())
             refused[arm] += len(state["rejected"])
             for family, verdicts in served_answers(root, test).items():
@@ -123,34 +136,47 @@ def run_arms(args, work: Path) -> dict:
     return out
 
 
-def harmful_trials(args, work: Path) -> dict:
-    """Two good files, then one whose answers are shuffled between its items: is the harmful version served?"""
-    served = 0
+def harmful_trials(args, work: Path, trained: dict[int, Path]) -> dict:
+    """A file whose answers are shuffled between its items, dropped after the six good files: is it served?
+
+    Each trial copies a `continue` root that has learned the six files (so the gate's set holds items the
+    harmful file can break: sums the model already answers) and drops new sums with shuffled answers."""
+    served, verdicts = 0, []
     for trial in range(args.harmful_trials):
+        seed = args.seeds[trial % len(args.seeds)]
+        if seed not in trained:
+            trained[seed] = run_arm(args, work, "continue", seed)
         root = work / f"harmful{trial}"
-        config(root, {}, args, trial)
-        good = files(trial, args.per_file)[:2]
-        bad = integer_sums(args.per_file, seed=7000 + trial)  # new questions of the first family, answers shuffled
+        shutil.copytree(trained[seed], root, symlinks=True)
+        bad = integer_sums(args.per_file, seed=7000 + trial)  # new questions of a family it knows, answers shuffled
         answers = [r["response"] for r in bad]
         random.Random(trial).shuffle(answers)
-        drop(root, [*good, [{**r, "response": a} for r, a in zip(bad, answers)]], "file")
+        drop(root, [[{**r, "response": a} for r, a in zip(bad, answers)]], "harmful")
         train_py(root, "--once")
         state = json.loads((root / "data" / "state.json").read_text())
         harmful = state["files_trained"][-1]["adapter"]
         served += state["current_adapter"] == harmful
-        print(f"harmful trial {trial}: {harmful} {'SERVED' if state['current_adapter'] == harmful else 'refused'}",
-              file=sys.stderr, flush=True)
-    return {"trials": args.harmful_trials, "harmful_served": served}
+        verdict = last_verdict(root)
+        verdicts.append(verdict)
+        print(f"harmful trial {trial} (seed {seed}): {harmful} "
+              f"{'SERVED' if state['current_adapter'] == harmful else 'refused'}: {verdict}", file=sys.stderr, flush=True)
+    return {"trials": args.harmful_trials, "harmful_served": served, "verdicts": verdicts}
+
+
+def last_verdict(root: Path) -> dict:
+    """The gate's last verdict as the daemon wrote it (the numbers `selfcorrect status` shows)."""
+    path = root / "data" / "gate" / "last_verdict.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--arms", nargs="*", choices=ARMS, default=list(ARMS), help="none: the harmful trials alone")
-    p.add_argument("--per-file", type=int, default=137, help="examples per dropped file (the gate holds out 5 %%)")
-    p.add_argument("--test", type=int, default=100, help="held-out items per family")
+    p.add_argument("--per-file", type=int, default=64, help="examples per dropped file (the gate holds out 5 %%)")
+    p.add_argument("--test", type=int, default=50, help="held-out items per family")
     p.add_argument("--harmful-trials", type=int, default=10)
-    p.add_argument("--max-tokens", type=int, default=96)
+    p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--work", type=Path, default=None, help="where the roots go (default: a temporary folder)")
     args = p.parse_args()
@@ -158,9 +184,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     result = {"processor": processor(), "model": args.model, "seeds": args.seeds, "per_file": args.per_file,
-              "test_items_per_family": args.test, "arms": run_arms(args, work) if args.arms else {}}
+              "test_items_per_family": args.test, "max_tokens": args.max_tokens}
+    trained: dict[int, Path] = {}
+    result["arms"] = run_arms(args, work, trained) if args.arms else {}
     if args.harmful_trials:
-        result["harmful"] = harmful_trials(args, work)
+        result["harmful"] = harmful_trials(args, work, trained)
     result["seconds"] = round(time.time() - started)
     print(json.dumps(result))
 
