@@ -14,6 +14,8 @@ weights it touches).
 from __future__ import annotations
 
 import copy
+import os
+import re
 import threading
 import time
 from collections import Counter
@@ -33,6 +35,13 @@ from inference.sampling import SamplingEngine
 from inference.weights import decode_dtype
 
 
+def without_paths(text: str, root: Path) -> str:
+    """A message for clients: paths under the root relative to it, any other absolute path cut to its last part
+    (the log keeps the whole message; a client learns nothing of the machine's folders)."""
+    text = text.replace(str(Path(root).resolve()) + os.sep, "").replace(str(root) + os.sep, "")
+    return re.sub(r"(?<![\w.~:/])/(?:[^\s/:'\"]+/)*([^\s/:'\"]+)", r".../\1", text)
+
+
 class UnknownModel(LookupError):
     pass
 
@@ -41,7 +50,7 @@ class ModelHost:
     def __init__(self, config: Config, root: Path, events: EventLog):
         self.config, self.root, self.events = config, Path(root), events
         self.ready = threading.Event()
-        self.error: str | None = None  # why loading failed (the server then answers 503 with it)
+        self.error: str | None = None  # why loading failed, without local paths (the server answers 503 with it)
         self.engine: SamplingEngine | None = None
         self.counter: SamplingEngine | None = None  # prompt lengths, on the event loop's thread (own tokenizer)
         self.batcher: Batcher | None = None
@@ -79,8 +88,8 @@ class ModelHost:
                              f"current adapter {self.current()}", device=plan.device)
             self.ready.set()
         except Exception as e:  # the server stays up and says why
-            self.error = f"{type(e).__name__}: {e}"
-            self.events.emit("error", f"serve: the model did not load: {self.error}")
+            self.events.emit("error", f"serve: the model did not load: {type(e).__name__}: {e}")
+            self.error = without_paths(f"{type(e).__name__}: {e}", self.root)
 
     # -- which version ---------------------------------------------------------------------------------
 

@@ -250,6 +250,7 @@ def test_a_model_that_cannot_load_gets_503_naming_why_and_the_server_stays_up(ro
     assert "no-such-model" in health[1]["error"]
     status, err = server.post("/v1/chat/completions", chat("x"))
     assert status == 503 and "the model did not load" in err["error"]["message"] and "no-such-model" in err["error"]["message"]
+    assert str(root) not in json.dumps([health, err]) and "/tmp" not in json.dumps([health, err])  # no local paths
     assert server.get("/status.json")[1]["server"]["error"] == health[1]["error"]
 
 
