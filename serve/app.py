@@ -87,7 +87,7 @@ async def answer(serving: ServingChat | ServingCompletion, body, request: HTTPRe
     requests = serving.requests(body)
     if body.stream:
         return serving.streamed(version, requests, body)
-    return await serving.full(version, requests, body)
+    return await serving.full(version, requests, body, request.is_disconnected)
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion)

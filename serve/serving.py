@@ -95,8 +95,18 @@ class Endpoint:
                 raise APIError(400, f"{at}: token id {t} is not in the model's vocabulary (0 to {vocab - 1})",
                                "prompt", "invalid_token_id")
 
-    async def answer(self, version: str, requests: list[Request]) -> list[Result]:
-        return await asyncio.wrap_future(self.host.batcher.submit(version, requests))
+    async def answer(self, version: str, requests: list[Request], gone) -> list[Result]:
+        """The results, in full; a client that goes away meanwhile (`await gone()` turns true) cancels its rows at
+        the next token, freeing their slots, as a streamed request's do."""
+        cancel = threading.Event()
+        for r in requests:
+            r.cancel = cancel
+        future = asyncio.wrap_future(self.host.batcher.submit(version, requests))
+        while not (await asyncio.wait({future}, timeout=0.5))[0]:
+            if await gone():
+                cancel.set()
+                break
+        return await future
 
     @staticmethod
     def usage(results: list[Result]) -> Usage:
@@ -187,8 +197,8 @@ class ServingChat(Endpoint):
     def requests(self, body: ChatRequest) -> list[Request]:
         return self.engine_requests(body, [{"messages": [m.plain() for m in body.messages]}])
 
-    async def full(self, version: str, requests: list[Request], body: ChatRequest) -> ChatCompletion:
-        results = await self.answer(version, requests)
+    async def full(self, version: str, requests: list[Request], body: ChatRequest, gone) -> ChatCompletion:
+        results = await self.answer(version, requests, gone)
         choices = [ChatChoice(index=k, message=AssistantMessage(content=c.text),
                               finish_reason=finish_reason(c.finish_reason), logprobs=self.logprobs(c))
                    for k, c in enumerate(results[0].completions)]
@@ -222,8 +232,8 @@ class ServingCompletion(Endpoint):
     def requests(self, body: CompletionRequest) -> list[Request]:
         return self.engine_requests(body, body.prompts)
 
-    async def full(self, version: str, requests: list[Request], body: CompletionRequest) -> TextCompletion:
-        results = await self.answer(version, requests)
+    async def full(self, version: str, requests: list[Request], body: CompletionRequest, gone) -> TextCompletion:
+        results = await self.answer(version, requests, gone)
         choices = [CompletionChoice(index=k * body.n + j, text=self.echoed(body, requests[k]) + c.text,
                                     finish_reason=finish_reason(c.finish_reason), logprobs=self.logprobs(body, r, c))
                    for k, r in enumerate(results) for j, c in enumerate(r.completions)]

@@ -390,16 +390,21 @@ def test_the_openai_provider_gets_the_servers_answers_and_the_local_provider_bat
 
 
 @pytest.mark.integration
-def test_a_client_that_leaves_mid_stream_frees_its_slot(root, servers):
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_leaves_frees_its_slot(root, servers, stream):
+    """Streamed or not: a non-streamed request went on decoding its 1,000 tokens for a client long gone."""
     server = servers(root)
     server.wait_ready()
-    body = json.dumps(chat("Tell me a long story.", temperature=0, max_tokens=1000, stream=True)).encode()
+    body = json.dumps(chat("Tell me a long story.", temperature=0, max_tokens=1000, stream=stream)).encode()
     with socket.create_connection(("127.0.0.1", server.port)) as s:
         s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         received = b""
-        while received.count(b"data: ") < 4:
+        while stream and received.count(b"data: ") < 4:
             received += s.recv(4096)
+        if not stream:
+            while not server.get("/status.json")[1]["server"]["busy"]:
+                time.sleep(0.05)
     deadline = time.time() + 60
     while time.time() < deadline:
         finished = server.get("/status.json")[1]["server"]["finished"]
