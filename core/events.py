@@ -16,6 +16,8 @@ from typing import Callable
 from rich.console import Console
 from rich.markup import escape
 
+from .faults import fault_point
+
 
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\udc80-\udcff]")  # tabs stay; bytes that were not UTF-8 are surrogates
 
@@ -44,6 +46,7 @@ class EventLog:
         self.console = console or Console(stderr=True, highlight=False)
         self.prefix = prefix
         self.listeners: list[Callable[[dict], None]] = []
+        self.unwritten = 0  # events the log could not take since the last one it did (a full disk)
 
     def daily_path(self, now: float | None = None) -> Path:
         return self.dir / f"daemon_{time.strftime('%Y%m%d', time.localtime(now))}.log"
@@ -61,10 +64,19 @@ class EventLog:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         record = {"time": round(now, 3), "event": kind, "message": message, **fields}
         if self.dir:
-            with open(self.daily_path(now), "a", encoding="utf-8") as f:
-                f.write(f"{stamp} {kind:<12} {message}\n")
-            with open(self.dir / "events.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record, default=lambda v: one_line(str(v))) + "\n")
+            try:
+                fault_point("events.write")
+                with open(self.daily_path(now), "a", encoding="utf-8") as f:
+                    f.write(f"{stamp} {kind:<12} {message}\n")
+                with open(self.dir / "events.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps(record, default=lambda v: one_line(str(v))) + "\n")
+                self.unwritten = 0
+            except OSError as e:  # a full disk: the log is for people; the console still has every event
+                if not self.unwritten:
+                    self.console.print(f"[bold red]cannot write the log in {escape(str(self.dir))}: {escape(str(e))}; "
+                                       "the daemon goes on, its events on the console only until the log can "
+                                       "take them[/bold red]", soft_wrap=True)
+                self.unwritten += 1
         self.console.print(f"[dim]{stamp}[/dim] {escape(self.prefix)}[bold]{kind}[/bold] {escape(message)}",
                            markup=True, soft_wrap=True)
         for listener in self.listeners:

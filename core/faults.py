@@ -20,6 +20,7 @@ FAULT_POINTS = (
     "adapter.committed",  # state.json written: adapter saved, file not yet moved to done
     "generator.after_pending", "generator.before_metadata", "generator.before_queue",  # a self-correction file
     "feedback.after_taken", "feedback.after_pending",  # verdicts taken (state saved); a feedback file recorded
+    "status.write", "events.write",  # data/status.json and the logs (with SELFCORRECT_FAIL_AT: a full disk there)
 )
 _failed: set[str] = set()
 

@@ -22,6 +22,7 @@ from transformers import TrainerCallback
 
 from core.errors import DataError
 from core.events import EventLog
+from core.faults import fault_point
 from core.fsutil import atomic_write_json
 from evaluation.analysis import analyze
 from evaluation.pool import ValidationPool
@@ -51,14 +52,23 @@ class StatusFile(TrainerCallback):
     step of the total and how long since the last step, not since the claim.
     """
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, events: EventLog):
+        self.path, self.events = path, events
         self.fields: dict = {}
         self.began = (time.time(), 0)
+        self.failing = False  # the last write failed (said once, until one succeeds)
 
     def write(self, **fields) -> None:
         self.fields = {"pid": os.getpid(), "updated": time.time(), **fields}
-        atomic_write_json(self.path, self.fields)
+        try:
+            fault_point("status.write")
+            atomic_write_json(self.path, self.fields)
+            self.failing = False
+        except OSError as e:  # a full disk: the status is for people; the work goes on, the next write retries
+            if not self.failing:
+                self.failing = True
+                self.events.emit("error", f"cannot write {self.path.name}: {e}; the daemon goes on, and "
+                                 "`selfcorrect status` shows older news until the disk has room")
 
     def _update(self, **fields) -> None:
         if self.fields.get("state") in ("training", "practicing"):
@@ -95,7 +105,7 @@ class Daemon:
         self.watcher: Watcher | None = None
         self.workbench: Workbench | None = None
         self.engine = None
-        self.status = StatusFile(self.root / "data" / "status.json")
+        self.status = StatusFile(self.root / "data" / "status.json", events)
         self.retry_at = 0.0
         self.analyzed = 0  # files trained at the last analysis (analysis.every_n_files)
 

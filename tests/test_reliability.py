@@ -92,6 +92,19 @@ def test_a_full_disk_during_a_save_promotes_nothing_partial_and_keeps_the_file(r
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("point", ["status.write", "events.write"])
+def test_a_full_disk_at_the_status_or_the_log_is_said_and_the_daemon_goes_on(root, point):
+    """A full disk at data/status.json or the log crashed the daemon (nothing of the file in hand was lost, but
+    nothing behind it trained); both are for people, so the daemon says so on the console and goes on."""
+    write_config(root, daemon={"settle_seconds": 0})
+    inputs, bad = drop_inputs(root)
+    out = once(root, env={"SELFCORRECT_FAIL_AT": point})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "No space left on device" in out.stderr and "goes on" in out.stderr
+    check_invariants(root, inputs, bad)
+
+
+@pytest.mark.integration
 def test_a_full_disk_while_writing_a_self_correction_file_loses_no_example(root):
     write_config(root, daemon={"settle_seconds": 0}, eval_steps=1, eval_max_tokens=2, num_eval_samples=2,
                  self_correction={"min_examples": 1, "generation_interval": 1, "auto_queue": False},
