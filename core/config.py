@@ -111,6 +111,8 @@ class TrainingSection(Section):
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
     keep_versions: int = Field(5, gt=0, description="Adapter versions kept on disk (the current one always is).")
     max_line_bytes: int = Field(1_000_000, gt=0, description="Longest accepted JSONL line, in bytes.")
+    max_file_bytes: int = Field(2 * 2**30, gt=0, description="Largest accepted file (training, practice, feedback), "
+                                                             "in bytes: it is read whole; split a larger one.")
     report_to: list[str] = Field(
         default_factory=list,
         description="Trainer integrations that get every log, live-evaluation metrics included, e.g. ['tensorboard'].")

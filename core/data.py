@@ -6,6 +6,7 @@ every problem listed by line number.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,11 +152,24 @@ def parse_line(raw: bytes, max_line_bytes: int, parse=parse_record):
     return parse(obj)
 
 
-def read_jsonl(path: Path, parse, expected: str, *, max_line_bytes: int = 1_000_000) -> list:
+MAX_FILE_BYTES = 2 * 2**30  # training.max_file_bytes' default
+
+
+def check_size(path: Path, max_file_bytes: int, expected: str = "") -> None:
+    """DataError before a file of over `max_file_bytes` is read (it would be read whole into memory)."""
+    size = os.stat(path).st_size
+    if size > max_file_bytes:
+        raise DataError(path, [(0, f"the file is {size:,} bytes, over training.max_file_bytes ({max_file_bytes:,}); "
+                                   "split it into smaller files")], expected)
+
+
+def read_jsonl(path: Path, parse, expected: str, *, max_line_bytes: int = 1_000_000,
+               max_file_bytes: int = MAX_FILE_BYTES) -> list:
     """Every record of a JSONL file through `parse` (which raises _LineError), each given its line number; or
     DataError listing every bad line with the expected shape."""
     path = Path(path)
     try:
+        check_size(path, max_file_bytes, expected)
         data = path.read_bytes()
     except OSError as e:
         raise DataError(path, [(0, f"cannot read: {e.strerror}")], expected) from None
@@ -188,9 +202,10 @@ def read_jsonl(path: Path, parse, expected: str, *, max_line_bytes: int = 1_000_
     return records
 
 
-def read_examples(path: Path, *, max_line_bytes: int = 1_000_000) -> list[Example]:
+def read_examples(path: Path, *, max_line_bytes: int = 1_000_000, max_file_bytes: int = MAX_FILE_BYTES
+                  ) -> list[Example]:
     """Every example of a JSONL file, or DataError listing every bad line."""
-    return read_jsonl(path, parse_record, EXPECTED_SHAPE, max_line_bytes=max_line_bytes)
+    return read_jsonl(path, parse_record, EXPECTED_SHAPE, max_line_bytes=max_line_bytes, max_file_bytes=max_file_bytes)
 
 
 def write_examples(path: Path, records: list[dict]) -> None:

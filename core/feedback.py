@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .data import check_size
 from .errors import DataError
 
 RATINGS = ("good", "bad")
@@ -119,8 +120,9 @@ def parse(obj, max_chars: int) -> Feedback:
     return feedback
 
 
-def read_feedback_file(path, max_chars: int, max_line_bytes: int) -> list[Feedback]:
+def read_feedback_file(path, max_chars: int, max_line_bytes: int, max_file_bytes: int) -> list[Feedback]:
     """Every line of a feedback file, or DataError naming every bad line (all or nothing, like training files)."""
+    check_size(path, max_file_bytes)
     items, problems = [], []
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, 1):

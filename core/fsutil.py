@@ -83,3 +83,14 @@ def read_appended(path: Path) -> list[dict]:
         except ValueError:
             continue
     return rows
+
+
+def sha256_file(path: Path) -> str:
+    """A file's sha256, read in blocks (a file of any size in constant memory)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

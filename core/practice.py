@@ -15,7 +15,7 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import _LineError, _text_field, read_jsonl
+from .data import MAX_FILE_BYTES, _LineError, _text_field, read_jsonl
 from .errors import DataError
 
 PRACTICE_SHAPE = (
@@ -86,9 +86,11 @@ def parse_problem(obj) -> Problem:
                    solution=optional["solution"])
 
 
-def read_problems(path: Path, *, max_line_bytes: int = 1_000_000) -> list[Problem]:
+def read_problems(path: Path, *, max_line_bytes: int = 1_000_000, max_file_bytes: int = MAX_FILE_BYTES
+                  ) -> list[Problem]:
     """Every problem of a practice file (each without an id named `line-N`), or DataError listing every bad line."""
-    problems = read_jsonl(path, parse_problem, PRACTICE_SHAPE, max_line_bytes=max_line_bytes)
+    problems = read_jsonl(path, parse_problem, PRACTICE_SHAPE, max_line_bytes=max_line_bytes,
+                          max_file_bytes=max_file_bytes)
     seen: dict[str, int] = {}
     duplicates = []
     for p in problems:

@@ -31,7 +31,7 @@ from core.config import Config
 from core.errors import DataError
 from core.faults import fault_point
 from core.feedback import FEEDBACK_STATE, SERVED_FEEDBACK, read_feedback_file
-from core.fsutil import atomic_write_bytes, atomic_write_json, durable_replace
+from core.fsutil import atomic_write_bytes, atomic_write_json, durable_replace, sha256_file
 from core.outbox import Outbox
 from core.qa import QAItem
 from evaluation.error_codes import error_codes
@@ -154,11 +154,11 @@ class FeedbackLoop:
                 continue
             if now - os.lstat(path).st_mtime < config.daemon.settle_seconds:
                 continue
-            data = path.read_bytes()
-            sha = hashlib.sha256(data).hexdigest()
+            sha = sha256_file(path)
             if sha not in self.taken:
                 try:
-                    verdicts = read_feedback_file(path, config.feedback.max_chars, config.training.max_line_bytes)
+                    verdicts = read_feedback_file(path, config.feedback.max_chars, config.training.max_line_bytes,
+                                                  config.training.max_file_bytes)
                 except DataError as e:
                     failed = self.queue.fail(path, e.report())
                     self.events.emit("failed", f"inbox/feedback/{path.name}: {e} -> {failed.parent.name}/",

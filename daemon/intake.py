@@ -97,12 +97,13 @@ class Intake:
                     waiting += 1
                     continue
                 signature = _signature(path)
-                max_line_bytes = self.config.training.max_line_bytes
+                caps = {"max_line_bytes": self.config.training.max_line_bytes,
+                        "max_file_bytes": self.config.training.max_file_bytes}
                 examples = None
                 if priority == PRACTICE:
-                    read_problems(path, max_line_bytes=max_line_bytes)  # checked whole now, read again per round
+                    read_problems(path, **caps)  # checked whole now, read again per round
                 else:
-                    examples = read_examples(path, max_line_bytes=max_line_bytes)
+                    examples = read_examples(path, **caps)
             except FileNotFoundError:
                 continue  # removed or renamed by its writer since the listing
             except DataError as e:

@@ -26,7 +26,8 @@ from core.config import Config
 from core.events import EventLog
 from core.practice import read_problems
 from selfcorrect.practice import practice_round, round_name, work_folder
-from training.engine import TrainingEngine, sha256_file
+from core.fsutil import sha256_file
+from training.engine import TrainingEngine
 
 from .queue import PRACTICE, STAMPED, Job, Queue
 
@@ -46,7 +47,8 @@ class PracticeFiles:
         for round_no in range(1, settings.rounds + 1):
             out, name = work / f"round-{round_no}.jsonl", round_name(work, round_no)
             if not out.exists():
-                problems = read_problems(path, max_line_bytes=config.training.max_line_bytes)
+                problems = read_problems(path, max_line_bytes=config.training.max_line_bytes,
+                                         max_file_bytes=config.training.max_file_bytes)
                 self.status.write(state="practicing", file=label, round=round_no, rounds=settings.rounds,
                                   done=0, problems=len(problems), adapter=self.engine.state.head)
                 try:

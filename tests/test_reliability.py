@@ -151,6 +151,24 @@ def test_every_bad_input_is_reported_with_its_line_and_the_next_good_file_trains
 
 
 @pytest.mark.integration
+def test_a_file_over_the_size_cap_is_refused_before_it_is_read_and_the_next_trains(root):
+    """Files were read whole into memory whatever their size; now past training.max_file_bytes they fail unread."""
+    write_config(root, daemon={"settle_seconds": 0}, training={"max_file_bytes": 4000})
+    write_jsonl(root / "inbox" / "big.jsonl", integer_sums(60, seed=3))
+    write_jsonl(root / "inbox" / "feedback" / "big.jsonl", [{"prompt": "1 + 1?", "answer": "3", "rating": "bad",
+                                                             "correction": "2" * 3000}] * 2)
+    good = write_jsonl(root / "inbox" / "zz_good.jsonl", integer_sums(4, seed=4))
+    os.utime(good)
+    assert (root / "inbox" / "big.jsonl").stat().st_size > 4000
+    assert once(root).returncode == 0
+    failed = root / "queue" / "failed"
+    reasons = [json.loads((failed / n).read_text())["problems"][0]["reason"]
+               for n in os.listdir(failed) if n.endswith(".error.json")]
+    assert len(reasons) == 2 and all("over training.max_file_bytes (4,000)" in r for r in reasons), reasons
+    assert [original(n) for n in entries(root / "queue" / "done")] == ["zz_good.jsonl"]
+
+
+@pytest.mark.integration
 def test_odd_names_are_confined_to_their_folders(root):
     write_config(root, daemon={"settle_seconds": 0})
     names = ["données ü 日本.jsonl", "a" * 240 + ".jsonl", "with\nnewline.jsonl", "..hidden.jsonl", "x..y.jsonl"]

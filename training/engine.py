@@ -25,7 +25,7 @@ from core.device import plan_device
 from core.encoding import Encoded, PaddingCollator, encode_file
 from core.events import EventLog
 from core.faults import fault_point
-from core.fsutil import atomic_write_json, remove_tree
+from core.fsutil import atomic_write_json, remove_tree, sha256_file
 from core.models import attach_adapter, copy_tokenizer_files, quiet_transformers
 from core.qa import split_holdout
 from core.state import TrainingState
@@ -96,16 +96,6 @@ class StepTogether(TrainerCallback):
         control.should_log = log
 
 
-def sha256_file(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class TrainingEngine:
     """On rank 0 (or alone) the whole lifecycle; on the other ranks of a multi-process launch only `fit`: they
     read no state and write nothing, rank 0 hands them each file and its adapter (training/distributed.py)."""
@@ -172,7 +162,8 @@ class TrainingEngine:
         sha256 = sha256_file(path)
         if examples is None:
             self.events.phase("reading", f"{label}: reading and checking {path.stat().st_size:,} bytes", file=label)
-            examples = read_examples(path, max_line_bytes=self.config.training.max_line_bytes)
+            examples = read_examples(path, max_line_bytes=self.config.training.max_line_bytes,
+                                     max_file_bytes=self.config.training.max_file_bytes)
         promotion = self.config.training.promotion
         keep_gate = promotion.holdout_fraction if promotion.enabled and not generated else 0
         rest, gate = split_holdout(examples, fraction=keep_gate, seed=f"{sha256}:gate",
