@@ -52,6 +52,7 @@ def train_file(prepared: Prepared, *, engine: TrainingEngine, monitor: LiveInfer
     record = engine.state.trained(prepared.sha256)
     manifest = {"sha256": prepared.sha256, "examples": len(prepared.encoded), "tokens": record["tokens"],
                 "supervised_tokens": record["supervised_tokens"], "heldout": len(prepared.heldout),
+                "gate_heldout": len(prepared.gate),
                 "steps": result.steps, "adapter": result.version, "promoted": result.promoted,
                 "current": engine.state.current_adapter, "seconds": round(time.perf_counter() - started, 3),
                 "train_seconds": round(result.seconds, 3), "loop_seconds": round(result.loop_seconds, 3),
