@@ -69,7 +69,18 @@ def _text_field(obj: dict, key: str, *, optional: bool = False) -> str:
         raise _LineError(f'"{key}" must be a string, got {type(value).__name__}')
     if not value.strip() and not optional:
         raise _LineError(f'"{key}" is empty')
+    _check_text(value, f'"{key}"')
     return value
+
+
+def _check_text(value: str, where: str) -> None:
+    """A JSON escape of half a surrogate pair (\\ud800 alone) parses into a string that is not text: the
+    tokenizer refuses it mid-training. Named here instead, before anything is queued."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise _LineError(f"{where} holds an unpaired surrogate escape at character {e.start} "
+                         f"(\\u{ord(value[e.start]):04x}), which is not text; fix or remove it") from None
 
 
 def _chat(prompt: str, response: str) -> list[dict]:
@@ -88,6 +99,7 @@ def _messages(obj: dict) -> list[dict]:
             raise _LineError(f"messages[{i}]: unknown role {m['role']!r} (allowed: {', '.join(ROLES)})")
         if m["role"] == "assistant" and not m["content"].strip():
             raise _LineError(f"messages[{i}]: assistant content is empty")
+        _check_text(m["content"], f"messages[{i}].content")
         message = {"role": m["role"], "content": m["content"]}
         if "weight" in m:  # Axolotl's convention: an assistant turn with weight 0 is context, never trained
             if m["weight"] not in (0, 1) or isinstance(m["weight"], bool) or m["role"] != "assistant":

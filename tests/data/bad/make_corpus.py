@@ -65,6 +65,48 @@ CASES = {
     "pretty_printed.jsonl": (b'{\n  "prompt": "a",\n  "response": "b"\n}\n', 1, "invalid JSON"),
     "comment_line.jsonl": ((GOOD + "// a comment\n" + GOOD).encode(), 2, "invalid JSON"),
     "csv_not_json.jsonl": (b"prompt,response\nWhat is 1+1?,2\n", 1, "invalid JSON"),
+    "weight_two.jsonl": (b'{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", '
+                         b'"weight": 2}]}\n', 1, '"weight" must be 0 or 1'),
+    "weight_on_user.jsonl": (b'{"messages": [{"role": "user", "content": "a", "weight": 1}, {"role": "assistant", '
+                             b'"content": "b"}]}\n', 1, "on an assistant turn"),
+    "message_content_number.jsonl": (b'{"messages": [{"role": "user", "content": 5}, {"role": "assistant", '
+                                     b'"content": "b"}]}\n', 1, 'string "role" and "content"'),
+    "message_content_null.jsonl": (b'{"messages": [{"role": "user", "content": null}, {"role": "assistant", '
+                                   b'"content": "b"}]}\n', 1, 'string "role" and "content"'),
+    "message_without_role.jsonl": (b'{"messages": [{"content": "a"}, {"role": "assistant", "content": "b"}]}\n', 1,
+                                   'string "role" and "content"'),
+    "messages_null.jsonl": (b'{"messages": null}\n', 1, "non-empty list"),
+    "prompt_is_object.jsonl": (b'{"prompt": {"text": "a"}, "response": "b"}\n', 1, '"prompt" must be a string, got dict'),
+    "prompt_is_list.jsonl": (b'{"prompt": ["a"], "response": "b"}\n', 1, '"prompt" must be a string, got list'),
+    "prompt_is_null.jsonl": (b'{"prompt": null, "response": "b"}\n', 1, '"prompt" must be a string'),
+    "response_is_zero.jsonl": (b'{"prompt": "a", "response": 0}\n', 1, '"response" must be a string, got int'),
+    "text_is_list.jsonl": (b'{"text": ["a", "b"]}\n', 1, '"text" must be a string, got list'),
+    "question_without_answer.jsonl": (b'{"question": "a"}\n', 1, "no known shape"),
+    "answer_is_null.jsonl": (b'{"question": "a", "answer": null}\n', 1, '"answer" must be a string'),
+    "empty_completion.jsonl": (b'{"prompt": "a", "completion": ""}\n', 1, '"completion" is empty'),
+    "empty_output.jsonl": (b'{"instruction": "a", "output": ""}\n', 1, '"output" is empty'),
+    "instruction_is_number.jsonl": (b'{"instruction": 3, "output": "b"}\n', 1, '"instruction" must be a string'),
+    "empty_object.jsonl": (b"{}\n", 1, "no known shape"),
+    "control_char_in_string.jsonl": (b'{"prompt": "a\x01b", "response": "c"}\n', 1, "control character"),
+    "unterminated_string_mid_file.jsonl": (b'{"prompt": "a\n' + GOOD.encode(), 1, "Unterminated string"),
+    "missing_brace_then_good.jsonl": (b'{"prompt": "a", "response": "b"\n' + GOOD.encode(), 1, "invalid JSON"),
+    "bare_true.jsonl": (b"true\n", 1, "got bool"),
+    "unquoted_key.jsonl": (b'{prompt: "a", response: "b"}\n', 1, "property name enclosed in double quotes"),
+    "leading_zero_number.jsonl": (b'{"prompt": "a", "response": "b", "n": 01}\n', 1, "invalid JSON"),
+    "garbage_after_object.jsonl": (GOOD.strip().encode() + b" x\n", 1, "Extra data"),
+    "overlong_utf8.jsonl": (b'{"prompt": "a\xc0\xaf", "response": "b"}\n', 1, "not valid UTF-8"),
+    "lone_surrogate_escape.jsonl": (b'{"prompt": "a\\ud800", "response": "b"}\n', 1, "unpaired surrogate"),
+    "lone_surrogate_in_messages.jsonl": (b'{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", '
+                                         b'"content": "\\udc00b"}]}\n', 1, "unpaired surrogate"),
+    "utf32.jsonl": (GOOD.encode("utf-32"), 1, "UTF-16"),
+    "gzip_bytes.jsonl": (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + bytes(range(200)), 1, "not valid UTF-8"),
+    "nan_nested.jsonl": (b'{"prompt": "a", "response": "b", "meta": {"x": [1, NaN]}}\n', 1, "NaN"),
+    "positive_infinity.jsonl": (b'{"prompt": "a", "response": "b", "score": Infinity}\n', 1, "Infinity"),
+    "tab_separated.jsonl": (b"What is 1+1?\t2\n", 1, "invalid JSON"),
+    "yaml_not_json.jsonl": (b"prompt: a\nresponse: b\n", 1, "invalid JSON"),
+    "html_page.jsonl": (b"<!doctype html><html><body>Not found</body></html>\n", 1, "invalid JSON"),
+    "deep_object_nesting.jsonl": (b'{"prompt": "a", "response": "b", "m": ' + b'{"a":' * 5_000 + b"1" + b"}" * 5_000
+                                  + b"}\n", 1, "nested too deeply"),
 }
 # Made by the test (too big for git): name -> (line, reason phrase)
 BIG = {"huge_line.jsonl": (2, "max_line_bytes")}
