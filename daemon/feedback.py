@@ -128,7 +128,7 @@ class FeedbackLoop:
             for raw in whole.splitlines():
                 try:
                     self._take(json.loads(raw), config)
-                except (ValueError, KeyError, TypeError) as e:  # the server wrote it; say so, never stop
+                except Exception as e:  # one verdict fails alone: said, skipped, never the daemon
                     self.events.emit("warning", f"served/feedback/{path.name}: a line could not be read ({e}); "
                                      "skipped")
             self.cursor[path.name] = start + len(whole)
@@ -164,19 +164,34 @@ class FeedbackLoop:
                     self.events.emit("failed", f"inbox/feedback/{path.name}: {e} -> {failed.parent.name}/",
                                      file=path.name, problems=e.problems)
                     continue
-                for k, verdict in enumerate(verdicts):
-                    self._take({"feedback_id": f"{sha[:12]}:{k + 1}", "rating": verdict.rating,
-                                "correction": verdict.correction, "note": verdict.note,
-                                "exchange": {"id": verdict.id, "model": verdict.model, "answer": verdict.answer,
-                                             **({"messages": [t.model_dump() for t in verdict.messages]}
-                                                if verdict.messages is not None else {"prompt": verdict.prompt})}},
-                               config)
+                lines = [{"feedback_id": f"{sha[:12]}:{k + 1}", "rating": v.rating, "correction": v.correction,
+                          "note": v.note, "exchange": {"id": v.id, "model": v.model, "answer": v.answer,
+                                                       **({"messages": [t.model_dump() for t in v.messages]}
+                                                          if v.messages is not None else {"prompt": v.prompt})}}
+                         for k, v in enumerate(verdicts)]
+                read = []
+                try:
+                    for line in lines:
+                        read.append((line, *self._read(line, config)))
+                except Exception as e:  # all or nothing: the file fails alone, naming the verdict that failed
+                    k = len(read)
+                    failed = self.queue.fail(path, {"file": path.name, "reason": f"{type(e).__name__}: {e}",
+                                                    "problems": [{"line": k + 1, "reason": f"{type(e).__name__}: {e}"}]})
+                    self.events.emit("failed", f"inbox/feedback/{path.name}: line {k + 1}: {e} -> "
+                                     f"{failed.parent.name}/", file=path.name)
+                    continue
+                for taken in read:
+                    self._apply(*taken)
                 self.taken.append(sha)
                 self._save()  # taken before the move: a kill between them moves it at the next start
             durable_replace(path, self.taken_dir / f"{time.strftime('%Y%m%dT%H%M%S')}--{path.name}")
 
     def _take(self, line: dict, config: Config) -> None:
-        """One verdict into records (and a correction into the gate's set and the validation pool)."""
+        self._apply(line, *self._read(line, config))
+
+    def _read(self, line: dict, config: Config) -> tuple[list[dict], QAItem | None]:
+        """One verdict's records, and for a correction the question with it as a gate and pool item; nothing
+        is changed here (so a file whose later line fails leaves nothing behind)."""
         exchange, fid = line["exchange"], line["feedback_id"]
         if exchange.get("id") is not None and "answer" not in exchange:
             raise ValueError(f"feedback {fid} names exchange {exchange['id']} without its answer")
@@ -184,32 +199,38 @@ class FeedbackLoop:
             {"role": "user", "content": exchange["prompt"]}]
         question, answer, correction = conversation[-1]["content"], exchange["answer"], line.get("correction")
         source = {"feedback": fid, "exchange": exchange.get("id"), "model": exchange.get("model")}
+        if correction is None:
+            return ([_target(conversation, answer, source, "keep")] if line["rating"] == "good" else []), None
+        codes = error_codes(question, correction, answer)
+        if not codes:  # the answer already says what the correction says: keep it
+            new = [_target(conversation, correction, source, "keep")]
+        else:
+            triple = build_triple(question=question, golden=correction, predicted=answer, codes=codes, step=0,
+                                  source=source, templates=config.self_correction.templates)
+            if len(conversation) > 1:  # earlier turns are context; only the judged turn is a target
+                triple[0] = {"messages": [*_context(conversation), {"role": "assistant", "content": correction}],
+                             "kind": "initial_attempt", "error_codes": codes, "source": source}
+            new = triple * config.feedback.correction_repeats
+        return new, QAItem(f"feedback:{fid}", conversation, correction, "feedback", 0)
+
+    def _apply(self, line: dict, new: list[dict], item: QAItem | None) -> None:
+        """A verdict read: its records wait for the next file, a correction joins the gate set and the pool, a
+        "bad" with no correction is listed as waiting for one."""
+        exchange, fid = line["exchange"], line["feedback_id"]
         self.stats["verdicts"] += 1
-        if correction is not None:
-            codes = error_codes(question, correction, answer)
+        if item is not None:
             self.stats["corrections"] += 1
-            if codes:
-                triple = build_triple(question=question, golden=correction, predicted=answer, codes=codes, step=0,
-                                      source=source, templates=config.self_correction.templates)
-                if len(conversation) > 1:  # earlier turns are context; only the judged turn is a target
-                    triple[0] = {"messages": [*_context(conversation), {"role": "assistant", "content": correction}],
-                                 "kind": "initial_attempt", "error_codes": codes, "source": source}
-                new = triple * config.feedback.correction_repeats
-            else:  # the answer already says what the correction says: keep it
-                new = [_target(conversation, correction, source, "keep")]
-            item = QAItem(f"feedback:{fid}", conversation, correction, "feedback", 0)
             self.gate.add([item])
             self.pool.add([item])
         elif line["rating"] == "good":
             self.stats["good"] += 1
-            new = [_target(conversation, answer, source, "keep")]
         else:
             self.stats["bad"] += 1
+            question = (exchange.get("messages") or [{"content": exchange.get("prompt", "")}])[-1]["content"]
             self.waiting.append({"feedback_id": fid, "exchange": exchange.get("id"), "question": question[:200],
-                                 "answer": answer[:200]})
+                                 "answer": exchange["answer"][:200]})
             self.events.emit("feedback", f"a 'bad' verdict on {exchange.get('id') or 'an exchange'} waits for a "
                              f"correction: {question[:80]!r}", feedback=fid)
-            new = []
         if new and not self.records:
             self.since = time.time()
         self.records += new

@@ -200,10 +200,11 @@ class Daemon:
         """Verdicts on served answers into a training file (daemon/feedback.py); a full disk pauses the loop."""
         try:
             self.feedback.step(self.config)
-        except OSError as e:
+        except Exception as e:  # a full disk, or a bug: said and retried; never the daemon
             self.retry_at = time.time() + self.config.daemon.scan_interval_seconds
-            self.events.emit("error", f"feedback: {e}; retrying in {self.config.daemon.scan_interval_seconds:.0f}s "
-                             "(nothing taken is lost: it is in data/feedback/state.json)")
+            self.events.emit("error", f"feedback: {type(e).__name__}: {e}; retrying in "
+                             f"{self.config.daemon.scan_interval_seconds:.0f}s (nothing taken is lost: it is in "
+                             "data/feedback/state.json)")
 
     def _practice(self) -> bool:
         """The next step of the first practice file that can take one (see daemon/practice.py); True if one did."""
