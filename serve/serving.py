@@ -49,7 +49,10 @@ class Endpoint:
                   "answers": [c.text for r in results for c in r.completions],
                   "sampling": body.model_dump(include={"temperature", "top_p", "top_k", "max_tokens", "seed", "stop"}),
                   "usage": self.usage(results).model_dump()}
-        await asyncio.to_thread(self.recorder.exchange, record)
+        try:
+            await asyncio.to_thread(self.recorder.exchange, record)
+        except OSError as e:  # a full disk: the answer is still given; only feedback by its id will not find it
+            self.host.events.emit("error", f"serve: exchange {ident} not recorded: {e}")
 
     def asked(self, body: Sampling, requests: list[Request]) -> dict:
         raise NotImplementedError
