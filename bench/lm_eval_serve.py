@@ -1,10 +1,10 @@
 """lm-eval against `selfcorrect serve`, beside `lm_eval --model hf` on the same model and items.
 
-    python bench/lm_eval_serve.py [--model smollm2-135m-instruct] [--items 100] [--dtype auto] [--adapter PATH]
+    python bench/lm_eval_serve.py [--model smollm2-135m-instruct] [--items 100] [--dtype auto]
 
 Writes two local tasks over the same sums (a 4-way multiple choice, scored by log-likelihood, and a generate-until
-with exact match), serves the model (a fresh root: the base model is `current`; with --adapter, that adapter
-through `lm_eval --model hf ... peft=` only), and runs lm-eval's two API model types against the server:
+scored by exact match on the last number of the answer), serves the model (a fresh root: the base model is
+`current`), and runs lm-eval's two API model types against the server:
 `local-completions` (token-id prompts, echo, logprobs) and `local-chat-completions` (`--apply_chat_template`),
 then `--model hf` on the same tasks. One JSON line: each run's score and seconds, and how many items answered
 alike. The server's weights are `--dtype` (`serve.dtype`; auto is bf16 on a CPU with native bf16), lm-eval's hf
@@ -48,9 +48,12 @@ def write_tasks(folder: Path, items: int, seed: int = 0) -> Path:
         "metric_list:\n  - metric: acc\n")
     (folder / "sums_gen.yaml").write_text(
         f"task: sums_gen\n{source}output_type: generate_until\n"
-        'doc_to_text: "{{question}} Answer with the number only."\ndoc_to_target: target\n'
-        'generation_kwargs:\n  until: ["\\n"]\n  max_gen_toks: 8\n  do_sample: false\n'
-        "metric_list:\n  - metric: exact_match\n    ignore_case: true\n    ignore_punctuation: true\n")
+        'doc_to_text: "{{question}}"\ndoc_to_target: target\n'
+        'generation_kwargs:\n  until: ["\\n\\n"]\n  max_gen_toks: 48\n  do_sample: false\n'
+        # the answer is the last number said (a 135M model seldom answers with the number alone)
+        'filter_list:\n  - name: last_number\n    filter:\n      - function: regex\n'
+        '        regex_pattern: "(-?[0-9]+)"\n        group_select: -1\n      - function: take_first\n'
+        "metric_list:\n  - metric: exact_match\n")
     return folder
 
 
