@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -204,3 +205,28 @@ def test_the_status_page_takes_a_correction_for_a_served_answer_in_chromium(root
     [line] = [json.loads(line) for p in (root / "served" / "feedback").glob("*.jsonl")
               for line in p.read_text().splitlines()]
     assert line["exchange"]["id"] == answer["id"] and line["correction"] == "17 + 25 = 42." and line["rating"] == "bad"
+
+
+@pytest.mark.parametrize("taken", [False, True])
+def test_records_rotate_by_size_and_old_ones_go_but_never_verdicts_the_daemon_has_not_read(tmp_path, taken):
+    from core.config import ServeSection
+    from serve.record import Recorder
+
+    recorder = Recorder(tmp_path, ServeSection(record_max_bytes=300, keep_days=1))
+    for k in range(6):
+        recorder.exchange({"id": f"chatcmpl-{k}", "model": "v0001", "messages": [{"role": "user", "content": "q"}],
+                           "answers": ["a" * 100]})
+        recorder.feedback.append({"feedback_id": f"fb-{k}", "rating": "good", "note": "n" * 100,
+                                  "exchange": {"id": f"chatcmpl-{k}"}})
+    exchanges, verdicts = recorder.exchanges.files(), recorder.feedback.files()
+    assert len(exchanges) >= 3 and len(verdicts) >= 3  # closed at serve.record_max_bytes, a new one begun
+    assert recorder.find("chatcmpl-0")["answers"] == ["a" * 100] and recorder.find("chatcmpl-9") is None
+    if taken:  # the daemon's cursor says it has read every verdict file to its end
+        state = tmp_path / "data" / "feedback" / "state.json"
+        state.parent.mkdir(parents=True)
+        state.write_text(json.dumps({"cursor": {p.name: p.stat().st_size for p in verdicts}}))
+    removed = recorder.prune(now=time.time() + 2 * 86400)
+    assert recorder.exchanges.files() == exchanges[-1:]  # all but the file being written
+    assert recorder.feedback.files() == (verdicts[-1:] if taken else verdicts)  # unread verdicts are kept
+    assert len(removed) == len(exchanges) - 1 + (len(verdicts) - 1 if taken else 0)
+    assert recorder.stats()["exchanges"] == len(exchanges[-1].read_text().splitlines())
