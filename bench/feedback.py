@@ -2,7 +2,8 @@
 
     python bench/feedback.py [--seeds 0 1 2] [--asked 60] [--others 200] [--model NAME]
 
-Per seed, a fresh root with the defaults (live evaluation off, so that only what the issue names is timed):
+Per seed, a fresh root with the defaults (live evaluation off, so that only what the issue names is timed, and the
+gate's answers capped at 128 tokens):
   1. a start adapter: one file of 137 sums, trained by the daemon (`--once`);
   2. the server (`train.py --serve`) is asked `--asked` held-out sums and `--others` other held-out sums
      (greedy); each of the asked is judged by the project's matcher against its golden answer, and gets
@@ -61,7 +62,9 @@ def one_seed(args, seed: int, work: Path) -> dict:
     (root / "inbox").mkdir(parents=True)
     (root / "config.json").write_text(json.dumps({
         "model": {"name_or_path": args.model, "cache_dir": str(REPO / "data" / "models")},
-        "eval_steps": 10 ** 9, "training": {"seed": 42 + seed}, "daemon": {"settle_seconds": 0}}))
+        # the gate answers with eval_max_tokens (2048 by default: 7 minutes for 6 items that ran on); sums need 60
+        "eval_steps": 10 ** 9, "eval_max_tokens": 128, "training": {"seed": 42 + seed},
+        "daemon": {"settle_seconds": 0}}))
     drop(root, [integer_sums(137, seed=500 + seed)], "start")
     train_py(root, "--once")
     held_out = integer_sums(args.asked + args.others, seed=900 + seed)
