@@ -145,10 +145,10 @@ class Endpoint:
                                     choices=choices, usage=usage)
             return f"data: {chunk.model_dump_json()}\n\n"
 
-        return StreamingResponse(self._events(version, requests, body, event), media_type="text/event-stream",
+        return StreamingResponse(self._events(ident, version, requests, body, event), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
-    async def _events(self, version: str, requests: list[Request], body: Sampling, event):
+    async def _events(self, ident: str, version: str, requests: list[Request], body: Sampling, event):
         loop, n = asyncio.get_running_loop(), body.n
         arrived: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()

@@ -48,3 +48,6 @@ def manifests(root: Path) -> list[dict]:
 
 def original(name: str) -> str:
     return name.split("--", 1)[1]
+
+
+INBOX_FOLDERS = ("practice", "feedback")  # the daemon's own folders under inbox/: never entries left behind

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.conftest import run_train, write_config, write_jsonl, run_cli
-from tests.daemon_helpers import events, manifests, original, wait_event
+from tests.daemon_helpers import INBOX_FOLDERS, events, manifests, original, wait_event
 from core.synthetic import integer_sums
 
 
@@ -204,7 +204,7 @@ def test_sigkill_at_random_moments_loses_no_file_and_trains_none_twice(root, spa
     done = [n for n in os.listdir(root / "queue" / "done") if not n.endswith(".manifest.json")]
     assert sorted(original(n) for n in done) == sorted(inputs.values())
     for folder in ("inbox", "queue/normal", "queue/processing", "queue/failed"):
-        assert not [n for n in os.listdir(root / folder) if not n.startswith(".") and n != "practice"], folder
+        assert not [n for n in os.listdir(root / folder) if not n.startswith(".") and n not in INBOX_FOLDERS], folder
 
 
 def test_a_dropped_file_is_parsed_once_and_read_again_only_if_it_changed(root):

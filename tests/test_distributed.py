@@ -10,7 +10,7 @@ import pytest
 
 from core.synthetic import integer_sums
 from tests.conftest import REPO, run_train, write_config, write_jsonl
-from tests.daemon_helpers import events, original, wait_event
+from tests.daemon_helpers import INBOX_FOLDERS, events, original, wait_event
 
 
 def free_port() -> int:
@@ -104,7 +104,7 @@ def test_sigkill_of_rank_1_mid_file_then_a_restart_drains_the_queue_losing_nothi
     names = [n for n in os.listdir(root / "queue" / "done") if not n.endswith(".manifest.json")]
     assert sorted(original(n) for n in names) == sorted(inputs.values())
     for folder in ("inbox", "queue/high", "queue/normal", "queue/low", "queue/processing", "queue/failed"):
-        assert not [n for n in os.listdir(root / folder) if not n.startswith(".") and n != "practice"], folder
+        assert not [n for n in os.listdir(root / folder) if not n.startswith(".") and n not in INBOX_FOLDERS], folder
 
 
 def stop_with_sigterm(root, target: str):

@@ -10,7 +10,7 @@ import pytest
 from safetensors.torch import load_file
 
 from tests.conftest import REPO, run_cli, run_train, write_config, write_jsonl
-from tests.daemon_helpers import events, original
+from tests.daemon_helpers import INBOX_FOLDERS, events, original
 from core.faults import FAULT_POINTS
 from core.synthetic import integer_sums
 
@@ -36,7 +36,7 @@ def check_invariants(root, inputs: dict[str, str], bad: set[str]):
     assert sorted(original(n) for n in entries(root / "queue" / "failed")) == sorted(bad)
     for folder in ("inbox", "inbox/practice", "queue/high", "queue/normal", "queue/low", "queue/processing",
                    "queue/practice"):
-        assert not [n for n in os.listdir(root / folder) if n not in ("practice", "feedback")], f"{folder} should be empty"
+        assert not [n for n in os.listdir(root / folder) if n not in INBOX_FOLDERS], f"{folder} should be empty"
     adapters = root / "data" / "adapters"
     assert not [n for n in os.listdir(adapters) if n.startswith(".")], "no staging leftovers"
     assert os.readlink(adapters / "current") == state["current_adapter"]
@@ -177,7 +177,7 @@ def test_odd_names_are_confined_to_their_folders(root):
         write_jsonl(root / "inbox" / name, integer_sums(4, seed=i))
     assert once(root).returncode == 0
     done = entries(root / "queue" / "done")
-    assert len(done) == 4 and sorted(os.listdir(root / "inbox")) == ["..hidden.jsonl", "practice"], \
+    assert len(done) == 4 and sorted(os.listdir(root / "inbox")) == ["..hidden.jsonl", *sorted(INBOX_FOLDERS)], \
         "dotfiles are never touched"
     assert all("/" not in n and "\n" not in n and len(n.encode()) <= 255 for n in done)
     assert any(original(n) == "données ü 日本.jsonl" for n in done)
