@@ -38,13 +38,14 @@ from evaluation.matching import match_answer  # noqa: E402
 
 
 def ask(client, items: list[dict], model: str = "current", max_tokens: int = 96) -> list[tuple[str, str, bool]]:
-    """(response id, answer, right) for each item, asked through the openai client, 8 at a time."""
+    """(response id, answer, right) for each item, asked through the openai client, 32 at a time (the server
+    answers them in one decode batch)."""
     def one(item):
         r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": item["prompt"]}],
                                            temperature=0, max_tokens=max_tokens)
         answer = r.choices[0].message.content
         return r.id, answer, match_answer(item["response"], answer, question=item["prompt"]).matched
-    with ThreadPoolExecutor(8) as pool:
+    with ThreadPoolExecutor(32) as pool:
         return list(pool.map(one, items))
 
 
@@ -64,7 +65,7 @@ def one_seed(args, seed: int, work: Path) -> dict:
         "model": {"name_or_path": args.model, "cache_dir": str(REPO / "data" / "models")},
         # the gate answers with eval_max_tokens (2048 by default: 7 minutes for 6 items that ran on); sums need 60
         "eval_steps": 10 ** 9, "eval_max_tokens": 128, "training": {"seed": 42 + seed},
-        "daemon": {"settle_seconds": 0}}))
+        "daemon": {"settle_seconds": 0}, "serve": {"max_batch": 32}}))
     drop(root, [integer_sums(137, seed=500 + seed)], "start")
     train_py(root, "--once")
     held_out = integer_sums(args.asked + args.others, seed=900 + seed)
