@@ -1,6 +1,6 @@
-"""Does verified self-training beat replaying golden solutions? Rejection sampling (STaR, ReST-EM) on the default model.
+"""Does practice beat replaying golden solutions? Rejection sampling (STaR, ReST-EM) and GRPO on the default model.
 
-    python bench/self_training.py [--seeds 0 1 2] [--start 48] [--practice 100] [--test 200] [--quick]
+    python bench/self_training.py [--seeds 0 1 2] [--start 48] [--practice 100] [--test 200] [--arms ...] [--quick]
 
 Two verifiable families from the project's generators: `sums` (multi-term integer sums, step by step) and
 `word_problems` (two-step arithmetic word problems, GSM8K shape). Per seed, each arm in a root of its own:
@@ -10,11 +10,15 @@ Two verifiable families from the project's generators: `sums` (multi-term intege
          golden solution, trained where no sample verifies, as the product does);
   V      start + V2's first round (the same file: the same adapter sampled it with the same seeds), then its records
          again, as many as V2's second round;
-  P      start + the golden solutions of the same problems, in files of the sizes of V2's two rounds.
+  P      start + the golden solutions of the same problems, in files of the sizes of V2's two rounds;
+  G      start + `train.py --practice` with practice.method = grpo and practice.rounds = 2 on the same problems:
+         the same sampling budget as V2 (2 rounds x K samples per problem), every sample of a problem whose
+         samples differ trained by its group-relative advantage, no golden solution (its steps are its own).
 
 So the three arms train the same files sizes in the same order from the same adapter: the same optimizer steps
 under the same per-file learning-rate schedule. Each is tested by greedy pass@1 through the product's own practice path (the practice prompt, one
-sample at temperature 0, the verifier) on `--test` held-out items per family, the same items for every seed.
+sample at temperature 0, the verifier) on `--test` held-out items per family, the same items for every seed,
+and by pass@4 (4 samples at the practice temperature) on the first `--pass-at-4` of them.
 Differences to P are paired item by item: per item, the arm's mean over seeds minus P's, then the mean over items
 with its standard error and 95 % interval (items are the unit, so the seeds' shared items are not counted twice).
 
@@ -42,7 +46,7 @@ from core.fsutil import read_appended  # noqa: E402
 from core.synthetic import integer_sums, word_problems  # noqa: E402
 
 FAMILIES = ("sums", "word_problems")
-ARMS = ("start", "P", "V", "V2")
+ARMS = ("start", "P", "V", "V2", "G")
 
 
 def problems(family: str, n: int, seed: int) -> list[dict]:
@@ -100,8 +104,10 @@ def trained(root: Path) -> dict:
             "tokens": sum(f["tokens"] for f in files), "supervised_tokens": sum(f["supervised_tokens"] for f in files)}
 
 
-def test(root: Path, tests: list, max_new_tokens: int) -> tuple[dict[str, list[bool]], float]:
-    """Greedy pass@1 per item, through the product's practice path; resumes a test cut short."""
+def test(root: Path, tests: list, max_new_tokens: int, k: int = 1, folder: str = "test"
+         ) -> tuple[dict[str, list[bool]], float]:
+    """Per item, whether any of `k` samples verified (k = 1: greedy), through the product's practice path;
+    resumes a test cut short."""
     from core.config import load_config
     from core.events import EventLog
     from inference.loading import load_for_inference
@@ -110,14 +116,14 @@ def test(root: Path, tests: list, max_new_tokens: int) -> tuple[dict[str, list[b
 
     began = time.perf_counter()
     cfg = load_config(root / "config.json")
-    settings = cfg.practice.model_copy(update={"samples": 1, "temperature_math": 0.0,
-                                               "max_new_tokens_math": max_new_tokens})
+    settings = cfg.practice.model_copy(update={"samples": k, "temperature_math": 0.0 if k == 1 else 0.7,
+                                               "max_new_tokens_math": max_new_tokens, "method": "rest"})
     model, tokenizer, use_template, _ = load_for_inference(cfg, root, "current")
     practice = Practice(SamplingEngine(model, tokenizer, use_template=use_template), settings,
                         EventLog(root / "test-logs"), adapter="current")
-    practice.run(tests, root / "test", 1)
-    outcomes = {o["id"]: o for o in read_appended(root / "test" / "round-1.progress.jsonl")}
-    by_family = {f: [outcomes[p.id]["passed"][0] for p in tests if p.category == f] for f in FAMILIES}
+    practice.run(tests, root / folder, 1)
+    outcomes = {o["id"]: o for o in read_appended(root / folder / "round-1.progress.jsonl")}
+    by_family = {f: [any(outcomes[p.id]["passed"]) for p in tests if p.category == f] for f in FAMILIES}
     return by_family, time.perf_counter() - began
 
 
@@ -139,12 +145,19 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=4, help="practice.samples (K)")
     p.add_argument("--max-new-tokens", type=int, default=192, help="per solution, sampled or tested")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--pass-at-4", type=int, default=50, help="test items per family also tested by pass@4")
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="arms to run (start always runs)")
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--work", type=Path, default=REPO / "data" / "bench" / "self_training")
     p.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 16 start, 24 practice, 40 test")
     args = p.parse_args()
     if args.quick:
-        args.seeds, args.start, args.practice, args.test = args.seeds[:1], 16, 24, 40
+        args.seeds, args.start, args.practice, args.test, args.pass_at_4 = args.seeds[:1], 16, 24, 40, 10
+    arms = ["start", *[a for a in ARMS[1:] if a in args.arms]]
+    if "V" in arms and "V2" not in arms:
+        p.error("arm V replays V2's first round: name V2 too")
+    if "P" in arms and "V2" not in arms:
+        p.error("arm P trains files of V2's sizes: name V2 too")
 
     import torch
 
@@ -160,12 +173,14 @@ def main() -> None:
     work = args.work
     test_file = write_jsonl(work / "test.jsonl", [q for k, f in enumerate(FAMILIES) for q in problems(f, args.test, 900 + k)])
     tests = read_problems(test_file)
+    few = [q for f in FAMILIES for q in [t for t in tests if t.category == f][:args.pass_at_4]]
     passed: dict[str, list[dict[str, list[bool]]]] = {arm: [] for arm in ARMS}
+    passed_4: dict[str, list[dict[str, list[bool]]]] = {arm: [] for arm in ARMS}
     for seed in args.seeds:
         base = work / f"seed-{seed}"
         start_data = [q for k, f in enumerate(FAMILIES) for q in problems(f, args.start, 100 * seed + 10 + k)]
         practice_data = [q for k, f in enumerate(FAMILIES) for q in problems(f, args.practice, 100 * seed + 20 + k)]
-        roots = {arm: base / arm for arm in ARMS}
+        roots = {arm: base / arm for arm in arms}
         walls, generating = {}, {}
         start = roots["start"]
         if not (start / "data" / "state.json").exists():
@@ -177,7 +192,7 @@ def main() -> None:
             (base / "start.wall").write_text(json.dumps(wall))  # beside the root: the arms copy the root
         if (base / "start.wall").exists():
             walls["start"] = json.loads((base / "start.wall").read_text())
-        for arm in ("V2", "V", "P"):
+        for arm in [a for a in ("V2", "V", "P", "G") if a in arms]:
             root = roots[arm]
             if (root / "data" / "state.json").exists() and (root / "arm.done").exists():
                 # done in an earlier run: its timings come back from arm.done (empty where an older bench wrote it)
@@ -188,7 +203,11 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
             shutil.copytree(start, root, symlinks=True, ignore=shutil.ignore_patterns("test", "test-logs"))
             began = time.perf_counter()
-            if arm == "V2":
+            if arm == "G":
+                cfg = config(args, seed)
+                cfg["practice"]["method"] = "grpo"
+                (root / "config.json").write_text(json.dumps(cfg, indent=2))
+            if arm in ("V2", "G"):
                 train_py(root, "--practice", str(write_jsonl(base / "practice.jsonl", practice_data)))
                 events = [json.loads(line) for line in (root / "logs" / "events.jsonl").read_text().splitlines()]
                 generating[arm] = sum(e["seconds"] for e in events if e["event"] == "practice" and e.get("summary"))
@@ -209,26 +228,31 @@ def main() -> None:
                 generating[arm] = 0.0
             walls[arm] = time.perf_counter() - began
             (root / "arm.done").write_text(json.dumps({"wall": walls[arm], "generating": generating[arm]}))
-        for arm in ARMS:
+        for arm in arms:
             by_family, test_seconds = test(roots[arm], tests, args.max_new_tokens)
             passed[arm].append(by_family)
+            by_family_4, test_4_seconds = test(roots[arm], few, args.max_new_tokens, k=4, folder="test-pass-at-4")
+            passed_4[arm].append(by_family_4)
             t, t0 = trained(roots[arm]), trained(start)
             row = {"arm": arm, "seed": seed, "processor": processor, "device": plan.device, "precision": plan.precision,
                    **{f"pass@1_{f}": round(sum(v) / len(v), 4) for f, v in by_family.items()},
-                   "test_items_per_family": args.test,
+                   **{f"pass@4_{f}": round(sum(v) / len(v), 4) for f, v in by_family_4.items()},
+                   "test_items_per_family": args.test, "pass@4_items_per_family": args.pass_at_4,
                    **({} if arm == "start" else {f"{k}_trained": t[k] - t0[k] for k in t}),
                    "train_wall_seconds": None if arm not in walls else round(walls[arm], 1),
                    "generation_share": None if arm not in generating or arm not in walls
                    else round(generating[arm] / walls[arm], 3),
-                   "test_seconds": round(test_seconds, 1)}
+                   "test_seconds": round(test_seconds + test_4_seconds, 1)}
             print(json.dumps(row), flush=True)
-    summary = {"summary": True, "seeds": args.seeds, "processor": processor, "test_items_per_family": args.test}
-    for arm in ARMS:
+    summary = {"summary": True, "seeds": args.seeds, "processor": processor, "test_items_per_family": args.test,
+               "pass@4_items_per_family": args.pass_at_4}
+    for arm in arms:
         for f in FAMILIES:
-            scores = [s[f] for s in passed[arm]]
-            summary[f"{arm}_pass@1_{f}"] = round(sum(map(sum, scores)) / sum(map(len, scores)), 4)
-            if arm in ("V", "V2"):
-                summary[f"{arm}_minus_P_{f}"] = paired(scores, [s[f] for s in passed["P"]])
+            for metric, table in (("pass@1", passed), ("pass@4", passed_4)):
+                scores = [s[f] for s in table[arm]]
+                summary[f"{arm}_{metric}_{f}"] = round(sum(map(sum, scores)) / sum(map(len, scores)), 4)
+                if arm in ("V", "V2", "G") and "P" in arms:
+                    summary[f"{arm}_minus_P_{metric}_{f}"] = paired(scores, [s[f] for s in table["P"]])
     print(json.dumps(summary), flush=True)
 
 

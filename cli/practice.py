@@ -34,7 +34,7 @@ def read_all(args, ctx) -> dict[Path, list]:
 
 def run(args, ctx) -> int:
     from daemon.job import train_file
-    from selfcorrect.practice import practice_round, round_name, work_folder
+    from selfcorrect.practice import nothing_to_train, practice_round, round_name, work_folder
 
     problems = read_all(args, ctx)
     with workbench(ctx) as bench:
@@ -44,8 +44,8 @@ def run(args, ctx) -> int:
                 out, stats = practice_round(bench.engine, items, work, round_no, label=f.name,
                                             settings=ctx.config.practice, events=ctx.events)
                 if not stats.kept + stats.golden:
-                    ctx.events.emit("practice", f"{f.name} round {round_no}: nothing verified and no golden "
-                                    "solution; nothing to train")
+                    ctx.events.emit("practice", f"{f.name} round {round_no}: "
+                                    f"{nothing_to_train(ctx.config.practice)}; nothing to train")
                     break
                 prepared = bench.engine.prepare(out, name=round_name(work, round_no), generated=True)
                 train_file(prepared, engine=bench.engine, monitor=bench.monitor, events=ctx.events,

@@ -215,7 +215,11 @@ class DaemonSection(Section):
 class PracticeSection(Section):
     """Verified self-training: sample solutions to practice problems, keep those that verify, train them."""
 
-    samples: int = Field(4, gt=0, description="Solutions sampled per problem (K).")
+    method: Literal["rest", "grpo"] = Field(
+        "rest", description="rest: train the samples that verify (rejection sampling). grpo: train every sample "
+                            "by how its reward compares with its group's (GRPO: right ones up, wrong ones down); "
+                            "docs/practice.md says when to pick which.")
+    samples: int = Field(4, gt=0, description="Solutions sampled per problem (K); grpo needs 2 or more (a group).")
     temperature_math: float = Field(0.7, ge=0, description="Sampling temperature for math / QA problems (0: greedy).")
     temperature_code: float = Field(0.8, ge=0, description="Sampling temperature for code problems (0: greedy).")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
@@ -223,6 +227,15 @@ class PracticeSection(Section):
     max_new_tokens_code: int = Field(1024, gt=0, description="Most new tokens per code solution.")
     keep_per_problem: int = Field(2, gt=0, description="Most verified solutions kept per problem (distinct ones).")
     rounds: int = Field(1, gt=0, description="Rounds of sample -> verify -> train, each from the adapter the last made.")
+    format_reward: float = Field(
+        0.0, ge=0, description="grpo: reward added to a sample that ends in a complete final-answer line (math) or "
+                               "a ```python block (code), right or wrong; the verifier's reward is 1 or 0.")
+    grpo_epsilon: float = Field(
+        0.2, gt=0, description="grpo: clipping of the probability ratio to the round's start adapter, 1 +- this "
+                               "(PPO's clip; it acts from the round's second optimizer step).")
+    grpo_beta: float = Field(
+        0.0, ge=0, description="grpo: weight of the KL term to the round's start adapter (0: none, as TRL's "
+                               "default).")
     queue: Literal["high", "normal", "low"] = Field(
         "high", description="Queue a round's training file joins in the daemon; rounds are sampled when no file "
                             "of this priority or above waits.")
@@ -240,6 +253,13 @@ class PracticeSection(Section):
         "reasoning.\n\nProblem:\n{problem}\n\nSolve this coding problem step by step in Python, explaining your "
         "thought process and then providing the final working code in a ```python block.",
         description="Prompt of a code problem.")
+
+    @model_validator(mode="after")
+    def _a_group_for_grpo(self) -> "PracticeSection":
+        if self.method == "grpo" and self.samples < 2:
+            raise ValueError(f"practice.method grpo compares each sample with its group's: practice.samples must be "
+                             f"2 or more (it is {self.samples})")
+        return self
 
     @field_validator("prompt_math", "prompt_code")
     @classmethod

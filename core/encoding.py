@@ -7,6 +7,8 @@ same ones the model sees at inference.
 """
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 
 from .data import Example
@@ -23,6 +25,8 @@ class Encoded:
     rejected_ids: list[int] | None = None  # the same record with its rejected answer, for preference training
     rejected_labels: list[int] | None = None
     reference: tuple[float, float] | None = None  # log p(response), log p(rejected) under the file's start adapter
+    advantage: float | None = None  # a policy-gradient record (grpo practice): how much better than its group
+    old_logps: list[float] | None = None  # log p of each supervised token under the file's start adapter (grpo)
 
     @property
     def trainable(self) -> int:
@@ -81,6 +85,8 @@ def encode(tokenizer, example: Example, *, use_template: bool, max_length: int, 
     """Token ids and labels; with `unlikelihood`, where a rejected answer departs; with `preference`, the
     record encoded once more with its rejected answer (records without one train as usual)."""
     ids, labels = _ids_and_labels(tokenizer, example, use_template, max_length)
+    if "advantage" in example.meta:  # trained by its advantage alone (checked by encode_file)
+        return Encoded(ids, labels, advantage=float(example.meta["advantage"]))
     rejected = _with_rejected(example) if unlikelihood or preference else None
     if rejected is None:
         return Encoded(ids, labels)
@@ -118,8 +124,11 @@ def _with_rejected(example: Example) -> Example | None:
 def encode_file(tokenizer, examples: list[Example], *, path, use_template: bool, max_length: int,
                 unlikelihood: bool = False, preference: bool = False) -> list[Encoded]:
     """Encode every example; refuse the file if any example would train nothing or everything wrongly."""
-    out, problems = [], []
+    out, problems = [], _advantage_problems(examples)
+    refused = {line for line, _ in problems}
     for ex in examples:
+        if ex.line in refused:
+            continue
         try:
             e = encode(tokenizer, ex, use_template=use_template, max_length=max_length, unlikelihood=unlikelihood,
                        preference=preference)
@@ -139,11 +148,29 @@ def encode_file(tokenizer, examples: list[Example], *, path, use_template: bool,
     return out
 
 
+def _advantage_problems(examples: list[Example]) -> list[tuple[int, str]]:
+    """A file trains by advantage (policy gradient) in every record or in none: each record's "advantage" must
+    then be a finite number."""
+    with_advantage = [ex for ex in examples if "advantage" in ex.meta]
+    if not with_advantage:
+        return []
+    problems = []
+    for ex in examples:
+        value = ex.meta.get("advantage")
+        if "advantage" not in ex.meta:
+            problems.append((ex.line, f'no "advantage": {len(with_advantage)} other records of this file have one, '
+                                      "and a file trains by advantage in every record or in none"))
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            problems.append((ex.line, f'"advantage" must be a finite number, not {json.dumps(value)[:40]}'))
+    return problems
+
+
 class PaddingCollator:
     """Pads a batch to its longest example (right side), labels padded with IGNORE; with rejected
     answers, an `unlikely` tensor of the same shape holds each row's token to push down; for preference
     training, `rejected_*` tensors hold each row's rejected answer (all padding in rows without one) and
-    `reference` the two log-probabilities under the file's start adapter.
+    `reference` the two log-probabilities under the file's start adapter; for policy-gradient records,
+    `advantage` per row and `old_logps` per supervised token.
 
     It also counts supervised tokens, so progress can report tokens/s.
     """
@@ -171,6 +198,15 @@ class PaddingCollator:
             batch["rejected_input_ids"], batch["rejected_labels"], batch["rejected_attention_mask"] = \
                 pad_rows(rejected, width, self.pad_id)
             batch["reference"] = torch.tensor([f.get("reference") or (0.0, 0.0) for f in features])
+        # policy-gradient records: each row's advantage, and each supervised token's log p under the file's start
+        # adapter at that token's place in `labels` (0 elsewhere)
+        if any(f.get("advantage") is not None for f in features):
+            batch["advantage"] = torch.tensor([float(f.get("advantage") or 0.0) for f in features])
+            batch["old_logps"] = torch.zeros((len(features), width))
+            for row, f in enumerate(features):
+                if f.get("old_logps"):
+                    batch["old_logps"][row, 1 + (labels[row, 1:] != IGNORE).nonzero()[:, 0]] = \
+                        torch.tensor(f["old_logps"])
         return batch
 
 

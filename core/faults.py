@@ -16,6 +16,7 @@ KILL_ENV, FAIL_ENV = "SELFCORRECT_KILL_AT", "SELFCORRECT_FAIL_AT"
 FAULT_POINTS = (
     "queue.admit", "queue.claim", "queue.requeue", "queue.finish", "queue.fail",  # inside each transition
     "checkpoint.staged",  # a mid-file checkpoint written, not yet renamed into place
+    "checkpoint.saved",  # a mid-file checkpoint in place, training goes on
     "adapter.staged", "adapter.promoted",  # inside an adapter save: before and after the rename, before state.json
     "adapter.committed",  # state.json written: adapter saved, file not yet moved to done
     "generator.after_pending", "generator.before_metadata", "generator.before_queue",  # a self-correction file

@@ -25,7 +25,7 @@ from pathlib import Path
 from core.config import Config
 from core.events import EventLog
 from core.practice import read_problems
-from selfcorrect.practice import practice_round, round_name, work_folder
+from selfcorrect.practice import nothing_to_train, practice_round, round_name, work_folder
 from core.fsutil import sha256_file
 from training.engine import TrainingEngine
 
@@ -62,7 +62,7 @@ class PracticeFiles:
                     return True
                 return True  # queued at the next step, after a look at the training queue
             if out.stat().st_size == 0:
-                self._finish(path, label, work, round_no, "nothing verified and no golden solution to train")
+                self._finish(path, label, work, round_no, nothing_to_train(settings))
                 return True
             if self.engine.state.trained(sha256_file(out)):
                 continue

@@ -23,6 +23,13 @@ from .queue import PRACTICE, PRIORITIES, ignored
 REPORTS = (".manifest.json", ".error.json")
 
 
+def round_outcome(r: dict) -> str:
+    """What a practice round trains, in words: grpo's mean reward and skipped groups, or rest's kept solutions."""
+    if r.get("method") == "grpo":
+        return (f"mean reward {r['mean_reward']:.2f}, {r['kept']} samples trained by advantage, "
+                f"{r['skipped_groups']} groups skipped (all alike), {r['unsolved']} unsolved")
+    return f"{r['kept']} kept, {r['golden']} golden, {r['unsolved']} unsolved"
+
 def _count(folder: Path) -> int:
     """Entries in a state folder, not counting the reports written beside them."""
     return sum(1 for n in os.listdir(folder) if not ignored(n) and not n.endswith(REPORTS)) if folder.is_dir() else 0
@@ -122,8 +129,7 @@ def show(root: Path, console: Console | None = None) -> dict:
                       f"{p.get('adapter') or 'base'}, {p.get('done', 0)}/{p['problems']} problems{eta}")
     for r in s["practice_rounds"]:
         table.add_row("practice round", f"{r['file']} #{r['round']} with {r['adapter']}: pass@1 {r['pass_at_1']:.0%}, "
-                      f"pass@{r['k']} {r['pass_at_k']:.0%} of {r['problems']}; {r['kept']} kept, {r['golden']} golden, "
-                      f"{r['unsolved']} unsolved")
+                      f"pass@{r['k']} {r['pass_at_k']:.0%} of {r['problems']}; " + round_outcome(r))
     head = s["promotion"]["head"]
     table.add_row("adapter", f"{s['adapter'] or 'none yet'} served"
                   + (f", training goes on from {head or 'a fresh adapter'} (the head)" if head != s["adapter"] else "")

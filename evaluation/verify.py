@@ -22,6 +22,7 @@ class Verdict:
     passed: bool
     reason: str
     seconds: float
+    error: bool = False  # the verifier itself failed (not the solution): scored as not passed
 
 
 def verify_answer(expected: str, solution: str, *, question: str = "") -> Verdict:

@@ -87,11 +87,13 @@ def write_report(root: Path) -> tuple[Path, Path]:
         for e in evals)
     practice = "".join(
         f"<tr><td>{r['step']}</td><td>{html.escape(r['file'])}</td><td>{r['round']}</td><td>{r['adapter']}</td>"
-        f"<td>{percent(r['pass_at_1'])}</td><td>{percent(r['pass_at_k'])} (K={r['k']})</td><td>{r['kept']}</td>"
-        f"<td>{r['golden']}</td><td>{r['unsolved']}</td></tr>" for r in drawn["practice_rounds"])
+        f"<td>{r.get('method', 'rest')}</td><td>{percent(r['pass_at_1'])}</td><td>{percent(r['pass_at_k'])} "
+        f"(K={r['k']})</td><td>{r.get('mean_reward', '')}</td><td>{r['kept']}</td><td>{r['golden']}</td>"
+        f"<td>{r.get('skipped_groups', '')}</td><td>{r['unsolved']}</td></tr>" for r in drawn["practice_rounds"])
     if practice:
         practice = (f"<h2>Practice rounds</h2><table border=1 cellpadding=4><tr><th>step</th><th>file</th><th>round</th>"
-                    f"<th>adapter</th><th>pass@1</th><th>pass@K</th><th>kept</th><th>golden</th><th>unsolved</th></tr>"
+                    f"<th>adapter</th><th>method</th><th>pass@1</th><th>pass@K (solved at least once)</th>"
+                    f"<th>mean reward</th><th>trained</th><th>golden</th><th>skipped groups</th><th>unsolved</th></tr>"
                     f"{practice}</table>")
     policy = _policy_tables(root)
     analysis = ""

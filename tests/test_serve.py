@@ -427,6 +427,11 @@ def test_the_status_page_shows_the_adapter_and_the_queue_in_chromium(trained, tm
     for priority, count in (("high", 1), ("normal", 3)):
         for k in range(count):
             write_jsonl(root / "queue" / priority / f"waiting-{k}.jsonl", integer_sums(2, seed=k))
+    (root / "data" / "practice").mkdir(parents=True, exist_ok=True)  # a grpo round as selfcorrect.practice writes it
+    (root / "data" / "practice" / "rounds.json").write_text(json.dumps([{
+        "file": "drill.jsonl", "work": "drill-0123", "round": 1, "adapter": "v0002", "method": "grpo", "k": 4,
+        "problems": 20, "samples": 80, "pass_at_1": 0.25, "pass_at_k": 0.45, "mean_reward": 0.3125, "kept": 36,
+        "golden": 0, "skipped_groups": 11, "unsolved": 11, "records": 36, "time": 0}]))
     server = servers(root)
     server.wait_ready()
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -437,6 +442,8 @@ def test_the_status_page_shows_the_adapter_and_the_queue_in_chromium(trained, tm
     assert '<div class="big" id="adapter">v0002</div>' in dom, dom[:2000]
     assert '<td class="n" data-queue="high">1</td>' in dom and '<td class="n" data-queue="normal">3</td>' in dom
     assert "<polyline" in dom  # the loss curve of the two trained files
+    assert ("<b>drill.jsonl</b> #1 (grpo) with v0002: solved at least once 45% of 20, pass@1 25%, mean reward 0.31, "
+            "11 groups skipped") in dom
     shot = tmp_path / "status.png"
     subprocess.run([chromium, *flags, "--window-size=1100,900", f"--screenshot={shot}", server.url + "/"],
                    capture_output=True, timeout=120)

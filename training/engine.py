@@ -35,7 +35,7 @@ from inference.sampling import SamplingEngine
 from .distributed import DistributedFault, World
 from .progress import ProgressCallback
 from .promotion import PromotionGate, Verdict
-from .trainer import SupervisedTrainer, add_reference_logps, half_precision_base, latest_checkpoint
+from .trainer import SupervisedTrainer, add_old_logps, add_reference_logps, half_precision_base, latest_checkpoint
 
 
 @dataclass
@@ -70,7 +70,8 @@ class FileResult:
 class _Rows(torch.utils.data.Dataset):
     def __init__(self, encoded: list[Encoded]):
         self.rows = [{"input_ids": e.input_ids, "labels": e.labels, "unlikely": e.unlikely, "rejected_ids": e.rejected_ids,
-                      "rejected_labels": e.rejected_labels, "reference": e.reference} for e in encoded]
+                      "rejected_labels": e.rejected_labels, "reference": e.reference, "advantage": e.advantage,
+                      "old_logps": e.old_logps} for e in encoded]
 
     def __len__(self):
         return len(self.rows)
@@ -288,6 +289,10 @@ class TrainingEngine:
                                                         precision=self.plan.precision):
             self.events.emit("reference", f"{prepared.name}: reference log-probabilities of the preference pairs "
                              f"from adapter {self.state.head or '(new)'}", file=prepared.name)
+        if add_old_logps(self.model, prepared.encoded, self.tokenizer.pad_token_id, precision=self.plan.precision):
+            self.events.emit("reference", f"{prepared.name}: log-probabilities of the sampled answers under adapter "
+                             f"{self.state.head or '(new)'}, the policy-gradient loss's ratio and KL reference",
+                             file=prepared.name)
         trainer = SupervisedTrainer(
             model=self.model,
             args=self._arguments(ckpt_dir),
@@ -301,6 +306,8 @@ class TrainingEngine:
             unlikelihood_weight=x.unlikelihood_weight,
             preference_weight=x.preference_weight,
             preference_beta=x.preference_beta,
+            policy_epsilon=self.config.practice.grpo_epsilon,
+            policy_beta=self.config.practice.grpo_beta,
         )
         trainer.remove_callback(PrinterCallback)
         if resume:

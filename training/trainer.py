@@ -95,18 +95,62 @@ def add_reference_logps(model, encoded: list, pad_id: int, *, precision: str, ba
     return len(pairs)
 
 
+@torch.no_grad()
+def add_old_logps(model, encoded: list, pad_id: int, *, precision: str, batch_size: int = 16) -> int:
+    """Log p of each supervised token of the policy-gradient records under the model as it is now (the file's
+    start adapter): the denominator of the loss's probability ratio and the reference of its KL term, computed
+    once per file before its first step (TRL's old_per_token_logps). A resumed file computes them again from
+    the same start adapter, before its checkpoint is loaded. Returns the number of records."""
+    from core.encoding import pad_rows
+
+    decoder, head = decoder_and_head(model)
+    device = next(model.parameters()).device
+    rows = [e for e in encoded if e.advantage is not None]
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            side = [(e.input_ids, e.labels) for e in chunk]
+            ids, labels, mask = pad_rows(side, max(len(i) for i, _ in side), pad_id)
+            batch = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+            with torch.autocast(device.type, dtype=HALF.get(precision), enabled=precision in HALF):
+                _, token_logps, owner = response_logps(decoder, head, batch)
+            for k, e in enumerate(chunk):
+                e.old_logps = token_logps[owner == k].float().tolist()
+    finally:
+        model.train(was_training)
+    return len(rows)
+
+
+def policy_gradient_loss(token_logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, *,
+                         epsilon: float, beta: float) -> torch.Tensor:
+    """GRPO's clipped surrogate per token, summed (TRL's GRPOTrainer, loss_type "dapo": the caller divides by the
+    supervised tokens of the accumulated batch): -min(ratio x A, clip(ratio, 1 +- epsilon) x A), ratio = p / p_old,
+    plus beta x the k3 estimate of KL(policy || old), exp(old - logp) - (old - logp) - 1, weighed by the ratio (the
+    samples came from the old policy; TRL's use_bias_correction_kl). On the file's first step the ratio is 1 and
+    the gradient is the plain REINFORCE one, A x grad log p."""
+    ratio = torch.exp(token_logps - old_logps)
+    per_token = -torch.minimum(ratio * advantages, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * advantages)
+    if beta:
+        delta = old_logps - token_logps
+        per_token = per_token + beta * (torch.exp(delta) - delta - 1) * ratio
+    return per_token.sum()
+
+
 class SupervisedTrainer(Trainer):
     # compute_loss divides by the supervised tokens of the whole accumulated batch.
     loss_is_scaled_for_ga = True
 
     def __init__(self, *args, extra_logs: dict | None = None, micro_batch_tokens: int = 0,
                  unlikelihood_weight: float = 0.0, preference_weight: float = 0.0, preference_beta: float = 0.1,
-                 **kwargs):
+                 policy_epsilon: float = 0.2, policy_beta: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.extra_logs = extra_logs if extra_logs is not None else {}
         self.micro_batch_tokens = micro_batch_tokens
         self.unlikelihood_weight = unlikelihood_weight
         self.preference_weight, self.preference_beta = preference_weight, preference_beta
+        self.policy_epsilon, self.policy_beta = policy_epsilon, policy_beta
         self.sliced_batches = 0
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -135,7 +179,7 @@ class SupervisedTrainer(Trainer):
             part = {k: v[take] for k, v in inputs.items()}
             # right padding: drop the slice's empty columns (rejected answers share the batch's width)
             used = max(int(part[k].sum(dim=1).max()) for k in ("attention_mask", "rejected_attention_mask") if k in part)
-            part = {k: v if k == "reference" else v[:, :used] for k, v in part.items()}
+            part = {k: v if k == "reference" or v.dim() == 1 else v[:, :used] for k, v in part.items()}
             part_loss = super().training_step(model, part, num_items_in_batch)
             loss = part_loss if loss is None else loss + part_loss
         return loss
@@ -149,7 +193,8 @@ class SupervisedTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Cross-entropy over the response tokens only, plus the unlikelihood of rejected answers' tokens and
-        the preference loss of rejected answers.
+        the preference loss of rejected answers; records with an advantage (grpo practice) take the
+        policy-gradient loss instead.
 
         The vocabulary projection is the costliest layer of a small model
         (49k x 576 for SmolLM2); running it only where a label exists skips the
@@ -157,6 +202,11 @@ class SupervisedTrainer(Trainer):
         """
         unlikely = inputs.pop("unlikely", None)
         rejected = {k: inputs.pop(k) for k in PREFERENCE_KEYS if k in inputs}
+        policy = {k: inputs.pop(k) for k in ("advantage", "old_logps") if k in inputs}
+        count = num_items_in_batch if num_items_in_batch is not None else (inputs["labels"][:, 1:] != IGNORE).sum()
+        if policy:
+            loss = self._policy_loss(model, inputs, **policy)
+            return loss / torch.clamp(torch.as_tensor(count, device=loss.device), min=1)
         if return_outputs or self.accelerator.num_processes > 1:
             # several processes: the batch must go through DDP's forward, which readies the gradients'
             # all-reduce, so the model computes its own loss (over every position, as a plain Trainer does)
@@ -177,8 +227,25 @@ class SupervisedTrainer(Trainer):
             if rejected and self.preference_weight and rejected["rejected_attention_mask"].any():
                 chosen = per_row(token_logps, rows, len(inputs["input_ids"]))
                 loss = loss + self.preference_weight * self._preference_loss(decoder, head, rejected, chosen).sum()
-        count = num_items_in_batch if num_items_in_batch is not None else (inputs["labels"][:, 1:] != IGNORE).sum()
         return loss / torch.clamp(torch.as_tensor(count, device=loss.device), min=1)
+
+    def _policy_loss(self, model, inputs: dict, advantage: torch.Tensor, old_logps: torch.Tensor) -> torch.Tensor:
+        """The policy-gradient loss of records sampled and scored by grpo practice (summed over tokens). Under
+        several processes the batch goes through the wrapped model's forward (DDP readies its all-reduce there);
+        alone, through the decoder and only the supervised rows of the head, as the cross-entropy does."""
+        keep = inputs["labels"][:, 1:] != IGNORE
+        decoder, head = decoder_and_head(model)
+        if self.accelerator.num_processes > 1 or decoder is None or head is None:
+            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+            logits = logits[:, :-1][keep].float()
+            token_logps = -F.cross_entropy(logits, inputs["labels"][:, 1:][keep], reduction="none")
+            rows = keep.nonzero()[:, 0]
+        else:
+            with self.accelerator.autocast():
+                _, token_logps, rows = response_logps(decoder, head, inputs)
+        return policy_gradient_loss(token_logps.float(), old_logps[:, 1:][keep].to(token_logps.device),
+                                    advantage.to(token_logps.device)[rows], epsilon=self.policy_epsilon,
+                                    beta=self.policy_beta)
 
     def _preference_loss(self, decoder, head, rejected: dict, chosen: torch.Tensor) -> torch.Tensor:
         """DPO (Rafailov et al., 2023), per row that has a rejected answer: -log sigmoid(beta x how much more the
@@ -218,6 +285,7 @@ class SupervisedTrainer(Trainer):
                 fsync_tree(staged)
                 fault_point("checkpoint.staged")
                 durable_replace(staged, final_root / name)
+                fault_point("checkpoint.saved")
         finally:
             if main:
                 remove_tree(Path(self._staging_dir))
