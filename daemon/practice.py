@@ -7,7 +7,8 @@ A practice file stays in queue/practice/ through its rounds. Where it stands is 
 of it, in its work folder data/practice/<stem>-<sha12>/ (the same as `train.py --practice`), is
 
     round-r.jsonl absent                      -> sample it from the current adapter (resuming its progress file)
-    round-r.jsonl empty                       -> nothing verified, no golden solution: the file is done
+    round-r.jsonl empty                       -> nothing to train (rest: nothing verified, no golden solution;
+                                                 grpo: every group scored alike): the file is done
     its content trained (data/state.json)     -> on to round r+1; after `practice.rounds`, the file is done
     queued, waiting or in training            -> wait: the queue trains it as any file, at `practice.queue`
     failed since the practice file arrived    -> the practice file fails, naming it

@@ -29,6 +29,7 @@ class Request:
     # End a row that loops or enumerates (see LoopStop, enumerating): for our own questions, whose answers are
     # short. A server's client asked for what it asked for, so serving turns it off.
     cut_runaways: bool = True
+    ignore_eos: bool = False  # decode max_new_tokens whatever the model says (benchmarks; vLLM's ignore_eos)
     strip: bool = True  # the text without surrounding whitespace; a server's client gets it as generated
     on_token: Callable[[int, int], None] | None = None  # called with (sample index, token id) as each token comes
     cancel: threading.Event | None = None  # once set, the request's rows end at the next token ("cancelled")

@@ -262,8 +262,8 @@ def decode(model, tokenizer, admit: Callable[[int], _Batch | None], *, stops: li
                 row.logprobs.append(chosen_logp[k])
                 if row.request.top_logprobs:
                     row.top_logprobs.append(top[k][:row.request.top_logprobs])
-            row.finish_reason = ("stop" if hit_stop[k] else "loop" if looped[k] and row.request.cut_runaways
-                                 else _finished(tokenizer, row))
+            row.finish_reason = ("stop" if hit_stop[k] and not row.request.ignore_eos
+                                 else "loop" if looped[k] and row.request.cut_runaways else _finished(tokenizer, row))
             if row.request.on_token is not None:
                 row.request.on_token(row.sample, t)
             if row.finish_reason:

@@ -258,3 +258,18 @@ def test_the_decode_batch_is_sized_to_the_kv_cache_a_row_needs(engine):
     huge = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=32, num_hidden_layers=8,
                                         num_attention_heads=4, num_key_value_heads=4, head_dim=4096))
     assert decode_rows(huge, None) == 1, "a row larger than the budget still answers, alone"
+
+
+def test_ignore_eos_decodes_max_new_tokens_past_a_stop_token(engine):
+    asked = dict(messages=CHAT[1], max_new_tokens=8, cut_runaways=False)
+    first = engine.generate([Request(**asked)])[0].completions[0].tokens
+    before = engine.model.generation_config.eos_token_id
+    engine.model.generation_config.eos_token_id = [first[2]]  # a token the model says now ends an answer
+    try:
+        stopped = engine.generate([Request(**asked)])[0].completions[0]
+        kept_on = engine.generate([Request(**asked, ignore_eos=True)])[0].completions[0]
+    finally:
+        engine.model.generation_config.eos_token_id = before
+    assert len(first) == 8 and stopped.finish_reason == "stop"
+    assert stopped.tokens == first[:first.index(first[2]) + 1]
+    assert kept_on.finish_reason == "length" and kept_on.tokens == first
