@@ -9,7 +9,8 @@ Kinds, decided from the golden answer alone, in this order:
   commas, semicolons and "and") must be the same set, or the same sequence when the list is numbered.
 - `math`: its final answer (after `####`, in `\\boxed{}`, after "the answer is", else the whole answer) is a
   number or a math expression; the prediction's final answer (or, unmarked, its last number) must be equal
-  as a number, or equivalent through math-verify. Never any other number in the prediction.
+  as a number, or equivalent through math-verify. Never any other number in the prediction, and for a number
+  never a sum or product left undone (the question restated is not its answer).
 - `yes_no`: yes, no, true or false; the prediction's final answer, or its first word, must say the same.
 - `choice`: a single option letter (A to J, as `B`, `(B)`, `B)`); the prediction's chosen letter must equal it.
 - `span`: a short answer (a name, a word, a date; at most 5 words); SQuAD-style: after lower-casing and dropping
@@ -185,6 +186,11 @@ def _chosen_letter(predicted: str) -> str | None:
 
 # -- the comparison per kind -----------------------------------------------------------------------------
 
+# a sum, difference or product of two numbers: a computation left undone ("43 + 81", "3 \times 4"); a fraction or a
+# power is a way to write a number ("1/2", "2^10")
+UNDONE = re.compile(r"\d\s*(?:[-+*×·]|\\times|\\cdot)\s*\(?\s*\$?\d")
+
+
 def _match_math(expected: str, predicted: str) -> tuple[bool, str]:
     primary = final_answer(expected)
     expected_number = to_number(primary)
@@ -192,7 +198,14 @@ def _match_math(expected: str, predicted: str) -> tuple[bool, str]:
     if expected_number is not None and got is not None \
             and abs(got - expected_number) <= 1e-9 * max(1.0, abs(expected_number)):
         return True, f"numeric match: final answer {got:g} == {expected_number:g}"
-    if _math_equivalent(primary, _predicted_final(predicted)):
+    final = _predicted_final(predicted)
+    if expected_number is not None:
+        final = final.rsplit("=", 1)[-1].strip()  # what a worked line came to
+        if not final or UNDONE.search(final):
+            # math-verify would evaluate it: a prediction restating the question's sum would "equal" its answer
+            return False, (f"final answer {final[:40] or _predicted_final(predicted)[-40:]!r} is a computation left "
+                           f"undone, not the number {expected_number:g}")
+    if _math_equivalent(primary, final):
         return True, "math-verify: equivalent"
     shown = "none" if got is None else f"{got:g}"
     want = f"{expected_number:g}" if expected_number is not None else repr(primary[:40])

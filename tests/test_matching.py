@@ -15,6 +15,9 @@ from evaluation.matching import match_answer
     ("Paris", "The capital of France is Paris.", "found in prediction"),
     ("1/2", "0.5", "math-verify"),
     ("\\frac{1}{2}", "The answer is 0.5", "math-verify"),
+    ("0.5", "Therefore, the answer is 1/2.", "math-verify"),
+    ("1024", "The answer is 2^10", "math-verify"),
+    ("-3", "The answer is -3.", "numeric"),
 ])
 def test_right_answers_match_and_say_why(expected, predicted, why):
     m = match_answer(expected, predicted)
@@ -28,6 +31,12 @@ def test_right_answers_match_and_say_why(expected, predicted, why):
     ("Paris", "Lyon", "not found"),
     ("Paris", "", "empty prediction"),
     ("Paris", "Parisian food", "not found"),
+    # the question's sum restated, never added up: math-verify would evaluate it to the answer (found by grpo
+    # practice, which rewarded exactly this)
+    ("234", "43 + 43 + 55 + 12 + 81 = 43 + 43 + 55 + 12 + 81 =", "left undone"),
+    ("234", "43 + 43 + 55 + 12 + 81", "left undone"),
+    ("234", "The sum is 43+43+55+12+81.", "left undone"),
+    ("12", "Therefore, the answer is 3 \\times 4.", "left undone"),
 ])
 def test_wrong_answers_do_not_match_and_say_why(expected, predicted, why):
     m = match_answer(expected, predicted)
