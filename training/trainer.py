@@ -67,59 +67,50 @@ def per_row(token_values: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Ten
 
 
 @torch.no_grad()
-def add_reference_logps(model, encoded: list, pad_id: int, *, precision: str, batch_size: int = 16) -> int:
-    """Log p of each pair's response and rejected answer under the model as it is now (the file's start
-    adapter), the reference of the preference loss; computed once per file, as TRL's precompute_ref_log_probs.
-    Returns the number of pairs."""
+def start_token_logps(model, rows: list[tuple[list[int], list[int]]], pad_id: int, *, precision: str,
+                      batch_size: int = 16) -> list[torch.Tensor]:
+    """Log p of each supervised token of each (ids, labels) row under the model as it is now (the file's start
+    adapter, before its first step; a resumed file gets the same, before its checkpoint is loaded), in eval mode:
+    the references of the preference and policy-gradient losses."""
     from core.encoding import pad_rows
 
     decoder, head = decoder_and_head(model)
     device = next(model.parameters()).device
-    pairs = [e for e in encoded if e.rejected_ids]
+    out = []
     was_training = model.training
     model.eval()  # no dropout: the reference is the adapter itself
     try:
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start:start + batch_size]
-            sums = []
-            for side in ([(e.input_ids, e.labels) for e in chunk], [(e.rejected_ids, e.rejected_labels) for e in chunk]):
-                ids, labels, mask = pad_rows(side, max(len(i) for i, _ in side), pad_id)
-                batch = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
-                with torch.autocast(device.type, dtype=HALF.get(precision), enabled=precision in HALF):
-                    _, token_logps, rows = response_logps(decoder, head, batch)
-                sums.append(per_row(token_logps, rows, len(chunk)).tolist())
-            for e, chosen, worse in zip(chunk, *sums):
-                e.reference = (chosen, worse)
-    finally:
-        model.train(was_training)
-    return len(pairs)
-
-
-@torch.no_grad()
-def add_old_logps(model, encoded: list, pad_id: int, *, precision: str, batch_size: int = 16) -> int:
-    """Log p of each supervised token of the policy-gradient records under the model as it is now (the file's
-    start adapter): the denominator of the loss's probability ratio and the reference of its KL term, computed
-    once per file before its first step (TRL's old_per_token_logps). A resumed file computes them again from
-    the same start adapter, before its checkpoint is loaded. Returns the number of records."""
-    from core.encoding import pad_rows
-
-    decoder, head = decoder_and_head(model)
-    device = next(model.parameters()).device
-    rows = [e for e in encoded if e.advantage is not None]
-    was_training = model.training
-    model.eval()
-    try:
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
-            side = [(e.input_ids, e.labels) for e in chunk]
-            ids, labels, mask = pad_rows(side, max(len(i) for i, _ in side), pad_id)
+            ids, labels, mask = pad_rows(chunk, max(len(i) for i, _ in chunk), pad_id)
             batch = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
             with torch.autocast(device.type, dtype=HALF.get(precision), enabled=precision in HALF):
                 _, token_logps, owner = response_logps(decoder, head, batch)
-            for k, e in enumerate(chunk):
-                e.old_logps = token_logps[owner == k].float().tolist()
+            out.extend(token_logps[owner == k].float() for k in range(len(chunk)))
     finally:
         model.train(was_training)
+    return out
+
+
+def add_reference_logps(model, encoded: list, pad_id: int, *, precision: str) -> int:
+    """Log p of each pair's response and rejected answer under the file's start adapter, the reference of the
+    preference loss; computed once per file, as TRL's precompute_ref_log_probs. Returns the number of pairs."""
+    pairs = [e for e in encoded if e.rejected_ids]
+    chosen = start_token_logps(model, [(e.input_ids, e.labels) for e in pairs], pad_id, precision=precision)
+    worse = start_token_logps(model, [(e.rejected_ids, e.rejected_labels) for e in pairs], pad_id, precision=precision)
+    for e, a, b in zip(pairs, chosen, worse):
+        e.reference = (float(a.sum()), float(b.sum()))
+    return len(pairs)
+
+
+def add_old_logps(model, encoded: list, pad_id: int, *, precision: str) -> int:
+    """Log p of each supervised token of the policy-gradient records under the file's start adapter: the
+    denominator of the loss's probability ratio and the reference of its KL term (TRL's old_per_token_logps).
+    Returns the number of records."""
+    rows = [e for e in encoded if e.advantage is not None]
+    for e, logps in zip(rows, start_token_logps(model, [(e.input_ids, e.labels) for e in rows], pad_id,
+                                                precision=precision)):
+        e.old_logps = logps.tolist()
     return len(rows)
 
 
